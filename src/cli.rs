@@ -1,0 +1,253 @@
+//! CLI stage: the command line (clap), dispatch to the stages, and the exit code.
+//!
+//! Exit codes are a contract with scripts and cron (see README): 0 done,
+//! 1 bad input, 2 usage error (75, try again later, arrives with sending).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+
+use crate::clock::Clock;
+use crate::config::{self, Config};
+use crate::content::{self, Loaded};
+use crate::diagnostics::{Report, Severity, Style, display_path};
+use crate::{feed, init};
+
+/// Turns a folder of blog posts into reader feeds and personalized email digests.
+#[derive(Debug, Parser)]
+#[command(name = "gazette", version, propagate_version = true)]
+pub struct Cli {
+    /// Run as if gazette was started in DIR
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    directory: Option<PathBuf>,
+    /// Config file, relative to the project directory [default: gazette.yaml]
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Print errors only
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more: skipped posts, each file written
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+    /// When to colour messages (NO_COLOR is honoured for auto)
+    #[arg(long, value_name = "WHEN", global = true, default_value = "auto")]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Scaffold a project: commented gazette.yaml, content/ with an example post,
+    /// templates/, subscribers.csv
+    Init {
+        /// Where to create the project [default: the current directory]
+        dir: Option<PathBuf>,
+    },
+    /// Validate config and content; print every problem as PATH:LINE:COL: message
+    Check {
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write RSS 2.0, Atom 1.0 and JSON Feed files
+    Feeds {
+        /// Output folder [default: feeds.out from gazette.yaml, else public/]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// How a run ended, as the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Done = 0,
+    BadInput = 1,
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Done
+            }
+            .into();
+        }
+    };
+    match run(cli) {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Exit::BadInput.into()
+        }
+    }
+}
+
+/// What every command needs to know about where and how it runs.
+struct Session {
+    root: PathBuf,
+    config_path: PathBuf,
+    style: Style,
+    quiet: bool,
+    verbose: bool,
+    clock: Clock,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<Exit> {
+    let root = match &cli.directory {
+        Some(dir) if !dir.is_dir() && !matches!(cli.command, Command::Init { .. }) => {
+            eprintln!("error: -C {}: no such directory", dir.display());
+            return Ok(Exit::Usage);
+        }
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("."),
+    };
+    let config_path = root.join(
+        cli.config
+            .as_deref()
+            .unwrap_or(Path::new(config::FILE_NAME)),
+    );
+    let session = Session {
+        root,
+        config_path,
+        style: style(cli.color),
+        quiet: cli.quiet,
+        verbose: cli.verbose > 0,
+        clock: Clock::from_env()?,
+    };
+    match cli.command {
+        Command::Init { dir } => init::run(
+            &session.root.join(dir.unwrap_or_default()),
+            &session.clock,
+            cli.quiet,
+        ),
+        Command::Check { strict } => session.check(strict),
+        Command::Feeds { out } => session.feeds(out),
+    }
+}
+
+fn style(choice: ColorChoice) -> Style {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match choice {
+        ColorChoice::Always => Style::Color,
+        ColorChoice::Never => Style::Plain,
+        ColorChoice::Auto if !no_color && std::io::stderr().is_terminal() => Style::Color,
+        ColorChoice::Auto => Style::Plain,
+    }
+}
+
+impl Session {
+    /// Reads config and content, collecting every problem into `report`.
+    fn load(&self, report: &mut Report) -> Option<(Config, Loaded)> {
+        let shown = display_path(&self.root, &self.config_path);
+        let (config, problems) = Config::load(&self.config_path, &shown);
+        report.extend(problems);
+        let config = config?;
+        let loaded = content::load(&config, &self.root, &self.clock);
+        report.extend(loaded.diagnostics.iter().cloned());
+        Some((config, loaded))
+    }
+
+    fn print(&self, report: &Report, notes: bool) -> Result<()> {
+        let mut err = std::io::stderr().lock();
+        for d in report.items() {
+            let show = match d.severity {
+                Severity::Error => true,
+                Severity::Warning => !self.quiet,
+                Severity::Note => notes && !self.quiet,
+            };
+            if show {
+                writeln!(err, "{}", self.style.paint(d))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, strict: bool) -> Result<Exit> {
+        let mut report = Report::default();
+        let loaded = self.load(&mut report);
+        self.print(&report, true)?;
+        let failed = report.has_errors() || (strict && report.warnings() > 0);
+        if !self.quiet {
+            let posts = loaded.as_ref().map_or(0, |(_, l)| l.library.posts.len());
+            let skipped = report
+                .items()
+                .iter()
+                .filter(|d| d.severity == Severity::Note)
+                .count();
+            println!(
+                "{} posts ready, {skipped} skipped: {} errors, {} warnings{}",
+                posts,
+                report.errors(),
+                report.warnings(),
+                if strict && report.warnings() > 0 {
+                    " (--strict: warnings fail)"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(if failed { Exit::BadInput } else { Exit::Done })
+    }
+
+    fn feeds(&self, out: Option<PathBuf>) -> Result<Exit> {
+        let mut report = Report::default();
+        let loaded = self.load(&mut report);
+        self.print(&report, self.verbose)?;
+        let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
+            eprintln!(
+                "{} {} problems found; no feed written",
+                self.style.label(Severity::Error),
+                report.errors()
+            );
+            return Ok(Exit::BadInput);
+        };
+        let out = self
+            .root
+            .join(out.unwrap_or_else(|| config.feeds.out.clone()));
+        let files = feed::build(&config, &loaded.library)?;
+        feed::write(&out, &files)?;
+        if !self.quiet {
+            let shown = display_path(&self.root, &out);
+            if self.verbose {
+                for file in &files {
+                    println!(
+                        "wrote {} ({} entries)",
+                        shown.join(&file.path).display(),
+                        file.entries
+                    );
+                }
+            }
+            println!(
+                "wrote {} feed files to {} ({} posts)",
+                files.len(),
+                shown.display(),
+                loaded.library.posts.len()
+            );
+        }
+        Ok(Exit::Done)
+    }
+}

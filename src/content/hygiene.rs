@@ -1,0 +1,179 @@
+//! Content stage: text hygiene applied to a post's whole text before parsing.
+//!
+//! A byte-order mark and CRLF line endings are normalized away; UTF-8 text
+//! that was once mis-decoded as Windows-1252 ("â€”" for "—") is repaired;
+//! characters that XML 1.0 forbids are removed. Repairs and removals are
+//! reported with the place of the first one, so the author can fix the file.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// One kind of repair made to a text, with where it first happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// 1-based line and column (in characters) of the first occurrence.
+    pub at: (usize, usize),
+    pub message: String,
+}
+
+/// Normalizes `text` and returns it with the repairs made.
+pub fn clean(text: &str) -> (String, Vec<Repair>) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = text.replace("\r\n", "\n");
+    let mut repairs = Vec::new();
+    let text = repair_mojibake(&text, &mut repairs);
+    let text = remove_forbidden(&text, &mut repairs);
+    (text, repairs)
+}
+
+/// Windows-1252 character → the byte it stands for, for bytes 0x80–0xFF.
+fn cp1252_bytes() -> &'static HashMap<char, u8> {
+    static MAP: OnceLock<HashMap<char, u8>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        (0x80u8..=0xFF)
+            .filter_map(|byte| {
+                let bytes = [byte];
+                let (decoded, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&bytes);
+                decoded.chars().next().map(|c| (c, byte))
+            })
+            .collect()
+    })
+}
+
+/// Replaces runs like "â€”" (the UTF-8 bytes of "—" read as Windows-1252)
+/// with the character they encode.
+fn repair_mojibake(text: &str, repairs: &mut Vec<Repair>) -> String {
+    let map = cp1252_bytes();
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut first: Option<(usize, String, char)> = None;
+    let mut count = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        if let Some((decoded, used)) = decode_at(&chars[i..], map) {
+            if first.is_none() {
+                first = Some((out.len(), chars[i..i + used].iter().collect(), decoded));
+            }
+            count += 1;
+            out.push(decoded);
+            i += used;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    if let Some((offset, seen, meant)) = first {
+        let more = match count {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        repairs.push(Repair {
+            at: position_in(&out, offset),
+            message: format!(
+                "repaired mis-decoded text: '{seen}' → '{meant}'{more} (UTF-8 read as Windows-1252)"
+            ),
+        });
+    }
+    out
+}
+
+/// If `chars` starts with a UTF-8 lead byte and its continuation bytes, all
+/// shown as Windows-1252 characters, returns the real character and how
+/// many characters it took.
+fn decode_at(chars: &[char], map: &HashMap<char, u8>) -> Option<(char, usize)> {
+    let lead = *map.get(chars.first()?)?;
+    let len = match lead {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    let mut bytes = vec![lead];
+    for c in chars.get(1..len)? {
+        let byte = *map.get(c)?;
+        if !(0x80..=0xBF).contains(&byte) {
+            return None;
+        }
+        bytes.push(byte);
+    }
+    let decoded = std::str::from_utf8(&bytes).ok()?.chars().next()?;
+    Some((decoded, len))
+}
+
+/// XML 1.0 allows tab, newline, carriage return and everything from U+0020
+/// except U+FFFE and U+FFFF (Rust strings hold no surrogates).
+pub fn xml_allowed(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+fn remove_forbidden(text: &str, repairs: &mut Vec<Repair>) -> String {
+    let Some(first) = text.find(|c| !xml_allowed(c)) else {
+        return text.to_string();
+    };
+    let bad = text[first..].chars().next().unwrap_or_default();
+    let count = text.chars().filter(|c| !xml_allowed(*c)).count();
+    let more = match count {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    repairs.push(Repair {
+        at: position_in(text, first),
+        message: format!(
+            "removed control character U+{:04X}{more} (not allowed in XML feeds)",
+            bad as u32
+        ),
+    });
+    text.chars().filter(|c| xml_allowed(*c)).collect()
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub fn position_in(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bom_and_crlf_are_normalized() {
+        let (text, repairs) = clean("\u{feff}a\r\nb\r\n");
+        assert_eq!(text, "a\nb\n");
+        assert!(repairs.is_empty());
+    }
+
+    #[test]
+    fn mojibake_is_repaired_and_located() {
+        let (text, repairs) = clean("line one\nsay â€” and cafÃ© and â€œquotedâ€\u{9d}\n");
+        assert_eq!(text, "line one\nsay — and café and “quoted”\n");
+        assert_eq!(repairs.len(), 1);
+        assert_eq!(repairs[0].at, (2, 5));
+        assert_eq!(
+            repairs[0].message,
+            "repaired mis-decoded text: 'â€”' → '—' and 3 more (UTF-8 read as Windows-1252)"
+        );
+    }
+
+    #[test]
+    fn real_accents_are_left_alone() {
+        for text in ["Ça va, Ærø, Ñandú, naïve — “fine”", "Â alone", "Ã"] {
+            let (cleaned, repairs) = clean(text);
+            assert_eq!(cleaned, text);
+            assert!(repairs.is_empty(), "{text}: {repairs:?}");
+        }
+    }
+
+    #[test]
+    fn forbidden_characters_are_removed() {
+        let (text, repairs) = clean("ok\nbad\u{1}x\u{b}y\u{FFFF}\ttab");
+        assert_eq!(text, "ok\nbadxy\ttab");
+        assert_eq!(repairs[0].at, (2, 4));
+        assert_eq!(
+            repairs[0].message,
+            "removed control character U+0001 and 2 more (not allowed in XML feeds)"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! Feed stage: [`Library`] → RSS 2.0, Atom 1.0 and JSON Feed 1.1 files.
+//!
+//! Feeds are built in memory first (so a bad post never leaves a partial
+//! set behind), hold no wall-clock time (two builds of the same content are
+//! byte-identical), and are written atomically.
+
+mod atom;
+mod json;
+mod rss;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use chrono::{DateTime, FixedOffset};
+
+use crate::config::Config;
+use crate::content::{Library, Post};
+use crate::output::write_atomic;
+
+/// One feed file ready to be written.
+#[derive(Debug)]
+pub struct FeedFile {
+    /// Path relative to the output folder (`rss.xml`, `tags/ai/atom.xml`).
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub entries: usize,
+}
+
+/// The posts of one feed and where it lives.
+struct Scope<'a> {
+    title: String,
+    /// Folder inside the output folder, with a trailing `/`, or empty.
+    prefix: String,
+    posts: Vec<&'a Post>,
+}
+
+impl Scope<'_> {
+    /// The public URL of this scope's file `name`.
+    fn url(&self, config: &Config, name: &str) -> String {
+        format!("{}/{}{name}", config.base(), self.prefix)
+    }
+
+    /// The newest date among the posts (published or updated).
+    fn newest(&self) -> Option<DateTime<FixedOffset>> {
+        self.posts
+            .iter()
+            .map(|p| p.updated.unwrap_or(p.date).max(p.date))
+            .max()
+    }
+}
+
+/// Builds every enabled feed of `library`: the site feeds, then one set per tag.
+pub fn build(config: &Config, library: &Library) -> Result<Vec<FeedFile>> {
+    let limit = config.feeds.limit;
+    let mut scopes = vec![Scope {
+        title: config.site.title.clone(),
+        prefix: String::new(),
+        posts: library.posts.iter().take(limit).collect(),
+    }];
+    if config.feeds.tags {
+        let mut tags: Vec<(&str, &str)> = Vec::new();
+        for post in &library.posts {
+            for tag in &post.tags {
+                if !tags.iter().any(|(key, _)| *key == tag.key) {
+                    tags.push((&tag.key, &tag.name));
+                }
+            }
+        }
+        tags.sort();
+        for (key, name) in tags {
+            let posts = library
+                .posts
+                .iter()
+                .filter(|p| p.tags.iter().any(|t| t.key == key))
+                .take(limit)
+                .collect();
+            scopes.push(Scope {
+                title: format!("{} — {name}", config.site.title),
+                prefix: format!("tags/{key}/"),
+                posts,
+            });
+        }
+    }
+    let mut files = Vec::new();
+    for scope in &scopes {
+        let entries = scope.posts.len();
+        let mut add = |name: &str, bytes: Vec<u8>| {
+            files.push(FeedFile {
+                path: PathBuf::from(format!("{}{name}", scope.prefix)),
+                bytes,
+                entries,
+            });
+        };
+        if config.feeds.rss {
+            add(rss::FILE, rss::render(config, scope)?);
+        }
+        if config.feeds.atom {
+            add(atom::FILE, atom::render(config, scope)?);
+        }
+        if config.feeds.json {
+            add(json::FILE, json::render(config, scope)?);
+        }
+    }
+    Ok(files)
+}
+
+/// Writes `files` under `out`, each atomically.
+pub fn write(out: &Path, files: &[FeedFile]) -> Result<()> {
+    for file in files {
+        write_atomic(&out.join(&file.path), &file.bytes)?;
+    }
+    Ok(())
+}
+
+/// The generator name and version written into feeds.
+fn generator() -> (&'static str, &'static str) {
+    ("gazette", env!("CARGO_PKG_VERSION"))
+}
+
+/// The authors of a post as display names.
+fn author_names(post: &Post) -> Vec<String> {
+    post.authors.iter().map(|a| a.name.clone()).collect()
+}

@@ -1,0 +1,17 @@
+//! gazette: a folder of blog posts in, reader feeds and personalized email
+//! digests out.
+//!
+//! The stages follow one another in one direction (see `ARCHITECTURE.md`):
+//! [`config`] and [`content`] read the project, [`feed`] writes the feeds;
+//! [`cli`] ties them to the command line and decides the exit code.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod content;
+pub mod diagnostics;
+pub mod feed;
+mod init;
+mod output;
+
+pub use cli::main;
