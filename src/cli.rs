@@ -199,10 +199,10 @@ impl Session {
                 .filter(|d| d.severity == Severity::Note)
                 .count();
             println!(
-                "{} posts ready, {skipped} skipped: {} errors, {} warnings{}",
-                posts,
-                report.errors(),
-                report.warnings(),
+                "{} ready, {skipped} skipped: {}, {}{}",
+                count(posts, "post"),
+                count(report.errors(), "error"),
+                count(report.warnings(), "warning"),
                 if strict && report.warnings() > 0 {
                     " (--strict: warnings fail)"
                 } else {
@@ -219,9 +219,9 @@ impl Session {
         self.print(&report, self.verbose)?;
         let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
             eprintln!(
-                "{} {} problems found; no feed written",
+                "{} {} found; no feed written",
                 self.style.label(Severity::Error),
-                report.errors()
+                count(report.errors(), "problem")
             );
             return Ok(Exit::BadInput);
         };
@@ -234,20 +234,26 @@ impl Session {
             let shown = display_path(&self.root, &out);
             if self.verbose {
                 for file in &files {
-                    println!(
-                        "wrote {} ({} entries)",
-                        shown.join(&file.path).display(),
-                        file.entries
-                    );
+                    let entries = count(file.entries, "entry");
+                    println!("wrote {} ({entries})", shown.join(&file.path).display());
                 }
             }
             println!(
-                "wrote {} feed files to {} ({} posts)",
-                files.len(),
+                "wrote {} to {} ({})",
+                count(files.len(), "feed file"),
                 shown.display(),
-                loaded.library.posts.len()
+                count(loaded.library.posts.len(), "post")
             );
         }
         Ok(Exit::Done)
+    }
+}
+
+/// "1 post", "2 posts", "1 entry", "3 entries".
+fn count(n: usize, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
     }
 }

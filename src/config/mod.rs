@@ -144,6 +144,8 @@ impl Config {
                     .push(Diagnostic::error(shown, message).at_opt(locator.value_or_parent(path)));
             })
         });
+        // serde finds problems in its own order; show them in file order.
+        problems.sort_by_key(|d| d.position);
         if problems.iter().any(Diagnostic::is_error) {
             return (None, problems);
         }
@@ -253,11 +255,11 @@ mod tests {
         assert_eq!(
             errors(text),
             [
-                "gazette.yaml:6:10: invalid type: string \"many\", expected usize (key 'feeds.limit')",
                 "gazette.yaml:3:13: base_url must be an absolute http or https URL, got 'ftp://x'",
                 "gazette.yaml:4:13: unknown timezone 'Mars/Base'; use an IANA name such as 'Europe/Berlin' or 'UTC'",
-                "gazette.yaml:9:14: permalink must contain {slug}",
+                "gazette.yaml:6:10: invalid type: string \"many\", expected usize (key 'feeds.limit')",
                 "gazette.yaml:8:18: cannot read size '10 parsecs'; write bytes (1048576) or a number with B, KB, MB, GB, KiB, MiB or GiB",
+                "gazette.yaml:9:14: permalink must contain {slug}",
             ]
         );
     }

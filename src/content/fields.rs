@@ -73,9 +73,10 @@ impl<'a> FrontMatter<'a> {
         }
     }
 
-    /// An error at the value of `key`.
+    /// An error at the value of `key` (or the start of the file).
     pub fn error(&mut self, key: &str, message: String) {
-        let d = Diagnostic::error(self.shown, message).at_opt(self.places.value(key));
+        let at = self.places.value(key).or(Some((1, 1)));
+        let d = Diagnostic::error(self.shown, message).at_opt(at);
         self.problems.push(d);
     }
 

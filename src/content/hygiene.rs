@@ -21,8 +21,12 @@ pub fn clean(text: &str) -> (String, Vec<Repair>) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let text = text.replace("\r\n", "\n");
     let mut repairs = Vec::new();
+    // Both are located in the text as the author's editor shows it.
+    let forbidden = find_forbidden(&text);
     let text = repair_mojibake(&text, &mut repairs);
-    let text = remove_forbidden(&text, &mut repairs);
+    repairs.extend(forbidden);
+    let text = text.chars().filter(|c| xml_allowed(*c)).collect();
+    repairs.sort_by_key(|r| r.at);
     (text, repairs)
 }
 
@@ -106,24 +110,22 @@ pub fn xml_allowed(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
-fn remove_forbidden(text: &str, repairs: &mut Vec<Repair>) -> String {
-    let Some(first) = text.find(|c| !xml_allowed(c)) else {
-        return text.to_string();
-    };
+/// Where the first character XML forbids is, and how many there are.
+fn find_forbidden(text: &str) -> Option<Repair> {
+    let first = text.find(|c| !xml_allowed(c))?;
     let bad = text[first..].chars().next().unwrap_or_default();
     let count = text.chars().filter(|c| !xml_allowed(*c)).count();
     let more = match count {
         1 => String::new(),
         n => format!(" and {} more", n - 1),
     };
-    repairs.push(Repair {
+    Some(Repair {
         at: position_in(text, first),
         message: format!(
             "removed control character U+{:04X}{more} (not allowed in XML feeds)",
             bad as u32
         ),
-    });
-    text.chars().filter(|c| xml_allowed(*c)).collect()
+    })
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

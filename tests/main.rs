@@ -1,0 +1,11 @@
+//! Integration tests: the real `gazette` binary on real project folders.
+//!
+//! One test binary with a module per feature (as ripgrep and mdBook do);
+//! fixtures live under `tests/fixtures/<case>/`.
+
+mod support;
+
+mod cli;
+mod config;
+mod content;
+mod feeds;
