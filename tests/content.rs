@@ -279,3 +279,37 @@ fn a_missing_content_folder_is_an_error() {
         "content: content folder not found (set content.dir in gazette.yaml)\n"
     );
 }
+
+#[test]
+fn deeply_nested_bodies_are_refused_before_parsing() {
+    let project = Project::new()
+        .file(
+            "content/divs.html",
+            format!(
+                "---\ntitle: Divs\ndate: 2024-01-01\n---\n{}x",
+                "<div>".repeat(100_000)
+            ),
+        )
+        .file(
+            "content/quotes.md",
+            format!(
+                "---\ntitle: Quotes\ndate: 2024-01-01\n---\n{}x",
+                "> ".repeat(100_000)
+            ),
+        )
+        .file(
+            "content/lists.md",
+            format!(
+                "---\ntitle: Lists\ndate: 2024-01-01\n---\n{}",
+                (0..600)
+                    .map(|i| format!("{}- x\n", "  ".repeat(i)))
+                    .collect::<String>()
+            ),
+        );
+    let run = project.run(&["check"]).expect(1);
+    insta::assert_snapshot!(run.stderr, @"
+    content/divs.html: HTML nested 100000 elements deep; gazette reads at most 512 levels
+    content/lists.md: HTML nested 600 elements deep; gazette reads at most 512 levels
+    content/quotes.md: quotes or lists nested 100000 deep on one line; gazette reads at most 512 levels
+    ");
+}

@@ -8,7 +8,9 @@
 //! summary, the reading time and a missing title.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
+use ego_tree::iter::Edge;
 use lol_html::{RewriteStrSettings, element, rewrite_str};
 use scraper::{Html, Node};
 use url::Url;
@@ -25,6 +27,43 @@ pub fn markdown_to_html(source: &str) -> String {
     comrak::markdown_to_html(source, &options)
 }
 
+/// The deepest nesting of Markdown containers opened on one line
+/// (`> > >`, `- - -`, `1. 1.`), found before rendering: the renderer's
+/// memory grows with it.
+pub fn container_depth(source: &str) -> usize {
+    source.lines().map(line_containers).max().unwrap_or(0)
+}
+
+fn line_containers(line: &str) -> usize {
+    let bytes = line.as_bytes();
+    let spaced = |i: usize| matches!(bytes.get(i), Some(b' ' | b'\t'));
+    let (mut count, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b' ' | b'\t' => i += 1,
+            b'>' => {
+                count += 1;
+                i += 1;
+            }
+            b'-' | b'*' | b'+' if spaced(i + 1) => {
+                count += 1;
+                i += 2;
+            }
+            b'0'..=b'9' => {
+                let digits = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+                if matches!(bytes.get(i + digits), Some(b'.' | b')')) && spaced(i + digits + 1) {
+                    count += 1;
+                    i += digits + 2;
+                } else {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    count
+}
+
 /// What the text of an HTML body says, read without changing it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reading {
@@ -36,39 +75,47 @@ pub struct Reading {
     pub text: String,
 }
 
-/// Reads the visible text of `html` (scripts and styles skipped).
+/// Reads the visible text of `html` (scripts and styles skipped), in one
+/// pass over the tree so that deep nesting stays linear.
 pub fn read(html: &str) -> Reading {
     let document = Html::parse_fragment(html);
     let mut leading_h1: Option<(String, ego_tree::NodeId)> = None;
+    let mut in_leading_h1 = false;
     let mut seen_text = false;
+    let mut hidden_depth = 0usize;
     let mut first_paragraph = None;
     let mut text = String::new();
-    for node in document.root_element().descendants() {
-        match node.value() {
-            Node::Element(el) if el.name() == "h1" && leading_h1.is_none() && !seen_text => {
-                let words = collapse(&text_of(node));
-                leading_h1 = Some((words, node.id()));
-                seen_text = true;
-            }
-            Node::Element(el) if el.name() == "p" && first_paragraph.is_none() => {
-                let words = collapse(&text_of(node));
-                if !words.is_empty() {
-                    first_paragraph = Some(words);
-                }
-            }
-            Node::Text(t) if !hidden(node) => {
-                if !t.trim().is_empty() {
+    for edge in document.root_element().traverse() {
+        match edge {
+            Edge::Open(node) => match node.value() {
+                Node::Element(el) if HIDDEN.contains(&el.name()) => hidden_depth += 1,
+                Node::Element(el) if el.name() == "h1" && leading_h1.is_none() && !seen_text => {
+                    leading_h1 = Some((collapse(&text_of(node)), node.id()));
+                    in_leading_h1 = true;
                     seen_text = true;
                 }
-                let inside_h1 = leading_h1
-                    .as_ref()
-                    .is_some_and(|(_, h1)| node.ancestors().any(|a| a.id() == *h1));
-                if !inside_h1 {
-                    text.push_str(t);
-                    text.push(' ');
+                Node::Element(el) if el.name() == "p" && first_paragraph.is_none() => {
+                    let words = collapse(&text_of(node));
+                    if !words.is_empty() {
+                        first_paragraph = Some(words);
+                    }
                 }
-            }
-            _ => {}
+                Node::Text(t) if hidden_depth == 0 => {
+                    seen_text |= !t.trim().is_empty();
+                    if !in_leading_h1 {
+                        text.push_str(t);
+                        text.push(' ');
+                    }
+                }
+                _ => {}
+            },
+            Edge::Close(node) => match node.value() {
+                Node::Element(el) if HIDDEN.contains(&el.name()) => hidden_depth -= 1,
+                Node::Element(_) if leading_h1.as_ref().is_some_and(|(_, id)| *id == node.id()) => {
+                    in_leading_h1 = false;
+                }
+                _ => {}
+            },
         }
     }
     Reading {
@@ -78,19 +125,27 @@ pub fn read(html: &str) -> Reading {
     }
 }
 
-fn hidden(node: ego_tree::NodeRef<'_, Node>) -> bool {
-    node.ancestors().any(|a| {
-        matches!(a.value(), Node::Element(el) if matches!(el.name(), "script" | "style" | "template"))
-    })
-}
+/// Elements whose text is not shown to readers.
+const HIDDEN: [&str; 3] = ["script", "style", "template"];
 
+/// The visible text inside `node` (each node is read once per call).
 fn text_of(node: ego_tree::NodeRef<'_, Node>) -> String {
     let mut out = String::new();
-    for child in node.descendants() {
-        if let Node::Text(t) = child.value() {
-            if !hidden(child) {
-                out.push_str(t);
-                out.push(' ');
+    let mut hidden_depth = 0usize;
+    for edge in node.traverse() {
+        match edge {
+            Edge::Open(n) => match n.value() {
+                Node::Element(el) if HIDDEN.contains(&el.name()) => hidden_depth += 1,
+                Node::Text(t) if hidden_depth == 0 => {
+                    out.push_str(t);
+                    out.push(' ');
+                }
+                _ => {}
+            },
+            Edge::Close(n) => {
+                if matches!(n.value(), Node::Element(el) if HIDDEN.contains(&el.name())) {
+                    hidden_depth -= 1;
+                }
             }
         }
     }
@@ -100,6 +155,41 @@ fn text_of(node: ego_tree::NodeRef<'_, Node>) -> String {
 /// Collapses runs of whitespace into single spaces and trims the ends.
 pub fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Elements whose end tag HTML lets authors leave out: not counted by
+/// [`depth`], which only sees explicit end tags.
+const OPTIONAL_END: &[&str] = &[
+    "p", "li", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "option", "optgroup", "rb",
+    "rt", "rtc", "rp", "colgroup", "caption", "html", "head", "body",
+];
+
+/// How deeply elements nest in `html`, counted in one linear pass (the
+/// tree parser is quadratic in depth, so depth is checked before parsing).
+pub fn depth(html: &str) -> usize {
+    let depth = Rc::new(Cell::new(0usize));
+    let deepest = Rc::new(Cell::new(0usize));
+    let (open, max) = (depth.clone(), deepest.clone());
+    let settings =
+        RewriteStrSettings::new().append_element_content_handler(element!("*", move |el| {
+            if OPTIONAL_END.contains(&el.tag_name().as_str()) {
+                return Ok(());
+            }
+            if let Some(handlers) = el.end_tag_handlers() {
+                open.set(open.get() + 1);
+                max.set(max.get().max(open.get()));
+                let close = open.clone();
+                let on_close: lol_html::EndTagHandler<'static> = Box::new(move |_| {
+                    close.set(close.get().saturating_sub(1));
+                    Ok(())
+                });
+                handlers.push(on_close);
+            }
+            Ok(())
+        }));
+    // Rewriting only fails on handler errors, and these handlers return none.
+    let _ = rewrite_str(html, settings);
+    deepest.get()
 }
 
 /// The attributes that hold URLs, by element.
@@ -245,6 +335,29 @@ mod tests {
         let reading = read("<p>Intro</p><h1>Later</h1><script>var x;</script>");
         assert_eq!(reading.leading_h1, None);
         assert_eq!(reading.text, "Intro Later");
+    }
+
+    #[test]
+    fn container_depth_counts_markers_that_open_blocks() {
+        assert_eq!(
+            container_depth("text > not a quote\n> one\n> > two\n>>> three"),
+            3
+        );
+        assert_eq!(container_depth("- - - x\n1. 2) - > y"), 4);
+        assert_eq!(container_depth("----------\n***\n2024 was\n-x"), 0);
+        assert_eq!(container_depth(""), 0);
+    }
+
+    #[test]
+    fn depth_counts_open_elements() {
+        assert_eq!(depth("<div>a</div><div>b</div>"), 1);
+        assert_eq!(
+            depth("<div><ul><li><b>x</b></li></ul></div><br><img src=x>"),
+            3
+        );
+        assert_eq!(depth(&"<div>".repeat(3000)), 3000);
+        assert_eq!(depth("<p>a<p>b<p>c<p>d"), 0);
+        assert_eq!(depth("<ul><li>a<li>b<li>c</ul>"), 1);
     }
 
     #[test]

@@ -80,6 +80,11 @@ impl<'a> FrontMatter<'a> {
         self.problems.push(d);
     }
 
+    /// An error about the file as a whole.
+    pub fn error_in_file(&mut self, message: String) {
+        self.problems.push(Diagnostic::error(self.shown, message));
+    }
+
     /// A warning at the value of `key` (or the start of the file).
     pub fn warn(&mut self, key: Option<&str>, message: String) {
         let at = key.and_then(|k| self.places.value(k)).or(Some((1, 1)));

@@ -85,6 +85,11 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// The deepest element nesting a post body may have. HTML tree parsing is
+/// quadratic in depth, so a hostile post could stall a run without it; real
+/// posts stay far below.
+const MAX_DEPTH: usize = 512;
+
 /// What reading one file gave.
 enum Read1 {
     Post(Box<Post>),
@@ -296,10 +301,24 @@ impl Reader<'_> {
         let relative = path.strip_prefix(self.dir).unwrap_or(path);
 
         let (summary_source, body_source) = split_more(body_source);
+        let nested = body::container_depth(body_source);
+        if kind == Kind::Markdown && nested > MAX_DEPTH {
+            fm.error_in_file(format!(
+                "quotes or lists nested {nested} deep on one line; gazette reads at most {MAX_DEPTH} levels"
+            ));
+            return None;
+        }
         let html = match kind {
             Kind::Markdown => body::markdown_to_html(body_source),
             Kind::Html => body_source.to_string(),
         };
+        let depth = body::depth(&html);
+        if depth > MAX_DEPTH {
+            fm.error_in_file(format!(
+                "HTML nested {depth} elements deep; gazette reads at most {MAX_DEPTH} levels"
+            ));
+            return None;
+        }
         let reading = body::read(&html);
 
         let title = fm.take_text(fields::TITLE).map(|(_, t)| body::collapse(&t));
