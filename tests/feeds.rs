@@ -160,3 +160,41 @@ fn per_tag_feeds_hold_only_their_posts() {
     assert_eq!(self_link.href, "https://blog.example.org/tags/rust/rss.xml");
     assert!(project.exists("public/tags/digital-marketing/atom.xml"));
 }
+
+#[test]
+fn plain_summaries_and_odd_tags_survive_every_reader() {
+    let project = Project::new()
+        .file(
+            "gazette.yaml",
+            "site:\n  title: T\n  base_url: https://example.com\nfeeds:\n  tags: true\n",
+        )
+        .file(
+            "content/langs.md",
+            "---\ntitle: Langs\ndate: 2024-01-01\nsummary: \"Use <script> & <b>bold</b> safely\"\ntags: [C++, C#, C, עברית, \"#Privacy\", privacy]\n---\nBody.\n",
+        );
+    project.run(&["feeds"]).expect(0);
+    let channel = rss(&project, "public/rss.xml");
+    // RSS readers show <description> as HTML: the plain text must stay text.
+    assert_eq!(
+        channel.items[0].description.as_deref(),
+        Some("Use &lt;script&gt; &amp; &lt;b&gt;bold&lt;/b&gt; safely")
+    );
+    let tags: Vec<_> = channel.items[0]
+        .categories
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(tags, ["C++", "C#", "C", "עברית", "#Privacy"]);
+    for folder in ["c-plus-plus", "c-sharp", "c", "עברית", "privacy"] {
+        assert!(
+            project.exists(&format!("public/tags/{folder}/rss.xml")),
+            "{folder}"
+        );
+    }
+    let hebrew = rss(&project, "public/tags/עברית/rss.xml");
+    let self_link = &hebrew.atom_ext.as_ref().expect("atom:link").links[0];
+    assert_eq!(
+        self_link.href,
+        "https://example.com/tags/%D7%A2%D7%91%D7%A8%D7%99%D7%AA/rss.xml"
+    );
+}

@@ -36,8 +36,10 @@ struct Scope<'a> {
 
 impl Scope<'_> {
     /// The public URL of this scope's file `name`.
+    /// Non-ASCII tag folders are percent-encoded, as URLs in feeds must be.
     fn url(&self, config: &Config, name: &str) -> String {
-        format!("{}/{}{name}", config.base(), self.prefix)
+        let url = format!("{}/{}{name}", config.base(), self.prefix);
+        url::Url::parse(&url).map_or(url, String::from)
     }
 
     /// The newest date among the posts (published or updated).

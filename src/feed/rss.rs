@@ -71,7 +71,8 @@ fn item(config: &Config, post: &Post) -> Item {
     Item {
         title: Some(post.title.clone()),
         link: Some(post.url.to_string()),
-        description: Some(post.summary.clone()),
+        // Readers show <description> as HTML; the summary is plain text.
+        description: Some(escape_html(&post.summary)),
         author: email_author,
         categories: post
             .tags
@@ -94,6 +95,20 @@ fn item(config: &Config, post: &Post) -> Item {
         extensions,
         ..Item::default()
     }
+}
+
+/// `text` as HTML that shows it literally.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 pub(super) fn with_newline(mut bytes: Vec<u8>) -> Vec<u8> {
