@@ -242,6 +242,14 @@ fn broken_posts_are_all_reported_in_one_run_and_nothing_is_written() {
         .file(
             "content/two.md",
             "---\ntitle: Two\ndate: 2024-01-02\nslug: same\n---\nBody\n",
+        )
+        .file(
+            "content/far-future.md",
+            "---\ntitle: Far\ndate: \"+10000-01-01\"\nupdated: 1 Jan 99999 00:00 +0000\n---\nBody\n",
+        )
+        .file(
+            "content/many-faults.md",
+            "---\nslug: \"bad slug\"\ndate: soon\nimage: \"http://[::1\"\n---\nNo heading.\n",
         );
     let run = project.run(&["feeds"]).expect(1);
     insta::assert_snapshot!(run.stderr, @"
@@ -249,21 +257,27 @@ fn broken_posts_are_all_reported_in_one_run_and_nothing_is_written() {
     content/bad-draft.md:4:8: 'draft' must be true or false, got text
     content/bad-slug.md:4:7: slug 'a b/c' contains ' '; use letters, digits, '-', '_', '.' and '~' only
     content/bad-toml.md:4:13: unclosed array, expected `]` in front matter
+    content/far-future.md:3:7: 'date' value '+10000-01-01' is outside the years 1000 to 9999
+    content/far-future.md:4:10: 'updated' value '1 Jan 99999 00:00 +0000' is outside the years 1000 to 9999
     content/huge.md: file is larger than content.max_file_size (2000 bytes); not read
-    content/no-title.md:1:1: no title: add `title:` to the front matter or start the post with a `# ` heading
+    content/many-faults.md:1:1: no title: add `title:` to the front matter or a `# ` heading to the post
+    content/many-faults.md:2:7: slug 'bad slug' contains ' '; use letters, digits, '-', '_', '.' and '~' only
+    content/many-faults.md:3:7: cannot read 'date' value 'soon' as a date; expected YYYY-MM-DD, an RFC 3339 time (2025-03-09T10:00:00+01:00), YYYY-MM-DD HH:MM:SS +ZZZZ, or RFC 2822
+    content/many-faults.md:4:8: 'image' is not a usable URL ('http://[::1': invalid IPv6 address)
+    content/no-title.md:1:1: no title: add `title:` to the front matter or a `# ` heading to the post
     content/not-a-map.md:2:1: front matter must be a map of keys and values
     content/not-utf8.md:4:4: not valid UTF-8 (byte 0xE9); save the file as UTF-8
     content/tags-map.md:4:7: 'tags' must be a list or comma-separated text, got a map
     content/unclosed-fence.md:1:1: front matter opened with '---' is never closed (add a '---' line after it)
     content/unclosed-quote.md:3:7: unclosed quoted string in front matter
     content/two.md: slug 'same' is also used by content/one.md; give one of them a different `slug:`
-    error: 12 problems found; no feed written
+    error: 18 problems found; no feed written
     ");
     assert!(!project.exists("public"), "no output after errors");
     let check = project.run(&["check"]).expect(1);
     assert_eq!(
         check.stdout,
-        "2 posts ready, 0 skipped: 12 errors, 0 warnings\n"
+        "2 posts ready, 0 skipped: 18 errors, 0 warnings\n"
     );
 }
 
@@ -298,6 +312,22 @@ fn deeply_nested_bodies_are_refused_before_parsing() {
             ),
         )
         .file(
+            "content/bold.html",
+            format!(
+                "---\ntitle: Bold\ndate: 2024-01-01\n---\n{}{}",
+                "<b>".repeat(500),
+                "<p>x".repeat(20_000)
+            ),
+        )
+        .file(
+            "content/table.md",
+            format!(
+                "---\ntitle: Table\ndate: 2024-01-01\n---\n{}|\n{}|\n",
+                "| a ".repeat(20_000),
+                "|---".repeat(20_000)
+            ),
+        )
+        .file(
             "content/lists.md",
             format!(
                 "---\ntitle: Lists\ndate: 2024-01-01\n---\n{}",
@@ -308,8 +338,145 @@ fn deeply_nested_bodies_are_refused_before_parsing() {
         );
     let run = project.run(&["check"]).expect(1);
     insta::assert_snapshot!(run.stderr, @"
+    content/bold.html: 500 formatting elements (<b>, <i>, <a>…) open at once; gazette reads at most 64 (close them)
     content/divs.html: HTML nested 100000 elements deep; gazette reads at most 512 levels
     content/lists.md: HTML nested 600 elements deep; gazette reads at most 512 levels
     content/quotes.md: quotes or lists nested 100000 deep on one line; gazette reads at most 512 levels
+    content/table.md: a table row with 20001 cells; gazette reads at most 1000
+    ");
+}
+
+#[test]
+fn awkward_but_valid_posts_are_read_as_their_authors_meant() {
+    let project = Project::new()
+        .file(
+            "content/escapes.md",
+            "---\ntitle: \"Bell\\u0001 and \\uFFFF\"\ndate: 2024-01-02\nauthor: \"\"\n---\nText &#1;here.\n",
+        )
+        .file(
+            "content/published-text.md",
+            "---\ntitle: Not yet\ndate: 2024-01-02\npublished: \"false\"\n---\nText.\n",
+        )
+        .file(
+            "content/heading-later.md",
+            "---\ntitle: \"\"\ndate: 2024-01-03\n---\nIntro line.\n\n# The Real Title\n\nMore.\n",
+        )
+        .file(
+            "content/more-in-code.md",
+            "---\ntitle: Code\ndate: 2024-01-04\n---\n```html\n<!-- more -->\n```\n\nThe first paragraph.\n",
+        )
+        .file(
+            "content/more-first.md",
+            "---\ntitle: More first\ndate: 2024-01-05\n---\n<!-- more -->\n\nThe opening words.\n",
+        )
+        .file(
+            "content/2023-05-06-trip/index.md",
+            "---\ntitle: Trip\n---\nA bundle dated by its folder.\n",
+        );
+    let loaded = load(&project);
+    let messages: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(messages.join("\n"), @"
+    content/escapes.md:1:1: warning: removed control character U+0001 and 3 more (written as an escape; not allowed in XML feeds)
+    content/published-text.md: note: skipped: draft (published: false)
+    ");
+    let posts: Vec<String> = loaded.library.posts.iter().map(describe).collect();
+    insta::assert_snapshot!(posts.join("\n"), @r#"
+    == more-first (content/more-first.md)
+    url: https://example.com/more-first/
+    title: More first
+    date: 2024-01-05T00:00:00+00:00
+    updated: None
+    summary: The opening words.
+    tags: 
+    authors: 
+    image: None
+    cta: None
+    reading_time: 1 min (3 words)
+    extra: {}
+    body: <!-- more -->
+    <p>The opening words.</p>
+
+    == more-in-code (content/more-in-code.md)
+    url: https://example.com/more-in-code/
+    title: Code
+    date: 2024-01-04T00:00:00+00:00
+    updated: None
+    summary: The first paragraph.
+    tags: 
+    authors: 
+    image: None
+    cta: None
+    reading_time: 1 min (6 words)
+    extra: {}
+    body: <pre><code class="language-html">&lt;!-- more --&gt;
+    </code></pre>
+    <p>The first paragraph.</p>
+
+    == heading-later (content/heading-later.md)
+    url: https://example.com/heading-later/
+    title: The Real Title
+    date: 2024-01-03T00:00:00+00:00
+    updated: None
+    summary: Intro line.
+    tags: 
+    authors: 
+    image: None
+    cta: None
+    reading_time: 1 min (3 words)
+    extra: {}
+    body: <p>Intro line.</p>
+
+    <p>More.</p>
+
+    == escapes (content/escapes.md)
+    url: https://example.com/escapes/
+    title: Bell and
+    date: 2024-01-02T00:00:00+00:00
+    updated: None
+    summary: Text here.
+    tags: 
+    authors: 
+    image: None
+    cta: None
+    reading_time: 1 min (2 words)
+    extra: {}
+    body: <p>Text here.</p>
+
+    == trip (content/2023-05-06-trip/index.md)
+    url: https://example.com/trip/
+    title: Trip
+    date: 2023-05-06T00:00:00+00:00
+    updated: None
+    summary: A bundle dated by its folder.
+    tags: 
+    authors: 
+    image: None
+    cta: None
+    reading_time: 1 min (6 words)
+    extra: {}
+    body: <p>A bundle dated by its folder.</p>
+    "#);
+}
+
+#[test]
+fn a_scheduled_post_cannot_take_a_published_slug() {
+    let project = Project::new()
+        .file(
+            "content/a-now.md",
+            "---\ntitle: Now\ndate: 2024-01-01\nslug: news\n---\nBody\n",
+        )
+        .file(
+            "content/b-later.md",
+            "---\ntitle: Later\ndate: 2030-01-01\nslug: news\n---\nBody\n",
+        )
+        .file(
+            "content/c-draft.md",
+            "---\ntitle: Draft\ndate: 2024-01-01\nslug: news\ndraft: true\n---\nBody\n",
+        );
+    let run = project.run(&["check"]).expect(1);
+    insta::assert_snapshot!(run.stderr, @"
+    content/b-later.md: note: skipped: scheduled for 2030-01-01T00:00:00+00:00
+    content/c-draft.md: note: skipped: draft (draft: true)
+    content/b-later.md: slug 'news' is also used by content/a-now.md; give one of them a different `slug:`
     ");
 }

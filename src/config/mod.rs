@@ -123,10 +123,14 @@ impl Config {
     /// Checks config text; see [`Config::load`].
     pub fn parse(text: &str, shown: &Path) -> (Option<Config>, Vec<Diagnostic>) {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        if let Some((line, col)) = yaml_too_deep(text) {
+            let message = format!("lists or maps nested more than {MAX_YAML_NESTING} deep");
+            return (None, vec![Diagnostic::error(shown, message).at(line, col)]);
+        }
         let value: Value = match serde_norway::from_str(text) {
             Ok(Value::Null) => Value::Mapping(Default::default()),
             Ok(value) => value,
-            Err(err) => return (None, vec![yaml_error(&err, shown, 0, "")]),
+            Err(err) => return (None, vec![yaml_error(&err, text, shown, 0, "")]),
         };
         let locator = Locator::new(text);
         let mut problems = Vec::new();
@@ -158,18 +162,68 @@ impl Config {
     }
 }
 
+/// The deepest `[`/`{` nesting YAML text may have: parsing time grows with
+/// the square of it, and real files stay within a few levels.
+pub const MAX_YAML_NESTING: usize = 128;
+
+/// Where flow collections (`[…]`, `{…}`) in YAML `text` first nest deeper
+/// than [`MAX_YAML_NESTING`], found in one pass before parsing. Brackets in
+/// comments and quoted strings are not counted.
+pub fn yaml_too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    for (index, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        let mut chars = line.chars().enumerate().peekable();
+        while let Some((column, c)) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), _) if c == q => {
+                    if q == '\'' && chars.peek().is_some_and(|(_, n)| *n == '\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                (Some(_), _) => {}
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '"' | '\'') if previous.is_whitespace() || "[{,:-?".contains(previous) => {
+                    quote = Some(c);
+                }
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_YAML_NESTING {
+                        return Some((index + 1, column + 1));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    None
+}
+
 /// Turns a YAML parse error into a located diagnostic.
 ///
 /// `line_offset` shifts lines for YAML embedded in another file (front
 /// matter); `what` is appended to the message ("in front matter").
 pub fn yaml_error(
     err: &serde_norway::Error,
+    text: &str,
     shown: &Path,
     line_offset: usize,
     what: &str,
 ) -> Diagnostic {
     let full = err.to_string();
     let mut at = err.location().map(|l| (l.line(), l.column()));
+    // A duplicate key is reported at its mapping; show the second key instead.
+    if let (Some(key), Some((line, _))) = (duplicate_key(&full), at) {
+        at = second_key(text, key, line).or(at);
+    }
     // "… at line 4 column 1, while scanning a quoted scalar at line 1 column 8":
     // the start of the scalar is the useful place.
     let mut message = full.clone();
@@ -195,6 +249,36 @@ pub fn yaml_error(
     }
 }
 
+/// The key named by a "duplicate entry with key \"K\"" message.
+fn duplicate_key(message: &str) -> Option<&str> {
+    let rest = message.split_once("duplicate entry with key \"")?.1;
+    Some(rest.split_once('"')?.0)
+}
+
+/// Line and column of the second `key:` at one indentation, from `from_line` on.
+fn second_key(text: &str, key: &str, from_line: usize) -> Option<(usize, usize)> {
+    let mut first_indent = None;
+    for (index, line) in text.lines().enumerate().skip(from_line.saturating_sub(1)) {
+        let bare = line.trim_start_matches([' ', '-']);
+        let indent = line.len() - bare.len();
+        let named = [key.to_string(), format!("\"{key}\""), format!("'{key}'")]
+            .iter()
+            .any(|k| {
+                bare.strip_prefix(k.as_str())
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+            });
+        if !named {
+            continue;
+        }
+        match first_indent {
+            None => first_indent = Some(indent),
+            Some(first) if first == indent => return Some((index + 1, indent + 1)),
+            Some(_) => {}
+        }
+    }
+    None
+}
+
 /// Removes serde_norway's " at line L column C" suffix.
 fn strip_location(message: &str) -> &str {
     match message.rfind(" at line ") {
@@ -213,6 +297,16 @@ fn parse_line_column(text: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_flow_nesting_is_found_before_parsing() {
+        let deep = format!("title: x\ntags: {}", "[".repeat(100_000));
+        assert_eq!(yaml_too_deep(&deep), Some((2, 7 + MAX_YAML_NESTING)));
+        let fine = "a: [1, {b: [2]}]\nq: \"[[[[\" # [[[[\nr: 'it''s [' \ns: don't [x]\n";
+        assert_eq!(yaml_too_deep(fine), None);
+        let balanced = "[[]]\n".repeat(1000);
+        assert_eq!(yaml_too_deep(&balanced), None);
+    }
 
     fn errors(text: &str) -> Vec<String> {
         let (config, problems) = Config::parse(text, Path::new("gazette.yaml"));

@@ -67,20 +67,26 @@ fn line_containers(line: &str) -> usize {
 /// What the text of an HTML body says, read without changing it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reading {
-    /// The text of the first `<h1>` when no other text comes before it.
-    pub leading_h1: Option<String>,
+    /// The text of the first `<h1>`, wherever it stands.
+    pub first_h1: Option<String>,
+    /// Whether that `<h1>` comes before any other text.
+    pub h1_leads: bool,
     /// The text of the first paragraph that has any, whitespace collapsed.
     pub first_paragraph: Option<String>,
-    /// All visible text, whitespace collapsed, without the leading `<h1>`.
+    /// All visible text, whitespace collapsed.
     pub text: String,
+    /// All visible text but that of the first `<h1>`, whitespace collapsed.
+    pub text_without_h1: String,
 }
 
 /// Reads the visible text of `html` (scripts and styles skipped), in one
 /// pass over the tree so that deep nesting stays linear.
 pub fn read(html: &str) -> Reading {
     let document = Html::parse_fragment(html);
-    let mut leading_h1: Option<(String, ego_tree::NodeId)> = None;
-    let mut in_leading_h1 = false;
+    // The first `<h1>`, and where its text starts and ends in `text`.
+    let mut h1: Option<ego_tree::NodeId> = None;
+    let mut h1_span: Option<(usize, usize)> = None;
+    let mut h1_leads = false;
     let mut seen_text = false;
     let mut hidden_depth = 0usize;
     let mut first_paragraph = None;
@@ -89,10 +95,10 @@ pub fn read(html: &str) -> Reading {
         match edge {
             Edge::Open(node) => match node.value() {
                 Node::Element(el) if HIDDEN.contains(&el.name()) => hidden_depth += 1,
-                Node::Element(el) if el.name() == "h1" && leading_h1.is_none() && !seen_text => {
-                    leading_h1 = Some((collapse(&text_of(node)), node.id()));
-                    in_leading_h1 = true;
-                    seen_text = true;
+                Node::Element(el) if el.name() == "h1" && h1.is_none() => {
+                    h1 = Some(node.id());
+                    h1_span = Some((text.len(), text.len()));
+                    h1_leads = !seen_text;
                 }
                 Node::Element(el) if el.name() == "p" && first_paragraph.is_none() => {
                     let words = collapse(&text_of(node));
@@ -102,26 +108,33 @@ pub fn read(html: &str) -> Reading {
                 }
                 Node::Text(t) if hidden_depth == 0 => {
                     seen_text |= !t.trim().is_empty();
-                    if !in_leading_h1 {
-                        text.push_str(t);
-                        text.push(' ');
-                    }
+                    text.push_str(t);
+                    text.push(' ');
                 }
                 _ => {}
             },
             Edge::Close(node) => match node.value() {
                 Node::Element(el) if HIDDEN.contains(&el.name()) => hidden_depth -= 1,
-                Node::Element(_) if leading_h1.as_ref().is_some_and(|(_, id)| *id == node.id()) => {
-                    in_leading_h1 = false;
+                Node::Element(_) if h1 == Some(node.id()) => {
+                    h1_span = h1_span.map(|(start, _)| (start, text.len()));
                 }
                 _ => {}
             },
         }
     }
+    let (first_h1, text_without_h1) = match h1_span {
+        Some((start, end)) => (
+            Some(collapse(&text[start..end])).filter(|t| !t.is_empty()),
+            collapse(&format!("{} {}", &text[..start], &text[end..])),
+        ),
+        None => (None, collapse(&text)),
+    };
     Reading {
-        leading_h1: leading_h1.map(|(words, _)| words).filter(|w| !w.is_empty()),
+        h1_leads: h1_leads && first_h1.is_some(),
+        first_h1,
         first_paragraph,
         text: collapse(&text),
+        text_without_h1,
     }
 }
 
@@ -164,23 +177,52 @@ const OPTIONAL_END: &[&str] = &[
     "rt", "rtc", "rp", "colgroup", "caption", "html", "head", "body",
 ];
 
-/// How deeply elements nest in `html`, counted in one linear pass (the
-/// tree parser is quadratic in depth, so depth is checked before parsing).
-pub fn depth(html: &str) -> usize {
-    let depth = Rc::new(Cell::new(0usize));
-    let deepest = Rc::new(Cell::new(0usize));
-    let (open, max) = (depth.clone(), deepest.clone());
+/// The formatting elements: when left open, the HTML parser reopens every
+/// one of them in each later block, so their number multiplies the tree.
+const FORMATTING: &[&str] = &[
+    "a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u",
+];
+
+/// How deeply the elements of a body nest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Nesting {
+    /// The most elements open at once.
+    pub depth: usize,
+    /// The most formatting elements (`<b>`, `<i>`, `<a>`…) open at once.
+    pub formatting: usize,
+}
+
+/// How deeply elements nest in `html`, counted in one linear pass (the tree
+/// parser is quadratic in depth and multiplies unclosed formatting elements,
+/// so both are checked before parsing).
+pub fn nesting(html: &str) -> Nesting {
+    let open = Rc::new(Cell::new(Nesting::default()));
+    let deepest = Rc::new(Cell::new(Nesting::default()));
+    let (now, max) = (open.clone(), deepest.clone());
     let settings =
         RewriteStrSettings::new().append_element_content_handler(element!("*", move |el| {
-            if OPTIONAL_END.contains(&el.tag_name().as_str()) {
+            let name = el.tag_name();
+            if OPTIONAL_END.contains(&name.as_str()) {
                 return Ok(());
             }
             if let Some(handlers) = el.end_tag_handlers() {
-                open.set(open.get() + 1);
-                max.set(max.get().max(open.get()));
-                let close = open.clone();
+                let formatting = usize::from(FORMATTING.contains(&name.as_str()));
+                let mut n = now.get();
+                n.depth += 1;
+                n.formatting += formatting;
+                now.set(n);
+                let m = max.get();
+                max.set(Nesting {
+                    depth: m.depth.max(n.depth),
+                    formatting: m.formatting.max(n.formatting),
+                });
+                let close = now.clone();
                 let on_close: lol_html::EndTagHandler<'static> = Box::new(move |_| {
-                    close.set(close.get().saturating_sub(1));
+                    let n = close.get();
+                    close.set(Nesting {
+                        depth: n.depth.saturating_sub(1),
+                        formatting: n.formatting.saturating_sub(formatting),
+                    });
                     Ok(())
                 });
                 handlers.push(on_close);
@@ -192,18 +234,41 @@ pub fn depth(html: &str) -> usize {
     deepest.get()
 }
 
+/// The widest row of a Markdown table in `source`, in cells (`|`
+/// separators): the table extension's work grows with its square.
+pub fn table_width(source: &str) -> usize {
+    source
+        .lines()
+        .filter(|line| line.trim_start().starts_with('|') || line.contains(" | "))
+        .map(|line| line.matches('|').count())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The attributes that hold URLs, by element.
-const URL_ATTRIBUTES: [(&str, &str); 10] = [
+const URL_ATTRIBUTES: &[(&str, &str)] = &[
     ("a[href]", "href"),
     ("area[href]", "href"),
+    ("link[href]", "href"),
     ("img[src]", "src"),
     ("img[srcset]", "srcset"),
+    ("img[data-src]", "data-src"),
     ("source[src]", "src"),
     ("source[srcset]", "srcset"),
     ("video[src]", "src"),
     ("video[poster]", "poster"),
     ("audio[src]", "src"),
+    ("track[src]", "src"),
+    ("embed[src]", "src"),
     ("iframe[src]", "src"),
+    ("input[src]", "src"),
+    ("object[data]", "data"),
+    ("form[action]", "action"),
+    ("blockquote[cite]", "cite"),
+    ("q[cite]", "cite"),
+    ("ins[cite]", "cite"),
+    ("del[cite]", "cite"),
+    ("image[href]", "href"),
 ];
 
 /// Resolves relative URLs against `base` and, when `drop_first_h1`,
@@ -219,7 +284,7 @@ pub fn rewrite(html: &str, base: &Url, drop_first_h1: bool) -> (String, Vec<Stri
             }
             Ok(())
         }));
-    for (selector, attribute) in URL_ATTRIBUTES {
+    for &(selector, attribute) in URL_ATTRIBUTES {
         let bad = &bad;
         settings = settings.append_element_content_handler(element!(selector, move |el| {
             let Some(value) = el.get_attribute(attribute) else {
@@ -311,6 +376,12 @@ mod tests {
     fn relative_urls_are_resolved_against_the_permalink() {
         let html = r##"<a href="/about">a</a> <a href="next/">n</a> <img src="img.png" srcset="a.png 1x, /b.png 2x"> <a href="https://x.org/">x</a> <a href="mailto:a@b.c">m</a> <a href="#top">t</a>"##;
         let (out, bad) = rewrite(html, &base(), false);
+        let more = r#"<blockquote cite="src.html">q</blockquote><img data-src="lazy.png"><svg><image href="s.svg"/></svg><object data="o.pdf"></object>"#;
+        let (resolved, _) = rewrite(more, &base(), false);
+        assert_eq!(
+            resolved,
+            r#"<blockquote cite="https://example.com/blog/post/src.html">q</blockquote><img data-src="https://example.com/blog/post/lazy.png"><svg><image href="https://example.com/blog/post/s.svg" /></svg><object data="https://example.com/blog/post/o.pdf"></object>"#
+        );
         assert!(bad.is_empty());
         assert_eq!(
             out,
@@ -323,18 +394,22 @@ mod tests {
         let html =
             "<div>\n <h1 style=\"x\">The  Title</h1><p>First &amp; best.</p><p>Second</p></div>";
         let reading = read(html);
-        assert_eq!(reading.leading_h1.as_deref(), Some("The Title"));
+        assert_eq!(reading.first_h1.as_deref(), Some("The Title"));
+        assert!(reading.h1_leads);
         assert_eq!(reading.first_paragraph.as_deref(), Some("First & best."));
-        assert_eq!(reading.text, "First & best. Second");
+        assert_eq!(reading.text, "The Title First & best. Second");
+        assert_eq!(reading.text_without_h1, "First & best. Second");
         let (out, _) = rewrite(html, &base(), true);
         assert_eq!(out, "<div>\n <p>First &amp; best.</p><p>Second</p></div>");
     }
 
     #[test]
     fn an_h1_after_text_is_not_leading() {
-        let reading = read("<p>Intro</p><h1>Later</h1><script>var x;</script>");
-        assert_eq!(reading.leading_h1, None);
-        assert_eq!(reading.text, "Intro Later");
+        let reading = read("<p>Intro</p><h1>Later</h1><p>More</p><script>var x;</script>");
+        assert_eq!(reading.first_h1.as_deref(), Some("Later"));
+        assert!(!reading.h1_leads);
+        assert_eq!(reading.text, "Intro Later More");
+        assert_eq!(reading.text_without_h1, "Intro More");
     }
 
     #[test]
@@ -349,7 +424,8 @@ mod tests {
     }
 
     #[test]
-    fn depth_counts_open_elements() {
+    fn nesting_counts_open_elements() {
+        let depth = |html: &str| nesting(html).depth;
         assert_eq!(depth("<div>a</div><div>b</div>"), 1);
         assert_eq!(
             depth("<div><ul><li><b>x</b></li></ul></div><br><img src=x>"),
@@ -358,6 +434,28 @@ mod tests {
         assert_eq!(depth(&"<div>".repeat(3000)), 3000);
         assert_eq!(depth("<p>a<p>b<p>c<p>d"), 0);
         assert_eq!(depth("<ul><li>a<li>b<li>c</ul>"), 1);
+    }
+
+    #[test]
+    fn nesting_counts_unclosed_formatting_elements() {
+        let formatting = |html: &str| nesting(html).formatting;
+        assert_eq!(formatting("<b>a</b> <i>b</i> <a href=x>c</a>"), 1);
+        assert_eq!(formatting("<div><b><i><em>x</em></i></b></div>"), 3);
+        let hostile = format!("{}{}", "<b>".repeat(500), "<p>x".repeat(100));
+        assert_eq!(
+            nesting(&hostile),
+            Nesting {
+                depth: 500,
+                formatting: 500
+            }
+        );
+    }
+
+    #[test]
+    fn table_width_counts_cells_of_table_rows() {
+        assert_eq!(table_width("| a | b |\n|---|---|\n| 1 | 2 |"), 3);
+        assert_eq!(table_width("a | b | c\nplain text"), 2);
+        assert_eq!(table_width("no tables here"), 0);
     }
 
     #[test]

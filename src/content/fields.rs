@@ -92,16 +92,20 @@ impl<'a> FrontMatter<'a> {
             .push(Diagnostic::warning(self.shown, message).at_opt(at));
     }
 
-    /// The first alias present with a non-null value; marks all aliases used.
+    /// The first alias present with a value (not null, not blank text).
+    /// It and the blank aliases before it are marked as used; the other
+    /// aliases stay in `extra`.
     fn first(&mut self, aliases: &[&'static str]) -> Option<(&'static str, Value)> {
-        let (key, value) = aliases.iter().find_map(|alias| {
-            self.fields
-                .get(*alias)
-                .filter(|v| !v.is_null())
-                .map(|v| (*alias, v.clone()))
-        })?;
-        self.used.insert(key.to_string());
-        Some((key, value))
+        for alias in aliases {
+            let Some(value) = self.fields.get(*alias) else {
+                continue;
+            };
+            self.used.insert((*alias).to_string());
+            if !is_blank(value) {
+                return Some((*alias, value.clone()));
+            }
+        }
+        None
     }
 
     /// Text under one of `aliases`; numbers are accepted as text.
@@ -131,7 +135,7 @@ impl<'a> FrontMatter<'a> {
                 ),
             }
         }
-        if let Some(Value::Bool(published)) = self.fields.get("published") {
+        if let Some(published) = self.fields.get("published").and_then(as_bool) {
             self.used.insert("published".into());
             if !published {
                 reason = reason.or(Some("published: false"));
@@ -150,18 +154,26 @@ impl<'a> FrontMatter<'a> {
         let aliases: Vec<&'static str> = aliases
             .iter()
             .copied()
-            .filter(|a| !(*a == "published" && matches!(self.fields.get(*a), Some(Value::Bool(_)))))
+            .filter(|a| !(*a == "published" && self.fields.get(*a).and_then(as_bool).is_some()))
             .collect();
         let (key, text) = self.take_text(&aliases)?;
         match dates::parse(&text, tz) {
-            Some(date) => Some((key, date)),
-            None => {
+            Ok(date) => Some((key, date)),
+            Err(dates::DateError::Unreadable) => {
                 self.error(
                     key,
                     format!(
                         "cannot read '{key}' value '{text}' as a date; expected {}",
                         dates::EXPECTED
                     ),
+                );
+                None
+            }
+            Err(dates::DateError::OutOfRange) => {
+                let (first, last) = (dates::YEARS.start(), dates::YEARS.end());
+                self.error(
+                    key,
+                    format!("'{key}' value '{text}' is outside the years {first} to {last}"),
                 );
                 None
             }
@@ -214,7 +226,8 @@ impl<'a> FrontMatter<'a> {
         }
     }
 
-    /// Authors from `authors` or `author`: a name, a list, or `{name, email}`.
+    /// Authors from `authors` or `author`: a name, a list, or `{name, email}`;
+    /// `None` when none is named.
     pub fn take_authors(&mut self) -> Option<Vec<Author>> {
         let (key, value) = self.first(AUTHORS)?;
         let items = match value {
@@ -248,7 +261,7 @@ impl<'a> FrontMatter<'a> {
                 ),
             }
         }
-        Some(authors)
+        (!authors.is_empty()).then_some(authors)
     }
 
     /// Tags from every tag-like key, deduplicated by their folded key.
@@ -292,7 +305,7 @@ impl<'a> FrontMatter<'a> {
             };
             for name in names {
                 let name = body::collapse(&name);
-                let key = slug::slugify(&name);
+                let key = slug::tag_key(&name);
                 if key.is_empty() {
                     if !name.is_empty() {
                         self.warn(
@@ -381,6 +394,14 @@ impl<'a> FrontMatter<'a> {
             extra.insert(key, value);
         }
         (extra, self.problems)
+    }
+}
+
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::{Locator, yaml_error};
+use crate::config::{Locator, MAX_YAML_NESTING, yaml_error, yaml_too_deep};
 use crate::diagnostics::Diagnostic;
 
 /// A post split at its fences.
@@ -109,9 +109,14 @@ pub fn split<'a>(text: &'a str, shown: &Path) -> Result<Split<'a>, Diagnostic> {
 }
 
 fn parse_yaml(matter: &str, shown: &Path) -> Result<(Map<String, Value>, Places), Diagnostic> {
+    if let Some((line, col)) = yaml_too_deep(matter) {
+        let message =
+            format!("lists or maps nested more than {MAX_YAML_NESTING} deep in front matter");
+        return Err(Diagnostic::error(shown, message).at(line + 1, col));
+    }
     let parsed: serde_norway::Value = match serde_norway::from_str(matter) {
         Ok(value) => value,
-        Err(err) => return Err(yaml_error(&err, shown, 1, "in front matter")),
+        Err(err) => return Err(yaml_error(&err, matter, shown, 1, "in front matter")),
     };
     let fields = match parsed {
         serde_norway::Value::Null => Map::new(),

@@ -90,6 +90,14 @@ pub struct Loaded {
 /// posts stay far below.
 const MAX_DEPTH: usize = 512;
 
+/// The most formatting elements (`<b>`, `<i>`…) a body may leave open at
+/// once: the HTML parser reopens each of them in every later block.
+const MAX_FORMATTING: usize = 64;
+
+/// The most cells a Markdown table row may have: the table extension's work
+/// grows with the square of the row width.
+const MAX_TABLE_CELLS: usize = 1000;
+
 /// What reading one file gave.
 enum Read1 {
     Post(Box<Post>),
@@ -120,7 +128,10 @@ pub fn load(config: &Config, root: &Path, clock: &Clock) -> Loaded {
         git: GitDates::new(&dir),
     };
     let mut posts = Vec::new();
+    // Published and scheduled posts, in file order: each needs its own slug.
+    let mut claims: Vec<(String, PathBuf)> = Vec::new();
     let walker = walkdir::WalkDir::new(&dir)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
@@ -141,8 +152,14 @@ pub fn load(config: &Config, root: &Path, clock: &Clock) -> Loaded {
         }
         let mut problems = Vec::new();
         match reader.read(entry.path(), &mut problems) {
-            Read1::Post(post) => posts.push(*post),
+            Read1::Post(post) => {
+                claims.push((post.slug.clone(), post.source.clone()));
+                posts.push(*post);
+            }
             Read1::Skipped(post, reason) => {
+                if post.date > reader.now {
+                    claims.push((post.slug.clone(), post.source.clone()));
+                }
                 problems.push(Diagnostic::note(
                     post.source.clone(),
                     format!("skipped: {reason}"),
@@ -152,7 +169,7 @@ pub fn load(config: &Config, root: &Path, clock: &Clock) -> Loaded {
         }
         diagnostics.extend(problems);
     }
-    check_duplicate_slugs(&posts, &mut diagnostics);
+    check_duplicate_slugs(&claims, &mut diagnostics);
     posts.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.slug.cmp(&b.slug)));
     Loaded {
         library: Library { posts },
@@ -176,20 +193,21 @@ fn kind_of(path: &Path) -> Option<Kind> {
     }
 }
 
-fn check_duplicate_slugs(posts: &[Post], diagnostics: &mut Vec<Diagnostic>) {
+/// Errors for every slug claimed twice (scheduled posts count: they will
+/// be published under it).
+fn check_duplicate_slugs(claims: &[(String, PathBuf)], diagnostics: &mut Vec<Diagnostic>) {
     let mut first: HashMap<&str, &Path> = HashMap::new();
-    for post in posts {
-        if let Some(other) = first.get(post.slug.as_str()) {
+    for (slug, source) in claims {
+        if let Some(other) = first.get(slug.as_str()) {
             diagnostics.push(Diagnostic::error(
-                post.source.clone(),
+                source.clone(),
                 format!(
-                    "slug '{}' is also used by {}; give one of them a different `slug:`",
-                    post.slug,
+                    "slug '{slug}' is also used by {}; give one of them a different `slug:`",
                     other.display()
                 ),
             ));
         } else {
-            first.insert(&post.slug, &post.source);
+            first.insert(slug, source);
         }
     }
 }
@@ -286,8 +304,9 @@ impl Reader<'_> {
         }
     }
 
-    /// Builds the post from its front matter and body; `None` after an error
-    /// (recorded in `fm`).
+    /// Builds the post from its front matter and body; `None` after an
+    /// error (recorded in `fm`). Every field is read even after an error, so
+    /// that one run reports every problem of the file.
     fn build(
         &mut self,
         path: &Path,
@@ -300,143 +319,107 @@ impl Reader<'_> {
         let tz = config.site.timezone;
         let relative = path.strip_prefix(self.dir).unwrap_or(path);
 
-        let (summary_source, body_source) = split_more(body_source);
-        let nested = body::container_depth(body_source);
-        if kind == Kind::Markdown && nested > MAX_DEPTH {
-            fm.error_in_file(format!(
-                "quotes or lists nested {nested} deep on one line; gazette reads at most {MAX_DEPTH} levels"
-            ));
-            return None;
-        }
-        let html = match kind {
-            Kind::Markdown => body::markdown_to_html(body_source),
-            Kind::Html => body_source.to_string(),
-        };
-        let depth = body::depth(&html);
-        if depth > MAX_DEPTH {
-            fm.error_in_file(format!(
-                "HTML nested {depth} elements deep; gazette reads at most {MAX_DEPTH} levels"
-            ));
-            return None;
-        }
-        let reading = body::read(&html);
-
-        let title = fm.take_text(fields::TITLE).map(|(_, t)| body::collapse(&t));
-        let (title, drop_h1) = match (title, &reading.leading_h1) {
-            (Some(title), Some(h1)) => {
-                let repeats = h1.to_lowercase() == title.to_lowercase();
-                (Some(title), repeats)
-            }
-            (Some(title), None) => (Some(title), false),
-            (None, Some(h1)) => (Some(h1.clone()), true),
-            (None, None) => (None, false),
-        };
-        let Some(title) = title else {
-            fm.error(
-                "title",
-                "no title: add `title:` to the front matter or start the post with a `# ` heading"
-                    .into(),
-            );
-            return None;
-        };
-
-        let slug = match fm.take_text(fields::SLUG) {
-            Some((key, slug)) => match slug::check(slug.trim()) {
-                Ok(()) => slug.trim().to_string(),
-                Err(message) => {
-                    fm.error(key, message);
-                    return None;
-                }
-            },
-            None => {
-                let slug = slug::from_path(relative);
-                if slug.is_empty() {
-                    fm.error(
-                        "slug",
-                        "cannot make a slug from the file name; add `slug:`".into(),
-                    );
-                    return None;
-                }
-                slug
-            }
-        };
-
+        let html = body_html(kind, body_source, fm);
+        let reading = html.as_deref().map(body::read).unwrap_or_default();
+        let title = post_title(fm, &reading, html.is_some());
+        let slug = self.slug(relative, fm);
         let date = match fm.take_date(fields::DATE, tz) {
-            Some((_, date)) => date,
-            None if fm_has_error(fm) => return None,
-            None => self.fallback_date(path, relative, fm)?,
+            Some((_, date)) => Some(date),
+            None if fm_has_error(fm) => None,
+            None => self.fallback_date(path, relative, fm),
         };
-        let updated = fm.take_date(fields::UPDATED, tz).map(|(_, d)| d);
-
-        let link = slug::permalink(&config.content.permalink, config.base(), &slug, date, tz);
-        let url = match Url::parse(&link) {
-            Ok(url) => url,
-            Err(err) => {
-                fm.error(
-                    "slug",
-                    format!("permalink '{link}' is not a valid URL: {err}"),
+        let updated = fm.take_date(fields::UPDATED, tz);
+        let updated = match (updated, date) {
+            (Some((key, updated)), Some(date)) if updated < date => {
+                fm.warn(
+                    Some(key),
+                    format!("'{key}' is before the post's date; ignored"),
                 );
-                return None;
+                None
             }
+            (updated, _) => updated.map(|(_, d)| d),
         };
+        let url = match (&slug, date) {
+            (Some(slug), Some(date)) => permalink(config, slug, date, fm),
+            _ => None,
+        };
+        // Image and CTA links of a post without a permalink are still
+        // checked, against the site's address.
+        let base = url.clone().or_else(|| Url::parse(config.base()).ok())?;
+        let summary = fm.take_summary();
+        let image = fm.take_image(&base);
+        let authors = fm
+            .take_authors()
+            .unwrap_or_else(|| config.site.author.iter().cloned().collect());
+        let tags = fm.take_tags();
+        let read_time = fm.take_read_time();
+        let cta = fm.take_cta(&base);
 
+        let (html, (title, drop_h1), slug, date, url) = (html?, title?, slug?, date?, url?);
         let (body_html, bad_urls) = body::rewrite(&html, &url, drop_h1);
-        let body_html = body_html.trim().to_string();
         for bad in bad_urls {
             fm.warn(
                 None,
                 format!("cannot resolve link '{bad}' against {url}; left as written"),
             );
         }
-
-        let length = config.content.summary_length;
-        let summary = match fm.take_summary() {
-            Some(summary) => summary,
-            None => match summary_source {
-                Some(before) => {
-                    let html = match kind {
-                        Kind::Markdown => body::markdown_to_html(before),
-                        Kind::Html => before.to_string(),
-                    };
-                    body::read(&html).text
-                }
-                None => reading
-                    .first_paragraph
-                    .clone()
-                    .unwrap_or_else(|| reading.text.clone()),
-            },
+        let text = if drop_h1 {
+            &reading.text_without_h1
+        } else {
+            &reading.text
         };
-        let summary = body::cut(&summary, length);
-
-        let image = fm.take_image(&url);
-        let authors = fm
-            .take_authors()
-            .unwrap_or_else(|| config.site.author.iter().cloned().collect());
-        let tags = fm.take_tags();
-        let words = reading.text.split_whitespace().count();
+        let summary = summary
+            .or_else(|| summary_before_more(&html))
+            .or_else(|| reading.first_paragraph.clone())
+            .unwrap_or_else(|| text.clone());
+        let words = text.split_whitespace().count();
         let wpm = config.content.words_per_minute as usize;
-        let reading_time = fm
-            .take_read_time()
-            .unwrap_or_else(|| words.div_ceil(wpm).max(1) as u32);
-        let cta = fm.take_cta(&url);
-
-        Some(Post {
+        let mut post = Post {
             source: shown.to_path_buf(),
             slug,
             url,
             title,
             date,
             updated,
-            summary,
-            body_html,
+            summary: body::cut(&summary, config.content.summary_length),
+            body_html: body_html.trim().to_string(),
             tags,
             authors,
             image,
             cta,
-            reading_time,
+            reading_time: read_time.unwrap_or_else(|| words.div_ceil(wpm).max(1) as u32),
             words,
             extra: Map::new(),
-        })
+        };
+        if let Some(removed) = scrub(&mut post) {
+            fm.warn(
+                None,
+                format!("removed {removed} (written as an escape; not allowed in XML feeds)"),
+            );
+        }
+        Some(post)
+    }
+
+    /// The `slug:` field, or one made from the file name.
+    fn slug(&self, relative: &Path, fm: &mut FrontMatter) -> Option<String> {
+        if let Some((key, slug)) = fm.take_text(fields::SLUG) {
+            return match slug::check(slug.trim()) {
+                Ok(()) => Some(slug.trim().to_string()),
+                Err(message) => {
+                    fm.error(key, message);
+                    None
+                }
+            };
+        }
+        let slug = slug::from_path(relative);
+        if slug.is_empty() {
+            fm.error(
+                "slug",
+                "cannot make a slug from the file name; add `slug:`".into(),
+            );
+            return None;
+        }
+        Some(slug)
     }
 
     /// A date for a post that states none: the Jekyll file-name prefix, the
@@ -448,12 +431,11 @@ impl Reader<'_> {
         fm: &mut FrontMatter,
     ) -> Option<DateTime<FixedOffset>> {
         let tz = self.config.site.timezone;
-        let stem = relative
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        if let Some((day, _)) = dates::jekyll_prefix(stem) {
-            return dates::in_zone(day.and_hms_opt(0, 0, 0)?, tz);
+        let prefixed = dates::jekyll_prefix(slug::stem_of(relative))
+            .and_then(|(day, _)| dates::in_zone(day.and_hms_opt(0, 0, 0)?, tz))
+            .filter(dates::in_range);
+        if prefixed.is_some() {
+            return prefixed;
         }
         if let Some(date) = self.git.first_commit(path) {
             fm.warn(
@@ -490,18 +472,154 @@ impl Reader<'_> {
     }
 }
 
-fn fm_has_error(fm: &FrontMatter) -> bool {
-    fm.problems.iter().any(Diagnostic::is_error)
-}
-
-/// Splits at `<!-- more -->`: the part before (the summary) and the whole body without the marker.
-fn split_more(body: &str) -> (Option<&str>, &str) {
-    for marker in ["<!-- more -->", "<!--more-->"] {
-        if let Some(i) = body.find(marker) {
-            return (Some(&body[..i]), body);
+/// The body as HTML, if its nesting is within bounds.
+fn body_html(kind: Kind, source: &str, fm: &mut FrontMatter) -> Option<String> {
+    if kind == Kind::Markdown {
+        let nested = body::container_depth(source);
+        if nested > MAX_DEPTH {
+            fm.error_in_file(format!(
+                "quotes or lists nested {nested} deep on one line; gazette reads at most {MAX_DEPTH} levels"
+            ));
+            return None;
+        }
+        let width = body::table_width(source);
+        if width > MAX_TABLE_CELLS {
+            fm.error_in_file(format!(
+                "a table row with {width} cells; gazette reads at most {MAX_TABLE_CELLS}"
+            ));
+            return None;
         }
     }
-    (None, body)
+    let html = match kind {
+        Kind::Markdown => body::markdown_to_html(source),
+        Kind::Html => source.to_string(),
+    };
+    let nesting = body::nesting(&html);
+    if nesting.depth > MAX_DEPTH {
+        fm.error_in_file(format!(
+            "HTML nested {} elements deep; gazette reads at most {MAX_DEPTH} levels",
+            nesting.depth
+        ));
+        return None;
+    }
+    if nesting.formatting > MAX_FORMATTING {
+        fm.error_in_file(format!(
+            "{} formatting elements (<b>, <i>, <a>…) open at once; gazette reads at most {MAX_FORMATTING} (close them)",
+            nesting.formatting
+        ));
+        return None;
+    }
+    Some(html)
+}
+
+/// The title, and whether the body's first `<h1>` is to be dropped: it
+/// repeats the title, or it is the title when the front matter has none.
+/// A missing title is only reported when the body could be read.
+fn post_title(
+    fm: &mut FrontMatter,
+    reading: &body::Reading,
+    body_read: bool,
+) -> Option<(String, bool)> {
+    let title = fm.take_text(fields::TITLE).map(|(_, t)| body::collapse(&t));
+    match (title, &reading.first_h1) {
+        (Some(title), Some(h1)) => {
+            let repeats = reading.h1_leads && h1.to_lowercase() == title.to_lowercase();
+            Some((title, repeats))
+        }
+        (Some(title), None) => Some((title, false)),
+        (None, Some(h1)) => Some((h1.clone(), true)),
+        (None, None) if !body_read => None,
+        (None, None) => {
+            fm.error(
+                "title",
+                "no title: add `title:` to the front matter or a `# ` heading to the post".into(),
+            );
+            None
+        }
+    }
+}
+
+/// The post's permalink, from the configured pattern.
+fn permalink(
+    config: &Config,
+    slug: &str,
+    date: DateTime<FixedOffset>,
+    fm: &mut FrontMatter,
+) -> Option<Url> {
+    let link = slug::permalink(
+        &config.content.permalink,
+        config.base(),
+        slug,
+        date,
+        config.site.timezone,
+    );
+    match Url::parse(&link) {
+        Ok(url) => Some(url),
+        Err(err) => {
+            fm.error(
+                "slug",
+                format!("permalink '{link}' is not a valid URL: {err}"),
+            );
+            None
+        }
+    }
+}
+
+/// The text before a `<!-- more -->` marker in the rendered body (so a
+/// marker inside a code block does not count), if there is any.
+fn summary_before_more(html: &str) -> Option<String> {
+    let at = ["<!-- more -->", "<!--more-->"]
+        .iter()
+        .filter_map(|marker| html.find(marker))
+        .min()?;
+    Some(body::read(&html[..at]).text).filter(|text| !text.is_empty())
+}
+
+/// Removes characters XML forbids from every text of `post`; they can
+/// arrive through escapes (`"\u0001"` in YAML, `&#1;` in HTML) after the
+/// file's own text was cleaned. Says what was removed, if anything.
+fn scrub(post: &mut Post) -> Option<String> {
+    let mut removed: Option<char> = None;
+    let mut count = 0usize;
+    let mut clean = |text: &mut String| {
+        if text.chars().all(xml_allowed) {
+            return;
+        }
+        text.retain(|c| {
+            let keep = xml_allowed(c);
+            if !keep {
+                removed.get_or_insert(c);
+                count += 1;
+            }
+            keep
+        });
+    };
+    clean(&mut post.title);
+    post.title = body::collapse(&post.title);
+    clean(&mut post.summary);
+    clean(&mut post.body_html);
+    for tag in &mut post.tags {
+        clean(&mut tag.name);
+    }
+    for author in &mut post.authors {
+        clean(&mut author.name);
+        if let Some(email) = &mut author.email {
+            clean(email);
+        }
+    }
+    if let Some(cta) = &mut post.cta {
+        clean(&mut cta.text);
+    }
+    let first = removed?;
+    let more = match count {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    Some(format!("control character U+{:04X}{more}", first as u32))
+}
+
+fn fm_has_error(fm: &FrontMatter) -> bool {
+    fm.problems.iter().any(Diagnostic::is_error)
 }
 
 /// First-commit dates of files, when the content folder is in a git work tree.

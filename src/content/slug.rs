@@ -27,6 +27,24 @@ pub fn slugify(text: &str) -> String {
     out
 }
 
+/// The key of a tag, used to match it and as its feed folder: its slug,
+/// with `+` and a `#` after a letter spelled out, so that "C++", "C#" and
+/// "C" stay three tags ("c-plus-plus", "c-sharp", "c") while "#privacy"
+/// and "Privacy" are one.
+pub fn tag_key(name: &str) -> String {
+    let mut spelled = String::with_capacity(name.len() + 8);
+    let mut after_letter = false;
+    for c in name.chars() {
+        match c {
+            '+' => spelled.push_str(" plus "),
+            '#' if after_letter => spelled.push_str(" sharp "),
+            _ => spelled.push(c),
+        }
+        after_letter = c.is_alphanumeric();
+    }
+    slugify(&spelled)
+}
+
 /// Why a `slug:` value cannot be used, if it cannot.
 pub fn check(slug: &str) -> Result<(), String> {
     let allowed = |c: char| c.is_alphanumeric() || "-_.~".contains(c);
@@ -41,14 +59,14 @@ pub fn check(slug: &str) -> Result<(), String> {
     }
 }
 
-/// The slug a file gets when it names none: the file name without a
-/// Jekyll date prefix and extension; `dir/index.md` gives `dir`.
-pub fn from_path(relative: &Path) -> String {
+/// The name a file stands under: its stem, or the folder's name for a page
+/// bundle (`dir/index.md`), still with any Jekyll date prefix.
+pub fn stem_of(relative: &Path) -> &str {
     let stem = relative
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    let stem = if stem.eq_ignore_ascii_case("index") || stem.eq_ignore_ascii_case("_index") {
+    if stem.eq_ignore_ascii_case("index") || stem.eq_ignore_ascii_case("_index") {
         relative
             .parent()
             .and_then(Path::file_name)
@@ -56,7 +74,13 @@ pub fn from_path(relative: &Path) -> String {
             .unwrap_or_default()
     } else {
         stem
-    };
+    }
+}
+
+/// The slug a file gets when it names none: its [`stem_of`] without a
+/// Jekyll date prefix.
+pub fn from_path(relative: &Path) -> String {
+    let stem = stem_of(relative);
     let stem = dates::jekyll_prefix(stem).map_or(stem, |(_, rest)| rest);
     slugify(stem)
 }
@@ -93,10 +117,20 @@ mod tests {
     }
 
     #[test]
+    fn tag_keys_keep_programming_languages_apart() {
+        assert_eq!(tag_key("C++"), "c-plus-plus");
+        assert_eq!(tag_key("C#"), "c-sharp");
+        assert_eq!(tag_key("C"), "c");
+        assert_eq!(tag_key("#privacy"), "privacy");
+        assert_eq!(tag_key("Machine  Learning"), "machine-learning");
+    }
+
+    #[test]
     fn slugs_from_paths() {
         assert_eq!(from_path(Path::new("hello-world.md")), "hello-world");
         assert_eq!(from_path(Path::new("2024-01-31-My Post.md")), "my-post");
         assert_eq!(from_path(Path::new("trip/index.md")), "trip");
+        assert_eq!(from_path(Path::new("2024-05-06-trip/index.md")), "trip");
         assert_eq!(from_path(Path::new("a/b/deep.html")), "deep");
     }
 
