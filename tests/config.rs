@@ -8,7 +8,7 @@ fn every_config_problem_is_reported_with_its_place() {
         "gazette.yaml",
         "site:\n  title: Test\n  base_url: example.com\n  timezone: Europe/Berlinn\n  autor: me\n\
          content:\n  summary_length: 5\n  max_file_size: huge\n  permalink: \"{base_url}/{year}/{title}/\"\n\
-         feeds:\n  limt: 5\n  content: everything\n  rss: maybe\n",
+         feeds:\n  limt: 5\n  content: everything\n  rss: maybe\nfeeds.tags: true\n",
     );
     let run = project.run(&["check"]).expect(1);
     insta::assert_snapshot!(run.stderr, @r#"
@@ -21,10 +21,11 @@ fn every_config_problem_is_reported_with_its_place() {
     gazette.yaml:11:3: unknown key 'feeds.limt' (did you mean 'limit'?)
     gazette.yaml:12:12: 'feeds.content' cannot be 'everything'; expected one of: full, summary
     gazette.yaml:13:8: invalid type: string "maybe", expected a boolean (key 'feeds.rss')
+    gazette.yaml:14:1: key 'feeds.tags' holds a '.' or '['; nest it instead ('feeds:' with 'tags' indented below it)
     "#);
     assert_eq!(
         run.stdout,
-        "0 posts ready, 0 skipped: 9 errors, 0 warnings\n"
+        "0 posts ready, 0 skipped: 10 errors, 0 warnings\n"
     );
 }
 
@@ -75,4 +76,26 @@ fn a_config_that_is_not_a_map_is_an_error() {
     let project = Project::new().file("gazette.yaml", "- just\n- a list\n");
     let run = project.run(&["check"]).expect(1);
     assert!(run.stderr.starts_with("gazette.yaml"), "{}", run.stderr);
+}
+
+#[test]
+fn duplicate_keys_and_deep_nesting_are_located() {
+    let duplicate = Project::new().file(
+        "gazette.yaml",
+        "site:\n  title: T\n  base_url: https://example.com\n  title: U\n",
+    );
+    let run = duplicate.run(&["check"]).expect(1);
+    assert_eq!(
+        run.stderr,
+        "gazette.yaml:4:3: site: duplicate entry with key \"title\"\n"
+    );
+    let deep = Project::new().file(
+        "gazette.yaml",
+        format!("site:\n  title: {}\n", "[".repeat(100_000)),
+    );
+    let run = deep.run(&["check"]).expect(1);
+    assert_eq!(
+        run.stderr,
+        "gazette.yaml:2:138: lists or maps nested more than 128 deep\n"
+    );
 }

@@ -137,7 +137,11 @@ impl Config {
         let raw = raw::deserialize_all(value, &mut |path, message| {
             // An unknown key is shown at the key, a bad value at the value.
             let at = match locator.get(path) {
-                Some(place) if message.starts_with("unknown key") => Some(place.key),
+                Some(place)
+                    if message.starts_with("unknown key") || message.starts_with("key '") =>
+                {
+                    Some(place.key)
+                }
                 _ => locator.value_or_parent(path),
             };
             problems.push(Diagnostic::error(shown, message).at_opt(at));

@@ -47,7 +47,15 @@ struct RawSite {
 #[serde(untagged, expecting = "a name, or a map with 'name' and 'email'")]
 enum RawAuthor {
     Name(String),
-    Full { name: String, email: Option<String> },
+    Full(FullAuthor),
+}
+
+/// `{name, email}`; other keys are errors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullAuthor {
+    name: String,
+    email: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +140,7 @@ impl Default for RawFeeds {
 /// so one run lists all of them. Returns what is left once it deserializes,
 /// so that its values can be checked too.
 pub fn deserialize_all(mut value: Value, report: &mut Sink) -> Option<RawConfig> {
+    remove_dotted_keys(&mut value, "", report);
     // Each round removes one key, so the number of rounds is bounded by the keys.
     for _ in 0..1000 {
         match serde_path_to_error::deserialize::<_, RawConfig>(value.clone()) {
@@ -148,6 +157,38 @@ pub fn deserialize_all(mut value: Value, report: &mut Sink) -> Option<RawConfig>
         }
     }
     None
+}
+
+/// Reports and removes keys written with a dot (`feeds.limit: 5`): paths
+/// are dotted, so such a key could not be named or removed later.
+fn remove_dotted_keys(value: &mut Value, path: &str, report: &mut Sink) {
+    match value {
+        Value::Mapping(map) => {
+            map.retain(|key, _| {
+                let Some(key) = key.as_str().filter(|k| k.contains(['.', '['])) else {
+                    return true;
+                };
+                let (parent, child) = key.split_once(['.', '[']).unwrap_or((key, ""));
+                report(
+                    &super::locate_join(path, key),
+                    format!(
+                        "key '{key}' holds a '.' or '['; nest it instead ('{parent}:' with '{child}' indented below it)"
+                    ),
+                );
+                false
+            });
+            for (key, child) in map.iter_mut() {
+                let name = key.as_str().unwrap_or_default();
+                remove_dotted_keys(child, &super::locate_join(path, name), report);
+            }
+        }
+        Value::Sequence(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                remove_dotted_keys(item, &format!("{path}[{index}]"), report);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `feeds.limit`, `segments[0].id`.
@@ -318,7 +359,7 @@ impl RawConfig {
         let author = match site.author {
             None => None,
             Some(RawAuthor::Name(name)) => Some(Author { name, email: None }),
-            Some(RawAuthor::Full { name, email }) => Some(Author { name, email }),
+            Some(RawAuthor::Full(FullAuthor { name, email })) => Some(Author { name, email }),
         };
         if let Some(Author {
             email: Some(email), ..
