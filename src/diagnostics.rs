@@ -25,7 +25,8 @@ pub struct Diagnostic {
     pub severity: Severity,
     /// The file, relative to the project directory where possible.
     pub path: PathBuf,
-    /// 1-based line and column, when the problem has a place inside the file.
+    /// 1-based line and column, when the problem has a place inside the
+    /// file; column 0 when only the line is known (a CSV record).
     pub position: Option<(usize, usize)>,
     pub message: String,
 }
@@ -60,6 +61,12 @@ impl Diagnostic {
         self
     }
 
+    /// Places the problem on a 1-based line, with no column.
+    pub fn at_line(mut self, line: usize) -> Diagnostic {
+        self.position = Some((line.max(1), 0));
+        self
+    }
+
     /// Places the problem at an optional position (no-op for `None`).
     pub fn at_opt(self, position: Option<(usize, usize)>) -> Diagnostic {
         match position {
@@ -77,8 +84,10 @@ impl fmt::Display for Diagnostic {
     /// `path:line:col: message` for errors, `path:line:col: warning: message` for warnings.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.path.display())?;
-        if let Some((line, col)) = self.position {
-            write!(f, ":{line}:{col}")?;
+        match self.position {
+            Some((line, 0)) => write!(f, ":{line}")?,
+            Some((line, col)) => write!(f, ":{line}:{col}")?,
+            None => {}
         }
         match self.severity {
             Severity::Error => write!(f, ": {}", self.message),
@@ -198,6 +207,8 @@ mod tests {
     fn warnings_say_so_and_position_is_optional() {
         let d = Diagnostic::warning("content/a.md", "no date");
         assert_eq!(d.to_string(), "content/a.md: warning: no date");
+        let row = Diagnostic::error("subscribers.csv", "bad address").at_line(7);
+        assert_eq!(row.to_string(), "subscribers.csv:7: bad address");
     }
 
     #[test]
