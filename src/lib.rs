@@ -13,5 +13,6 @@ pub mod diagnostics;
 pub mod feed;
 mod init;
 mod output;
+pub mod select;
 
 pub use cli::main;

@@ -376,7 +376,7 @@ fn awkward_but_valid_posts_are_read_as_their_authors_meant() {
     let loaded = load(&project);
     let messages: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     insta::assert_snapshot!(messages.join("\n"), @"
-    content/escapes.md:1:1: warning: removed control character U+0001 and 3 more (written as an escape; not allowed in XML feeds)
+    content/escapes.md:1:1: warning: removed control character U+0001 and 4 more (written as an escape; not allowed in XML feeds)
     content/published-text.md: note: skipped: draft (published: false)
     ");
     let posts: Vec<String> = loaded.library.posts.iter().map(describe).collect();

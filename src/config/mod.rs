@@ -5,6 +5,7 @@
 //! parsing (absolute base URL, IANA timezone, permalink pattern, sizes).
 //! Every problem of the file is reported in one run.
 
+mod audience;
 mod locate;
 mod raw;
 
@@ -15,6 +16,10 @@ use serde_norway::Value;
 use url::Url;
 
 use crate::diagnostics::Diagnostic;
+pub use audience::{
+    AttributeTest, AudienceSettings, DEFAULT_SEGMENT, DigestSettings, Rule, Segment, SegmentCta,
+    Variant, Weights,
+};
 pub(crate) use locate::join as locate_join;
 pub use locate::{Locator, Place};
 
@@ -27,6 +32,10 @@ pub struct Config {
     pub site: Site,
     pub content: ContentSettings,
     pub feeds: FeedSettings,
+    pub audience: AudienceSettings,
+    pub digest: DigestSettings,
+    /// In the order they are tried; the `default` segment is always last.
+    pub segments: Vec<Segment>,
 }
 
 /// `site:` — who publishes and where.

@@ -13,6 +13,7 @@ use serde_norway::Value;
 use serde_path_to_error::Segment;
 use url::Url;
 
+use super::audience::{RawAudience, RawDigest, RawSegment, check_segments};
 use super::{Author, Config, ContentSettings, FeedContent, FeedSettings, Site};
 
 /// Receives `(key path, message)` for each problem.
@@ -27,6 +28,12 @@ pub struct RawConfig {
     content: RawContent,
     #[serde(default)]
     feeds: RawFeeds,
+    #[serde(default)]
+    audience: RawAudience,
+    #[serde(default)]
+    digest: RawDigest,
+    #[serde(default)]
+    segments: Vec<RawSegment>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,6 +416,10 @@ impl RawConfig {
             fail("feeds.limit", "limit must be at least 1".into());
         }
 
+        let audience = self.audience.check();
+        let digest = self.digest.check(&mut fail);
+        let segments = check_segments(self.segments, &digest, base_url.as_ref(), &mut fail);
+
         if !ok {
             return None;
         }
@@ -440,6 +451,9 @@ impl RawConfig {
                 json: feeds.json,
                 tags: feeds.tags,
             },
+            audience,
+            digest,
+            segments,
         })
     }
 }

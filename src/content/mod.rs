@@ -30,6 +30,7 @@ use fields::FrontMatter;
 
 pub use hygiene::xml_allowed;
 pub use slug::slugify;
+pub use slug::tag_key;
 
 /// One published post, fully read and checked.
 #[derive(Debug, Clone)]
@@ -53,6 +54,9 @@ pub struct Post {
     /// Minutes, as the post states it or from its word count.
     pub reading_time: u32,
     pub words: usize,
+    /// The body's visible text, whitespace collapsed (for ranking and
+    /// plaintext mail).
+    pub text: String,
     /// Front-matter keys gazette does not read itself, for templates.
     pub extra: Map<String, Value>,
 }
@@ -389,6 +393,7 @@ impl Reader<'_> {
             cta,
             reading_time: read_time.unwrap_or_else(|| words.div_ceil(wpm).max(1) as u32),
             words,
+            text: text.clone(),
             extra: Map::new(),
         };
         if let Some(removed) = scrub(&mut post) {
@@ -598,6 +603,7 @@ fn scrub(post: &mut Post) -> Option<String> {
     post.title = body::collapse(&post.title);
     clean(&mut post.summary);
     clean(&mut post.body_html);
+    clean(&mut post.text);
     for tag in &mut post.tags {
         clean(&mut tag.name);
     }
@@ -652,5 +658,35 @@ impl GitDates {
             .ok()?;
         let text = String::from_utf8(out.stdout).ok()?;
         DateTime::parse_from_rfc3339(text.lines().last()?.trim()).ok()
+    }
+}
+
+/// A post with the given slug, date (RFC 3339) and tag names, for unit tests
+/// of later stages.
+#[cfg(test)]
+pub fn test_post(slug: &str, date: &str, tags: &[&str]) -> Post {
+    Post {
+        source: PathBuf::from(format!("content/{slug}.md")),
+        slug: slug.to_string(),
+        url: Url::parse(&format!("https://example.com/{slug}/")).expect("test URL"),
+        title: format!("Post {slug}"),
+        date: DateTime::parse_from_rfc3339(date).expect("test date"),
+        updated: None,
+        summary: String::new(),
+        body_html: String::new(),
+        tags: tags
+            .iter()
+            .map(|name| Tag {
+                name: (*name).to_string(),
+                key: tag_key(name),
+            })
+            .collect(),
+        authors: Vec::new(),
+        image: None,
+        cta: None,
+        reading_time: 1,
+        words: 0,
+        text: String::new(),
+        extra: Map::new(),
     }
 }

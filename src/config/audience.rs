@@ -1,0 +1,499 @@
+//! Config stage: the audience keys of `gazette.yaml` — where subscribers
+//! are (`audience:`), how posts are picked (`digest:`) and the segments
+//! (`segments:`) — in their raw serde shape and checked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::content::{Tag, tag_key};
+
+/// `audience:` — where the subscribers are.
+#[derive(Debug, Clone)]
+pub struct AudienceSettings {
+    /// The subscribers file (CSV, or YAML by extension), relative to the project.
+    pub file: PathBuf,
+}
+
+/// `digest:` — how posts are chosen for every digest.
+#[derive(Debug, Clone)]
+pub struct DigestSettings {
+    /// Posts in the very first issue (no earlier cutoff to start from).
+    pub first_issue_posts: usize,
+    /// Posts per digest, unless a segment says otherwise.
+    pub max_posts: usize,
+    /// Days after which a post's recency factor has halved.
+    pub half_life_days: f64,
+    pub weights: Weights,
+    /// The largest share of one digest that posts of one tag may take.
+    pub max_tag_share: f64,
+    /// Whether one slot holds the best post outside the reader's interests.
+    pub something_different: bool,
+}
+
+/// How the parts of relevance add up (see README, "Ranking").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    /// Tag overlap between interests and a post's tags (0–1).
+    pub tags: f64,
+    /// BM25 text similarity between interests and the post (0–1).
+    pub text: f64,
+    /// What every post gets, so recency orders posts that match nothing.
+    pub base: f64,
+}
+
+/// One audience segment with its digest settings.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Short, stable id (`marketing`); `default` catches everyone else.
+    pub id: String,
+    pub name: String,
+    pub rule: Rule,
+    /// What the segment as a whole cares about, for ranking.
+    pub interests: Vec<Tag>,
+    /// Slugs shown first to readers with no interests (cold start).
+    pub pinned: Vec<String>,
+    pub max_posts: usize,
+    /// Subject line templates; more than one is an A/B test.
+    pub subjects: Vec<Variant<String>>,
+    /// The segment's calls to action; more than one is an A/B test.
+    pub ctas: Vec<Variant<SegmentCta>>,
+    /// The digest template's name (`templates/<name>.mjml.tera`).
+    pub template: String,
+}
+
+/// What a subscriber must have to belong to a segment; every condition
+/// given must hold. The `default` segment has none and matches everyone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rule {
+    /// The `segment` column is one of these (case-insensitive).
+    pub segment: Vec<String>,
+    /// At least one of these interests (tag keys).
+    pub interests_any: Vec<String>,
+    /// All of these interests (tag keys).
+    pub interests_all: Vec<String>,
+    /// Conditions on custom attributes, by column name.
+    pub attributes: BTreeMap<String, AttributeTest>,
+}
+
+/// A condition on one custom attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeTest {
+    Equals(String),
+    In(Vec<String>),
+    Exists(bool),
+}
+
+/// One option of an A/B test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant<T> {
+    /// `a`, `b`, … by position unless named.
+    pub id: String,
+    pub weight: u32,
+    pub value: T,
+}
+
+/// A segment's call to action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCta {
+    pub text: String,
+    pub url: Url,
+}
+
+/// The id of the segment that catches everyone no other segment matched.
+pub const DEFAULT_SEGMENT: &str = "default";
+
+/// The subject used when a segment names none (a Tera template).
+pub const DEFAULT_SUBJECT: &str = "{{ site.title }}: {{ picks[0].title }}";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudience {
+    file: PathBuf,
+}
+
+impl Default for RawAudience {
+    fn default() -> Self {
+        RawAudience {
+            file: "subscribers.csv".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDigest {
+    first_issue_posts: usize,
+    max_posts: usize,
+    half_life_days: f64,
+    weights: RawWeights,
+    max_tag_share: f64,
+    something_different: bool,
+}
+
+impl Default for RawDigest {
+    fn default() -> Self {
+        RawDigest {
+            first_issue_posts: 5,
+            max_posts: 5,
+            half_life_days: 14.0,
+            weights: RawWeights::default(),
+            max_tag_share: 0.6,
+            something_different: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWeights {
+    tags: f64,
+    text: f64,
+    base: f64,
+}
+
+impl Default for RawWeights {
+    fn default() -> Self {
+        RawWeights {
+            tags: 1.0,
+            text: 0.5,
+            base: 0.1,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSegment {
+    id: String,
+    name: Option<String>,
+    #[serde(rename = "match")]
+    rule: Option<RawRule>,
+    #[serde(default)]
+    interests: Vec<String>,
+    #[serde(default)]
+    pinned: Vec<String>,
+    max_posts: Option<usize>,
+    subject: Option<OneOrMany<RawSubject>>,
+    cta: Option<OneOrMany<RawCta>>,
+    template: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRule {
+    segment: Option<OneOrMany<String>>,
+    interests_any: Vec<String>,
+    interests_all: Vec<String>,
+    attributes: BTreeMap<String, RawAttributeTest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum RawAttributeTest {
+    Equals(String),
+    In(Vec<String>),
+    Exists(bool),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    Many(Vec<T>),
+    One(T),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::Many(items) => items,
+            OneOrMany::One(item) => vec![item],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a subject line, or a map with 'text' and optional 'id' and 'weight'"
+)]
+enum RawSubject {
+    Text(String),
+    Full(RawSubjectVariant),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubjectVariant {
+    text: String,
+    id: Option<String>,
+    weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCta {
+    text: String,
+    url: String,
+    id: Option<String>,
+    weight: Option<u32>,
+}
+
+impl RawAudience {
+    pub fn check(self) -> AudienceSettings {
+        AudienceSettings { file: self.file }
+    }
+}
+
+impl RawDigest {
+    pub fn check(self, fail: &mut impl FnMut(&str, String)) -> DigestSettings {
+        if self.first_issue_posts == 0 {
+            fail(
+                "digest.first_issue_posts",
+                "first_issue_posts must be at least 1".into(),
+            );
+        }
+        if self.max_posts == 0 {
+            fail("digest.max_posts", "max_posts must be at least 1".into());
+        }
+        if !(self.half_life_days.is_finite() && self.half_life_days > 0.0) {
+            fail(
+                "digest.half_life_days",
+                "half_life_days must be a number of days above 0".into(),
+            );
+        }
+        let w = &self.weights;
+        for (key, value) in [("tags", w.tags), ("text", w.text), ("base", w.base)] {
+            if !(value.is_finite() && value >= 0.0) {
+                fail(
+                    &format!("digest.weights.{key}"),
+                    format!("weight '{key}' must be a number of at least 0"),
+                );
+            }
+        }
+        if !(self.max_tag_share > 0.0 && self.max_tag_share <= 1.0) {
+            fail(
+                "digest.max_tag_share",
+                "max_tag_share must be above 0 and at most 1".into(),
+            );
+        }
+        DigestSettings {
+            first_issue_posts: self.first_issue_posts,
+            max_posts: self.max_posts,
+            half_life_days: self.half_life_days,
+            weights: Weights {
+                tags: w.tags,
+                text: w.text,
+                base: w.base,
+            },
+            max_tag_share: self.max_tag_share,
+            something_different: self.something_different,
+        }
+    }
+}
+
+/// Checks the segments and appends the implicit `default` one when the
+/// config has none; `base` resolves relative CTA URLs.
+pub fn check_segments(
+    raw: Vec<RawSegment>,
+    digest: &DigestSettings,
+    base: Option<&Url>,
+    fail: &mut impl FnMut(&str, String),
+) -> Vec<Segment> {
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut default = None;
+    for (index, raw) in raw.into_iter().enumerate() {
+        let path = format!("segments[{index}]");
+        let id = raw.id.trim().to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_alphanumeric() || "-_".contains(c)) {
+            fail(
+                &format!("{path}.id"),
+                format!("segment id '{id}' must be letters, digits, '-' or '_'"),
+            );
+        }
+        if segments.iter().any(|s| s.id == id) || (id == DEFAULT_SEGMENT && default.is_some()) {
+            fail(
+                &format!("{path}.id"),
+                format!("segment id '{id}' is used twice"),
+            );
+        }
+        let rule = match (raw.rule, id == DEFAULT_SEGMENT) {
+            (Some(_), true) => {
+                fail(
+                    &format!("{path}.match"),
+                    "the 'default' segment catches everyone else; it takes no 'match'".into(),
+                );
+                Rule::default()
+            }
+            (None, false) => {
+                fail(
+                    &path,
+                    format!("segment '{id}' needs a 'match' (only 'default' catches everyone)"),
+                );
+                Rule::default()
+            }
+            (None, true) => Rule::default(),
+            (Some(rule), false) => check_rule(rule, &format!("{path}.match"), fail),
+        };
+        let subjects = match raw.subject {
+            Some(subject) => subject
+                .into_vec()
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| match s {
+                    RawSubject::Text(text) => variant(i, None, None, text),
+                    RawSubject::Full(v) => variant(i, v.id, v.weight, v.text),
+                })
+                .collect(),
+            None => vec![variant(0, None, None, DEFAULT_SUBJECT.to_string())],
+        };
+        check_variants(&subjects, &format!("{path}.subject"), fail);
+        let mut ctas = Vec::new();
+        for (i, cta) in raw
+            .cta
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let url = Url::parse(cta.url.trim())
+                .or_else(|err| base.map_or(Err(err), |b| b.join(cta.url.trim())));
+            match url {
+                Ok(url) if matches!(url.scheme(), "http" | "https" | "mailto") => {
+                    let value = SegmentCta {
+                        text: cta.text.trim().to_string(),
+                        url,
+                    };
+                    ctas.push(variant(i, cta.id, cta.weight, value));
+                }
+                _ => fail(
+                    &format!("{path}.cta"),
+                    format!(
+                        "CTA url '{}' must be an http(s) or mailto URL, or a path on the site",
+                        cta.url
+                    ),
+                ),
+            }
+        }
+        check_variants(&ctas, &format!("{path}.cta"), fail);
+        let max_posts = raw.max_posts.unwrap_or(digest.max_posts);
+        if max_posts == 0 {
+            fail(
+                &format!("{path}.max_posts"),
+                "max_posts must be at least 1".into(),
+            );
+        }
+        let segment = Segment {
+            name: raw.name.unwrap_or_else(|| id.clone()),
+            id,
+            rule,
+            interests: tags(&raw.interests),
+            pinned: raw.pinned.iter().map(|s| s.trim().to_string()).collect(),
+            max_posts,
+            subjects,
+            ctas,
+            template: raw.template.unwrap_or_else(|| "digest".into()),
+        };
+        if segment.id == DEFAULT_SEGMENT {
+            default = Some(segment);
+        } else {
+            segments.push(segment);
+        }
+    }
+    segments.push(default.unwrap_or_else(|| Segment {
+        id: DEFAULT_SEGMENT.into(),
+        name: "Everyone else".into(),
+        rule: Rule::default(),
+        interests: Vec::new(),
+        pinned: Vec::new(),
+        max_posts: digest.max_posts,
+        subjects: vec![variant(0, None, None, DEFAULT_SUBJECT.to_string())],
+        ctas: Vec::new(),
+        template: "digest".into(),
+    }));
+    segments
+}
+
+fn check_rule(raw: RawRule, path: &str, fail: &mut impl FnMut(&str, String)) -> Rule {
+    let rule = Rule {
+        segment: raw
+            .segment
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.trim().to_lowercase())
+            .collect(),
+        interests_any: keys(&raw.interests_any),
+        interests_all: keys(&raw.interests_all),
+        attributes: raw
+            .attributes
+            .into_iter()
+            .map(|(name, test)| {
+                let test = match test {
+                    RawAttributeTest::Equals(v) => AttributeTest::Equals(v.trim().to_string()),
+                    RawAttributeTest::In(vs) => {
+                        AttributeTest::In(vs.iter().map(|v| v.trim().to_string()).collect())
+                    }
+                    RawAttributeTest::Exists(e) => AttributeTest::Exists(e),
+                };
+                (name.trim().to_lowercase(), test)
+            })
+            .collect(),
+    };
+    if rule == Rule::default() {
+        fail(
+            path,
+            "'match' needs at least one of: segment, interests_any, interests_all, attributes"
+                .into(),
+        );
+    }
+    rule
+}
+
+fn variant<T>(index: usize, id: Option<String>, weight: Option<u32>, value: T) -> Variant<T> {
+    let id = id.unwrap_or_else(|| {
+        let letter = (b'a' + (index % 26) as u8) as char;
+        if index < 26 {
+            letter.to_string()
+        } else {
+            format!("{letter}{}", index / 26)
+        }
+    });
+    Variant {
+        id,
+        weight: weight.unwrap_or(1),
+        value,
+    }
+}
+
+fn check_variants<T>(variants: &[Variant<T>], path: &str, fail: &mut impl FnMut(&str, String)) {
+    for (i, v) in variants.iter().enumerate() {
+        if v.weight == 0 {
+            fail(
+                path,
+                format!("variant '{}' has weight 0; remove it instead", v.id),
+            );
+        }
+        if variants[..i].iter().any(|w| w.id == v.id) {
+            fail(path, format!("variant id '{}' is used twice", v.id));
+        }
+    }
+}
+
+fn tags(names: &[String]) -> Vec<Tag> {
+    let mut out: Vec<Tag> = Vec::new();
+    for name in names {
+        let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+        let key = tag_key(&name);
+        if !key.is_empty() && !out.iter().any(|t| t.key == key) {
+            out.push(Tag { name, key });
+        }
+    }
+    out
+}
+
+fn keys(names: &[String]) -> Vec<String> {
+    tags(names).into_iter().map(|t| t.key).collect()
+}
