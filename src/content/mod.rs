@@ -30,6 +30,7 @@ use fields::FrontMatter;
 
 pub use hygiene::xml_allowed;
 pub use slug::slugify;
+pub use slug::tag_key;
 
 /// One published post, fully read and checked.
 #[derive(Debug, Clone)]
