@@ -1,0 +1,1013 @@
+//! Audience stage: the subscribers file → checked [`Subscriber`]s, one at a time.
+//!
+//! The file is CSV with a header row (or, for `.yaml`/`.yml`, a list of maps
+//! with the same keys). Strict about each row, forgiving about the file: a
+//! row that cannot be used is an error on its line and is skipped, and every
+//! other row is still read. Whatever is unclear fails closed: an unknown
+//! status is not mailed.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use chrono_tz::Tz;
+use csv::{ByteRecord, ReaderBuilder};
+
+use crate::content::{Tag, tag_key};
+use crate::diagnostics::Diagnostic;
+
+/// Delivery status from the file. Ordered by how restrictive it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Bounced,
+    Unsubscribed,
+    Complained,
+    /// A value gazette does not know, as written: never mailed.
+    Unknown(String),
+}
+
+impl Status {
+    /// Whether the subscriber may be sent mail: only when active.
+    pub fn mailable(&self) -> bool {
+        *self == Status::Active
+    }
+
+    /// The status as the file spells it (lower case for the known ones).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Active => "active",
+            Status::Bounced => "bounced",
+            Status::Unsubscribed => "unsubscribed",
+            Status::Complained => "complained",
+            Status::Unknown(text) => text,
+        }
+    }
+
+    /// The status of a trimmed `status` value (case-insensitive; empty is active).
+    fn parse(text: &str) -> Status {
+        match text.to_lowercase().as_str() {
+            "" | "active" => Status::Active,
+            "bounced" => Status::Bounced,
+            "unsubscribed" => Status::Unsubscribed,
+            "complained" => Status::Complained,
+            _ => Status::Unknown(text.to_string()),
+        }
+    }
+}
+
+/// One accepted row of the subscribers file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    /// Trimmed, domain part lower-cased (user part kept as written).
+    pub email: String,
+    /// Trimmed; `None` when empty.
+    pub name: Option<String>,
+    /// The `segment` column, trimmed; `None` when empty.
+    pub segment: Option<String>,
+    /// From `interests` (split on `;` or `,`), deduplicated by key.
+    pub interests: Vec<Tag>,
+    pub status: Status,
+    pub timezone: Option<Tz>,
+    pub locale: Option<String>,
+    /// Whether the digest may be personalized; true unless the file says otherwise.
+    pub personalize: bool,
+    /// Every other column, by header name; values trimmed, empty ones left out.
+    pub attrs: BTreeMap<String, String>,
+    /// The 1-based line where the record starts.
+    pub line: usize,
+}
+
+/// Reads the subscribers file at `path` (shown in messages as `shown`),
+/// calling `each` for every accepted subscriber in file order, and returns
+/// every problem found (errors for rejected rows, warnings otherwise).
+/// `.yaml`/`.yml` files are a YAML list of maps with the same keys; anything
+/// else is CSV.
+pub fn read(path: &Path, shown: &Path, each: &mut dyn FnMut(Subscriber)) -> Vec<Diagnostic> {
+    read_csv(path, shown, each)
+}
+
+/// What a column (or YAML key) holds, from its trimmed name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    Email,
+    Name,
+    Segment,
+    Interests,
+    Status,
+    Timezone,
+    Locale,
+    Personalize,
+    /// Any other name, as written.
+    Attr(String),
+    /// A column with an empty header: its values are ignored.
+    Unnamed,
+}
+
+impl Column {
+    fn of(name: &str) -> Column {
+        match name.to_lowercase().as_str() {
+            "" => Column::Unnamed,
+            "email" => Column::Email,
+            "name" => Column::Name,
+            "segment" => Column::Segment,
+            "interests" => Column::Interests,
+            "status" => Column::Status,
+            "timezone" => Column::Timezone,
+            "locale" => Column::Locale,
+            "personalize" => Column::Personalize,
+            _ => Column::Attr(name.to_string()),
+        }
+    }
+
+    /// The name used in messages.
+    fn label(&self) -> &str {
+        match self {
+            Column::Email => "email",
+            Column::Name => "name",
+            Column::Segment => "segment",
+            Column::Interests => "interests",
+            Column::Status => "status",
+            Column::Timezone => "timezone",
+            Column::Locale => "locale",
+            Column::Personalize => "personalize",
+            Column::Attr(name) => name,
+            Column::Unnamed => "",
+        }
+    }
+}
+
+/// One value of a row, before checking.
+enum Cell<'a> {
+    Text(Cow<'a, str>),
+}
+
+/// Where a row is: its first line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Line(usize),
+}
+
+impl Place {
+    /// The line for [`Subscriber::line`].
+    fn line(self) -> usize {
+        match self {
+            Place::Line(line) => line,
+        }
+    }
+
+    fn locate(self, d: Diagnostic) -> Diagnostic {
+        match self {
+            Place::Line(line) => d.at_line(line),
+        }
+    }
+}
+
+/// The problems of one row; any error rejects the row.
+struct RowCheck<'a> {
+    shown: &'a Path,
+    place: Place,
+    problems: &'a mut Vec<Diagnostic>,
+    rejected: bool,
+}
+
+impl<'a> RowCheck<'a> {
+    fn new(shown: &'a Path, place: Place, problems: &'a mut Vec<Diagnostic>) -> RowCheck<'a> {
+        RowCheck {
+            shown,
+            place,
+            problems,
+            rejected: false,
+        }
+    }
+
+    fn error(&mut self, message: impl Into<String>) {
+        self.rejected = true;
+        let d = Diagnostic::error(self.shown, message);
+        self.problems.push(self.place.locate(d));
+    }
+
+    fn warn(&mut self, message: impl Into<String>) {
+        let d = Diagnostic::warning(self.shown, message);
+        self.problems.push(self.place.locate(d));
+    }
+}
+
+/// Checks one row's values; `None` when an error rejects it.
+fn subscriber<'a>(
+    cells: impl IntoIterator<Item = (&'a Column, Cell<'a>)>,
+    check: &mut RowCheck,
+) -> Option<Subscriber> {
+    let mut sub = Subscriber {
+        email: String::new(),
+        name: None,
+        segment: None,
+        interests: Vec::new(),
+        status: Status::Active,
+        timezone: None,
+        locale: None,
+        personalize: true,
+        attrs: BTreeMap::new(),
+        line: check.place.line(),
+    };
+    let mut email = None;
+    for (column, cell) in cells {
+        if *column == Column::Unnamed {
+            continue;
+        }
+        let text = match &cell {
+            Cell::Text(text) => text.trim(),
+        };
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            check.error(control_message(column.label(), c));
+            continue;
+        }
+        match column {
+            Column::Email => email = Some(text.to_string()),
+            Column::Name => sub.name = non_empty(text),
+            Column::Segment => sub.segment = non_empty(text),
+            Column::Interests => {
+                for name in text.split([';', ',']) {
+                    add_interest(&mut sub.interests, name, check);
+                }
+            }
+            Column::Status => {
+                sub.status = Status::parse(text);
+                if let Status::Unknown(_) = sub.status {
+                    check.warn(format!(
+                        "unknown status '{}', not mailed; use active, unsubscribed, bounced or complained",
+                        printable(text)
+                    ));
+                }
+            }
+            Column::Timezone if text.is_empty() => {}
+            Column::Timezone => match text.parse::<Tz>() {
+                Ok(tz) => sub.timezone = Some(tz),
+                Err(_) => check.warn(format!(
+                    "unknown timezone '{}', ignored; use an IANA name such as 'Europe/Berlin' or 'UTC'",
+                    printable(text)
+                )),
+            },
+            Column::Locale => sub.locale = non_empty(text),
+            Column::Personalize => match text.to_lowercase().as_str() {
+                "" | "true" | "yes" | "1" => sub.personalize = true,
+                "false" | "no" | "0" => sub.personalize = false,
+                _ => {
+                    sub.personalize = false;
+                    check.warn(format!(
+                        "'personalize' value '{}' is not true or false, so not personalized; use true or false",
+                        printable(text)
+                    ));
+                }
+            },
+            Column::Attr(name) => {
+                if !text.is_empty() {
+                    sub.attrs.insert(name.clone(), text.to_string());
+                }
+            }
+            Column::Unnamed => {}
+        }
+    }
+    match email.as_deref() {
+        None | Some("") => check.error("no email address; fill in 'email' or remove the row"),
+        Some(email) => match normalize(email) {
+            Some(email) => sub.email = email,
+            None => check.error(format!(
+                "'{}' is not a valid email address; correct it or remove the row",
+                printable(email)
+            )),
+        },
+    }
+    (!check.rejected).then_some(sub)
+}
+
+/// The address trimmed and with its domain lower-cased, if it is valid.
+fn normalize(email: &str) -> Option<String> {
+    let (user, domain) = email.trim().rsplit_once('@')?;
+    let email = format!("{user}@{}", domain.to_lowercase());
+    email.parse::<lettre::Address>().ok()?;
+    Some(email)
+}
+
+/// Adds the interest `name` unless it is empty or its key is already there.
+fn add_interest(interests: &mut Vec<Tag>, name: &str, check: &mut RowCheck) {
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let key = tag_key(&name);
+    if key.is_empty() {
+        if !name.is_empty() {
+            check.warn(format!(
+                "interest '{}' has no letters or digits; ignored",
+                printable(&name)
+            ));
+        }
+        return;
+    }
+    if !interests.iter().any(|t| t.key == key) {
+        interests.push(Tag { name, key });
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+fn control_message(label: &str, c: char) -> String {
+    format!(
+        "'{label}' contains control character U+{:04X}; remove it",
+        c as u32
+    )
+}
+
+/// A value for a message: control characters escaped, at most 80 characters.
+fn printable(text: &str) -> String {
+    const MAX: usize = 80;
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+// --- CSV ---------------------------------------------------------------------
+
+fn read_csv(path: &Path, shown: &Path, each: &mut dyn FnMut(Subscriber)) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let Some(mut file) = CsvFile::open(path, shown, &mut problems) else {
+        return problems;
+    };
+    loop {
+        let mut row_problems = Vec::new();
+        let next = file.next(shown, &mut row_problems);
+        problems.append(&mut row_problems);
+        match next {
+            Ok(Some((_, Some(sub)))) => each(sub),
+            Ok(Some((_, None))) => {}
+            Ok(None) => break,
+            Err(d) => {
+                problems.push(d);
+                break;
+            }
+        }
+    }
+    problems
+}
+
+/// A CSV subscribers file being read, past its header row.
+struct CsvFile {
+    reader: csv::Reader<Lines<File>>,
+    columns: Vec<Column>,
+    record: ByteRecord,
+}
+
+impl CsvFile {
+    /// Opens the file and reads its header; `None` (with the problem
+    /// recorded) when it cannot be read or has no usable header.
+    fn open(path: &Path, shown: &Path, problems: &mut Vec<Diagnostic>) -> Option<CsvFile> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) => {
+                problems.push(Diagnostic::error(shown, format!("cannot read: {err}")));
+                return None;
+            }
+        };
+        // Flexible: rows of the wrong length are reported by `next`, in its words.
+        let mut reader = ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(Lines::new(file));
+        let header = match reader.byte_headers() {
+            Ok(header) => header.clone(),
+            Err(err) => {
+                problems.push(read_error(shown, &err));
+                return None;
+            }
+        };
+        let line = line_of(&mut reader, &header);
+        let columns = header_columns(&header, line, shown, problems)?;
+        Some(CsvFile {
+            reader,
+            columns,
+            record: ByteRecord::new(),
+        })
+    }
+
+    /// The next row that is not blank, with the subscriber it gives (`None`
+    /// when rejected; its problems go to `problems`); `Ok(None)` at the end.
+    fn next(
+        &mut self,
+        shown: &Path,
+        problems: &mut Vec<Diagnostic>,
+    ) -> Result<Option<(Place, Option<Subscriber>)>, Diagnostic> {
+        loop {
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(err) => return Err(read_error(shown, &err)),
+            }
+            // A row of empty fields (`,,,` from a spreadsheet) holds nobody.
+            if self
+                .record
+                .iter()
+                .all(|field| field.trim_ascii().is_empty())
+            {
+                continue;
+            }
+            let place = Place::Line(line_of(&mut self.reader, &self.record));
+            let mut check = RowCheck::new(shown, place, problems);
+            if self.record.len() != self.columns.len() {
+                check.error(format!(
+                    "row has {} fields but the header has {}; put values that contain commas in double quotes",
+                    self.record.len(),
+                    self.columns.len()
+                ));
+                return Ok(Some((place, None)));
+            }
+            let mut cells = Vec::with_capacity(self.columns.len());
+            for (column, field) in self.columns.iter().zip(self.record.iter()) {
+                match std::str::from_utf8(field) {
+                    Ok(text) => cells.push((column, Cell::Text(Cow::Borrowed(text)))),
+                    Err(_) => check.error(format!(
+                        "'{}' is not valid UTF-8; save the file as UTF-8",
+                        column.label()
+                    )),
+                }
+            }
+            let sub = subscriber(cells, &mut check);
+            return Ok(Some((place, sub)));
+        }
+    }
+}
+
+/// What each column of the header row holds; `None` after an error (no
+/// `email` column, a column named twice, a name that cannot be read).
+fn header_columns(
+    header: &ByteRecord,
+    line: usize,
+    shown: &Path,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<Vec<Column>> {
+    let mut found = Vec::new();
+    let mut columns = Vec::with_capacity(header.len());
+    let mut names = HashSet::new();
+    for (index, field) in header.iter().enumerate() {
+        let number = index + 1;
+        let Ok(name) = std::str::from_utf8(field) else {
+            found.push(Diagnostic::error(
+                shown,
+                format!("the name of column {number} is not valid UTF-8; save the file as UTF-8"),
+            ));
+            columns.push(Column::Unnamed);
+            continue;
+        };
+        let name = name.trim_start_matches('\u{feff}').trim();
+        if let Some(c) = name.chars().find(|c| c.is_control()) {
+            found.push(Diagnostic::error(
+                shown,
+                format!(
+                    "the name of column {number} contains control character U+{:04X}; remove it",
+                    c as u32
+                ),
+            ));
+            columns.push(Column::Unnamed);
+            continue;
+        }
+        if name.is_empty() {
+            found.push(Diagnostic::warning(
+                shown,
+                format!("column {number} has no name in the header row; its values are ignored"),
+            ));
+        } else if !names.insert(name.to_lowercase()) {
+            found.push(Diagnostic::error(
+                shown,
+                format!("column '{name}' appears twice in the header row; remove one"),
+            ));
+        }
+        columns.push(Column::of(name));
+    }
+    if !columns.contains(&Column::Email) {
+        // Most likely no header row at all: one problem says it all.
+        problems.push(
+            Diagnostic::error(
+                shown,
+                "no 'email' column in the header row; the first row must name the columns",
+            )
+            .at_line(line),
+        );
+        return None;
+    }
+    let failed = found.iter().any(Diagnostic::is_error);
+    problems.extend(found.into_iter().map(|d| d.at_line(line)));
+    (!failed).then_some(columns)
+}
+
+/// The line where `record`, just read, starts.
+fn line_of(reader: &mut csv::Reader<Lines<File>>, record: &ByteRecord) -> usize {
+    let byte = record.position().map_or(0, csv::Position::byte);
+    let line = reader.get_mut().line_at(byte);
+    usize::try_from(line).unwrap_or(usize::MAX)
+}
+
+/// The file as the CSV parser reads it, with a note of where each run of
+/// line breaks ends, so that a record's first line can be told.
+///
+/// The parser's own [`csv::Position::line`] is the line it stood on when
+/// the record began: one short after a CRLF (the LF is read with the next
+/// record) and before any blank lines it skips. A record starts at the first
+/// byte after its [`csv::Position::byte`] that is not a line break; this
+/// keeps the byte and line of every such place from the last record asked
+/// about to what the parser has read ahead (its buffer, or one long record).
+struct Lines<R> {
+    inner: R,
+    offset: u64,
+    line: u64,
+    after_break: bool,
+    starts: VecDeque<(u64, u64)>,
+}
+
+impl<R> Lines<R> {
+    fn new(inner: R) -> Lines<R> {
+        Lines {
+            inner,
+            offset: 0,
+            line: 1,
+            after_break: true,
+            starts: VecDeque::new(),
+        }
+    }
+
+    /// The line of the first byte at or after `byte` that is not a line
+    /// break. Asked in increasing order of `byte`.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        while let Some(&(offset, line)) = self.starts.front() {
+            if offset >= byte {
+                return line;
+            }
+            self.starts.pop_front();
+        }
+        self.line
+    }
+}
+
+impl<R: Read> Read for Lines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            match b {
+                b'\n' => {
+                    self.line += 1;
+                    self.after_break = true;
+                }
+                b'\r' => self.after_break = true,
+                _ if self.after_break => {
+                    self.starts.push_back((self.offset, self.line));
+                    self.after_break = false;
+                }
+                _ => {}
+            }
+            self.offset += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn read_error(shown: &Path, err: &csv::Error) -> Diagnostic {
+    let d = Diagnostic::error(shown, format!("cannot read: {err}"));
+    match err.position() {
+        Some(p) => d.at_line(usize::try_from(p.line()).unwrap_or(usize::MAX)),
+        None => d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `text` as the file `name`: the subscribers and every problem as printed.
+    fn read_as(name: &str, text: impl AsRef<[u8]>) -> (Vec<Subscriber>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut subs = Vec::new();
+        let problems = read(&path, Path::new(name), &mut |sub| subs.push(sub));
+        (subs, problems.iter().map(ToString::to_string).collect())
+    }
+
+    fn csv(text: impl AsRef<[u8]>) -> (Vec<Subscriber>, Vec<String>) {
+        read_as("subscribers.csv", text)
+    }
+
+    fn emails(subs: &[Subscriber]) -> Vec<(&str, usize)> {
+        subs.iter().map(|s| (s.email.as_str(), s.line)).collect()
+    }
+
+    fn tag(name: &str, key: &str) -> Tag {
+        Tag {
+            name: name.into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn reads_every_column() {
+        let (subs, problems) = csv(
+            "email,name,segment,interests,status,timezone,locale,personalize\n\
+             \x20 Ana.Lopez@Example.COM , Ana Lopez , pro ,ai;Design,active,Europe/Madrid, es-ES ,no\n",
+        );
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(
+            subs,
+            vec![Subscriber {
+                email: "Ana.Lopez@example.com".into(),
+                name: Some("Ana Lopez".into()),
+                segment: Some("pro".into()),
+                interests: vec![tag("ai", "ai"), tag("Design", "design")],
+                status: Status::Active,
+                timezone: Some(chrono_tz::Europe::Madrid),
+                locale: Some("es-ES".into()),
+                personalize: false,
+                attrs: BTreeMap::new(),
+                line: 2,
+            }]
+        );
+    }
+
+    #[test]
+    fn empty_optional_columns_and_missing_ones_take_defaults() {
+        let (subs, problems) = csv("email,name,segment,status,timezone,locale,personalize\n\
+             ana@example.com, ,,,,,\n");
+        assert_eq!(problems, Vec::<String>::new());
+        let ana = &subs[0];
+        assert_eq!(ana.name, None);
+        assert_eq!(ana.segment, None);
+        assert_eq!(ana.status, Status::Active);
+        assert_eq!(ana.timezone, None);
+        assert_eq!(ana.locale, None);
+        assert!(ana.personalize);
+        assert!(ana.interests.is_empty());
+        let (subs, _) = csv("email\nbob@example.com\n");
+        assert_eq!(subs[0].name, None);
+        assert!(subs[0].personalize);
+    }
+
+    #[test]
+    fn bom_and_crlf() {
+        let (subs, problems) =
+            csv("\u{feff}Email,Name\r\nana@example.com,Ana\r\nbob@example.com,Bob\r\n");
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(
+            emails(&subs),
+            [("ana@example.com", 2), ("bob@example.com", 3)]
+        );
+        assert_eq!(subs[0].name.as_deref(), Some("Ana"));
+        assert_eq!(subs[1].name.as_deref(), Some("Bob"));
+    }
+
+    #[test]
+    fn quoted_commas_and_doubled_quotes() {
+        let (subs, problems) = csv("email,name,interests\n\
+             ana@example.com,\"Lopez, Ana\",\"ai, design\"\n\
+             bob@example.com,\"Bob \"\"the builder\"\"\",\n");
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(subs[0].name.as_deref(), Some("Lopez, Ana"));
+        assert_eq!(
+            subs[0].interests,
+            [tag("ai", "ai"), tag("design", "design")]
+        );
+        assert_eq!(subs[1].name.as_deref(), Some("Bob \"the builder\""));
+        assert_eq!(subs[1].line, 3);
+    }
+
+    #[test]
+    fn embedded_newlines_keep_later_line_numbers_right() {
+        // Line 2-3: a name with a newline inside (rejected); line 4-5: one
+        // only at the end (trimmed away); line 6: an ordinary row.
+        let (subs, problems) = csv("email,name\n\
+             ana@example.com,\"Ana\nLopez\"\n\
+             bob@example.com,\"Bob\n\"\n\
+             cy@example.com,Cy\n");
+        assert_eq!(
+            problems,
+            ["subscribers.csv:2: 'name' contains control character U+000A; remove it"]
+        );
+        assert_eq!(
+            emails(&subs),
+            [("bob@example.com", 4), ("cy@example.com", 6)]
+        );
+        assert_eq!(subs[0].name.as_deref(), Some("Bob"));
+    }
+
+    #[test]
+    fn line_numbers_survive_crlf_blank_lines_and_quoted_breaks() {
+        let (subs, problems) = csv("\r\n\r\nemail,name\r\n\r\n\
+             ana@example.com,\"Ana\r\n\"\r\n\
+             \r\n\
+             bob@example.com,\"B\r\nob\"\r\n\
+             cy@example.com,Cy");
+        assert_eq!(
+            problems,
+            ["subscribers.csv:8: 'name' contains control character U+000D; remove it"]
+        );
+        assert_eq!(
+            emails(&subs),
+            [("ana@example.com", 5), ("cy@example.com", 10)]
+        );
+    }
+
+    #[test]
+    fn line_numbers_stay_right_past_the_read_buffer() {
+        // Far more than the parser reads at once, with a long quoted record
+        // spanning lines in the middle (rejected for its line breaks).
+        let mut text = String::from("email,name,notes\r\n");
+        let mut expected = Vec::new();
+        let mut line = 2;
+        let mut long_at = 0;
+        for i in 0..3000 {
+            if i == 1500 {
+                let notes = "word ".repeat(3000);
+                text.push_str(&format!("long@example.com,Long,\"{notes}\n\n{notes}\"\r\n"));
+                long_at = line;
+                line += 3;
+            }
+            if i % 7 == 0 {
+                text.push_str("\r\n");
+                line += 1;
+            }
+            text.push_str(&format!("p{i}@example.com,P {i},\r\n"));
+            expected.push((format!("p{i}@example.com"), line));
+            line += 1;
+        }
+        let (subs, problems) = csv(text);
+        assert_eq!(long_at, 1717);
+        assert_eq!(
+            problems,
+            [format!(
+                "subscribers.csv:{long_at}: 'notes' contains control character U+000A; remove it"
+            )]
+        );
+        let got: Vec<(String, usize)> = subs.iter().map(|s| (s.email.clone(), s.line)).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn invalid_addresses_reject_their_row_only() {
+        let (subs, problems) = csv("email,name\n\
+             not-an-address,A\n\
+             ana@example.com,Ana\n\
+             bob@@example.com,B\n\
+             ,Nobody\n\
+             cy@example.com,Cy\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:2: 'not-an-address' is not a valid email address; correct it or remove the row",
+                "subscribers.csv:4: 'bob@@example.com' is not a valid email address; correct it or remove the row",
+                "subscribers.csv:5: no email address; fill in 'email' or remove the row",
+            ]
+        );
+        assert_eq!(
+            emails(&subs),
+            [("ana@example.com", 3), ("cy@example.com", 6)]
+        );
+    }
+
+    #[test]
+    fn control_characters_reject_the_row() {
+        let (subs, problems) = csv("email,name,locale,segment,interests,plan\n\
+             ana@example.com,Ana,,,,\n\
+             bob@example.com,Bob\x07,,,,\n\
+             cy@example.com,Cy,en\x1b,,,\n\
+             di@example.com,Di,,a\u{85}b,,\n\
+             ed@example.com,Ed,,,ai;\tml,\n\
+             fa@example.com,Fa,,,,\"pro\rplus\"\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:3: 'name' contains control character U+0007; remove it",
+                "subscribers.csv:4: 'locale' contains control character U+001B; remove it",
+                "subscribers.csv:5: 'segment' contains control character U+0085; remove it",
+                "subscribers.csv:6: 'interests' contains control character U+0009; remove it",
+                "subscribers.csv:7: 'plan' contains control character U+000D; remove it",
+            ]
+        );
+        assert_eq!(emails(&subs), [("ana@example.com", 2)]);
+    }
+
+    #[test]
+    fn rows_with_the_wrong_number_of_fields_are_rejected() {
+        let (subs, problems) = csv("email,name,segment\n\
+             ana@example.com,Lopez, Ana,pro\n\
+             bob@example.com,Bob\n\
+             cy@example.com,Cy,pro\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:2: row has 4 fields but the header has 3; put values that contain commas in double quotes",
+                "subscribers.csv:3: row has 2 fields but the header has 3; put values that contain commas in double quotes",
+            ]
+        );
+        assert_eq!(emails(&subs), [("cy@example.com", 4)]);
+    }
+
+    #[test]
+    fn blank_rows_are_skipped() {
+        let (subs, problems) = csv("email,name\n,\n\nana@example.com,Ana\n , \n");
+        assert_eq!(problems, Vec::<String>::new());
+        assert_eq!(emails(&subs), [("ana@example.com", 4)]);
+    }
+
+    #[test]
+    fn rows_that_are_not_utf8_are_rejected() {
+        let (subs, problems) =
+            csv(b"email,name\nana@example.com,Ana\nbob@example.com,B\xffb\ncy@example.com,Cy\n");
+        assert_eq!(
+            problems,
+            ["subscribers.csv:3: 'name' is not valid UTF-8; save the file as UTF-8"]
+        );
+        assert_eq!(
+            emails(&subs),
+            [("ana@example.com", 2), ("cy@example.com", 4)]
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        let (subs, problems) = csv("email,status\n\
+             a@example.com,active\n\
+             b@example.com,Bounced\n\
+             c@example.com,UNSUBSCRIBED\n\
+             d@example.com, complained \n\
+             e@example.com,\n\
+             f@example.com,Paused\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:7: warning: unknown status 'Paused', not mailed; use active, unsubscribed, bounced or complained"
+            ]
+        );
+        let statuses: Vec<_> = subs.iter().map(|s| s.status.clone()).collect();
+        assert_eq!(
+            statuses,
+            [
+                Status::Active,
+                Status::Bounced,
+                Status::Unsubscribed,
+                Status::Complained,
+                Status::Active,
+                Status::Unknown("Paused".into()),
+            ]
+        );
+        let mailable: Vec<_> = subs.iter().map(|s| s.status.mailable()).collect();
+        assert_eq!(mailable, [true, false, false, false, true, false]);
+        assert_eq!(subs[5].status.as_str(), "Paused");
+        assert_eq!(subs[2].status.as_str(), "unsubscribed");
+    }
+
+    #[test]
+    fn interests_split_on_semicolons_and_commas() {
+        let (subs, problems) = csv("email,interests\n\
+             ana@example.com,\"AI; machine   learning, ai ,, C++;C#;#privacy;Privacy; !!! \"\n");
+        assert_eq!(
+            problems,
+            ["subscribers.csv:2: warning: interest '!!!' has no letters or digits; ignored"]
+        );
+        assert_eq!(
+            subs[0].interests,
+            [
+                tag("AI", "ai"),
+                tag("machine learning", "machine-learning"),
+                tag("C++", "c-plus-plus"),
+                tag("C#", "c-sharp"),
+                tag("#privacy", "privacy"),
+            ]
+        );
+    }
+
+    #[test]
+    fn personalize_values() {
+        let values = ["true", "YES", "1", "", "False", "no", "0", "maybe"];
+        let mut text = String::from("email,personalize\n");
+        for (i, value) in values.iter().enumerate() {
+            text.push_str(&format!("p{i}@example.com,{value}\n"));
+        }
+        let (subs, problems) = csv(text);
+        let got: Vec<bool> = subs.iter().map(|s| s.personalize).collect();
+        assert_eq!(got, [true, true, true, true, false, false, false, false]);
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:9: warning: 'personalize' value 'maybe' is not true or false, so not personalized; use true or false"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_timezones_are_ignored_with_a_warning() {
+        let (subs, problems) = csv("email,timezone\n\
+             ana@example.com,America/New_York\n\
+             bob@example.com,Mars/Olympus\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:3: warning: unknown timezone 'Mars/Olympus', ignored; use an IANA name such as 'Europe/Berlin' or 'UTC'"
+            ]
+        );
+        assert_eq!(subs[0].timezone, Some(chrono_tz::America::New_York));
+        assert_eq!(subs[1].timezone, None);
+        assert_eq!(
+            emails(&subs),
+            [("ana@example.com", 2), ("bob@example.com", 3)]
+        );
+    }
+
+    #[test]
+    fn other_columns_are_attributes() {
+        let (subs, problems) = csv(" EMAIL , Plan ,company,Name\n\
+             ana@example.com, pro ,,Ana\n");
+        assert_eq!(problems, Vec::<String>::new());
+        let attrs: Vec<_> = subs[0]
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(attrs, [("Plan", "pro")]);
+        assert_eq!(subs[0].name.as_deref(), Some("Ana"));
+    }
+
+    #[test]
+    fn a_file_without_an_email_column_is_one_error() {
+        let (subs, problems) = csv("ana@example.com,Ana\nbob@example.com,Bob\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:1: no 'email' column in the header row; the first row must name the columns"
+            ]
+        );
+        assert!(subs.is_empty());
+        let (subs, problems) = csv("");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(subs.is_empty());
+    }
+
+    #[test]
+    fn a_column_named_twice_is_an_error() {
+        let (subs, problems) = csv("email,name,Name\nana@example.com,A,B\n");
+        assert_eq!(
+            problems,
+            ["subscribers.csv:1: column 'Name' appears twice in the header row; remove one"]
+        );
+        assert!(subs.is_empty());
+    }
+
+    #[test]
+    fn unnamed_columns_are_ignored_with_a_warning() {
+        let (subs, problems) = csv("email,name,\nana@example.com,Ana,x\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:1: warning: column 3 has no name in the header row; its values are ignored"
+            ]
+        );
+        assert_eq!(emails(&subs), [("ana@example.com", 2)]);
+        assert!(subs[0].attrs.is_empty());
+    }
+
+    #[test]
+    fn a_missing_file_is_one_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let problems = read(
+            &dir.path().join("none.csv"),
+            Path::new("none.csv"),
+            &mut |_| panic!("no subscriber expected"),
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("none.csv: cannot read: "),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let long = "x".repeat(100);
+        let (_, problems) = csv(format!("email\n{long}\n"));
+        let shown = format!("{}…", "x".repeat(80));
+        assert_eq!(
+            problems,
+            [format!(
+                "subscribers.csv:2: '{shown}' is not a valid email address; correct it or remove the row"
+            )]
+        );
+    }
+}
