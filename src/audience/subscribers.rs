@@ -5,15 +5,24 @@
 //! row that cannot be used is an error on its line and is skipped, and every
 //! other row is still read. Whatever is unclear fails closed: an unknown
 //! status is not mailed.
+//!
+//! An address listed twice is one subscriber: the first row is kept, and the
+//! most restrictive status of all its rows wins, even from a later row (an
+//! unsubscribe appended to an export must hold). Finding that out needs the
+//! whole file, yet the audience may be large, so the CSV is read twice and
+//! never held: pass 1 keeps a few bytes per address, pass 2 builds each
+//! subscriber, hands it over and forgets it.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
 use chrono_tz::Tz;
 use csv::{ByteRecord, ReaderBuilder};
+use sha2::{Digest, Sha256};
 
 use crate::content::{Tag, tag_key};
 use crate::diagnostics::Diagnostic;
@@ -43,6 +52,28 @@ impl Status {
             Status::Unsubscribed => "unsubscribed",
             Status::Complained => "complained",
             Status::Unknown(text) => text,
+        }
+    }
+
+    /// How restrictive the status is; of two rows for one address, the
+    /// higher rank wins.
+    fn rank(&self) -> u8 {
+        match self {
+            Status::Active => 0,
+            Status::Unknown(_) => 1,
+            Status::Bounced => 2,
+            Status::Unsubscribed => 3,
+            Status::Complained => 4,
+        }
+    }
+
+    /// The known status of a rank above 1.
+    fn of_rank(rank: u8) -> Status {
+        match rank {
+            0 => Status::Active,
+            2 => Status::Bounced,
+            3 => Status::Unsubscribed,
+            _ => Status::Complained,
         }
     }
 
@@ -155,6 +186,20 @@ impl Place {
     fn line(self) -> usize {
         match self {
             Place::Line(line) => line,
+        }
+    }
+
+    /// The line (or item) number.
+    fn number(self) -> usize {
+        match self {
+            Place::Line(line) => line,
+        }
+    }
+
+    /// "line N" for another row of the same file.
+    fn same_kind(self, number: u32) -> String {
+        match self {
+            Place::Line(_) => format!("line {number}"),
         }
     }
 
@@ -338,19 +383,150 @@ fn printable(text: &str) -> String {
     out
 }
 
+/// What the first pass learns about each address.
+#[derive(Debug, Clone, Copy)]
+struct Seen1 {
+    /// The row that is kept.
+    first: u32,
+    /// The first row with the most restrictive status, and that status's rank.
+    status_at: u32,
+    rank: u8,
+}
+
+/// Pass 1's record of every accepted address, small enough for any
+/// audience: 8 bytes of key and 12 of [`Seen1`] per address.
+#[derive(Debug, Default)]
+struct Seen {
+    addresses: HashMap<u64, Seen1>,
+    /// The text of an unknown status that outranks its address's first row
+    /// (an active first row, an unknown later one): the rank alone cannot
+    /// say which word the file used.
+    unknown: HashMap<u64, Box<str>>,
+}
+
+impl Seen {
+    /// Records an accepted row of pass 1.
+    fn note(&mut self, sub: &Subscriber, place: Place) {
+        let key = address_key(&sub.email);
+        let at = place_number(place);
+        let rank = sub.status.rank();
+        match self.addresses.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(Seen1 {
+                    first: at,
+                    status_at: at,
+                    rank,
+                });
+            }
+            Entry::Occupied(mut slot) => {
+                let seen = slot.get_mut();
+                if rank > seen.rank {
+                    seen.rank = rank;
+                    seen.status_at = at;
+                    if let Status::Unknown(text) = &sub.status {
+                        self.unknown.insert(key, text.as_str().into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// An accepted row of pass 2: the subscriber to hand over (the first row
+    /// of its address, with the merged status), or the warning that says
+    /// this later row is a duplicate.
+    fn settle(
+        &self,
+        mut sub: Subscriber,
+        place: Place,
+        shown: &Path,
+    ) -> Result<Subscriber, Diagnostic> {
+        let key = address_key(&sub.email);
+        let at = place_number(place);
+        // Missing or later only if the file changed between the passes.
+        let Some(seen) = self.addresses.get(&key).filter(|seen| seen.first <= at) else {
+            return Ok(sub);
+        };
+        if seen.first == at {
+            if seen.rank > sub.status.rank() {
+                sub.status = match self.unknown.get(&key) {
+                    Some(text) if seen.rank == 1 => Status::Unknown(text.to_string()),
+                    _ => Status::of_rank(seen.rank),
+                };
+            }
+            return Ok(sub);
+        }
+        let first = place.same_kind(seen.first);
+        let mut message = format!("duplicate of {first} ({}); {first} is kept", sub.email);
+        if seen.status_at == at {
+            message.push_str(&format!(
+                " with this row's status '{}'",
+                printable(sub.status.as_str())
+            ));
+        }
+        Err(place.locate(Diagnostic::warning(shown, message)))
+    }
+}
+
+/// The key under which pass 1 remembers an address: the first 8 bytes of
+/// the SHA-256 of the address in lower case (addresses differing only in
+/// case are one subscriber).
+///
+/// Two different addresses can share a key. The chance is about n²/2⁶⁵ for
+/// n addresses (3 in a million for ten million); keeping the addresses
+/// themselves to rule it out would make memory grow with their length. If
+/// it happens, the failure is closed and visible: the later address is
+/// reported as a duplicate of the earlier one (the warning names both
+/// rows and the address) and not mailed, and the earlier one takes the more
+/// restrictive status of the two. SHA-256 rather than std's hasher: its
+/// fixed keys would let someone who knows them craft a sign-up address
+/// that collides with another reader's, to unsubscribe them.
+fn address_key(email: &str) -> u64 {
+    let digest = Sha256::digest(email.to_lowercase().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// The line of a row as pass 1 stores it (files past 4 billion lines share
+/// the last number).
+fn place_number(place: Place) -> u32 {
+    u32::try_from(place.number()).unwrap_or(u32::MAX)
+}
+
 // --- CSV ---------------------------------------------------------------------
 
 fn read_csv(path: &Path, shown: &Path, each: &mut dyn FnMut(Subscriber)) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
+    // Pass 1: what each address's rows add up to. Problems of rows are
+    // reported by pass 2; a file that cannot be read to its end yields nobody.
     let Some(mut file) = CsvFile::open(path, shown, &mut problems) else {
         return problems;
     };
+    let mut seen = Seen::default();
     loop {
-        let mut row_problems = Vec::new();
-        let next = file.next(shown, &mut row_problems);
-        problems.append(&mut row_problems);
+        match file.next(shown, &mut Vec::new()) {
+            Ok(Some((place, Some(sub)))) => seen.note(&sub, place),
+            Ok(Some((_, None))) => {}
+            Ok(None) => break,
+            Err(d) => {
+                problems.push(d);
+                return problems;
+            }
+        }
+    }
+    // Pass 2: every row again, in order, each address at its first row.
+    let mut again = Vec::new();
+    let Some(mut file) = CsvFile::open(path, shown, &mut again) else {
+        problems.append(&mut again);
+        return problems;
+    };
+    loop {
+        let next = file.next(shown, &mut problems);
         match next {
-            Ok(Some((_, Some(sub)))) => each(sub),
+            Ok(Some((place, Some(sub)))) => match seen.settle(sub, place, shown) {
+                Ok(sub) => each(sub),
+                Err(duplicate) => problems.push(duplicate),
+            },
             Ok(Some((_, None))) => {}
             Ok(None) => break,
             Err(d) => {
@@ -869,6 +1045,164 @@ mod tests {
         assert_eq!(mailable, [true, false, false, false, true, false]);
         assert_eq!(subs[5].status.as_str(), "Paused");
         assert_eq!(subs[2].status.as_str(), "unsubscribed");
+    }
+
+    #[test]
+    fn status_ranks_go_from_active_to_complained() {
+        let order = [
+            Status::Active,
+            Status::Unknown("paused".into()),
+            Status::Bounced,
+            Status::Unsubscribed,
+            Status::Complained,
+        ];
+        let ranks: Vec<u8> = order.iter().map(Status::rank).collect();
+        assert_eq!(ranks, [0, 1, 2, 3, 4]);
+        for rank in [0, 2, 3, 4] {
+            assert_eq!(Status::of_rank(rank).rank(), rank);
+        }
+    }
+
+    #[test]
+    fn a_later_duplicate_adds_only_its_more_restrictive_status() {
+        let (subs, problems) = csv("email,name,status,plan\n\
+             ana@example.com,Ana,active,pro\n\
+             bob@example.com,Bob,,\n\
+             ana@example.com,Other,unsubscribed,free\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:4: warning: duplicate of line 2 (ana@example.com); line 2 is kept with this row's status 'unsubscribed'"
+            ]
+        );
+        assert_eq!(
+            emails(&subs),
+            [("ana@example.com", 2), ("bob@example.com", 3)]
+        );
+        let ana = &subs[0];
+        assert_eq!(ana.name.as_deref(), Some("Ana"));
+        assert_eq!(ana.attrs.get("plan").map(String::as_str), Some("pro"));
+        assert_eq!(ana.status, Status::Unsubscribed);
+        assert!(!ana.status.mailable());
+        assert_eq!(subs[1].status, Status::Active);
+    }
+
+    #[test]
+    fn duplicates_are_found_whatever_the_case() {
+        let (subs, problems) = csv("email,name\n\
+             Ana@Example.com,Ana\n\
+             \x20ana@EXAMPLE.COM ,Other\n\
+             ANA@example.com,Third\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:3: warning: duplicate of line 2 (ana@example.com); line 2 is kept",
+                "subscribers.csv:4: warning: duplicate of line 2 (ANA@example.com); line 2 is kept",
+            ]
+        );
+        assert_eq!(emails(&subs), [("Ana@example.com", 2)]);
+        assert_eq!(subs[0].name.as_deref(), Some("Ana"));
+        assert_eq!(subs[0].status, Status::Active);
+    }
+
+    #[test]
+    fn the_most_restrictive_of_many_duplicates_wins() {
+        let (subs, problems) = csv("email,status\n\
+             ana@example.com,active\n\
+             ana@example.com,unsubscribed\n\
+             ana@example.com,complained\n\
+             ana@example.com,bounced\n\
+             ana@example.com,complained\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:3: warning: duplicate of line 2 (ana@example.com); line 2 is kept",
+                "subscribers.csv:4: warning: duplicate of line 2 (ana@example.com); line 2 is kept with this row's status 'complained'",
+                "subscribers.csv:5: warning: duplicate of line 2 (ana@example.com); line 2 is kept",
+                "subscribers.csv:6: warning: duplicate of line 2 (ana@example.com); line 2 is kept",
+            ]
+        );
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].status, Status::Complained);
+    }
+
+    #[test]
+    fn a_restrictive_first_row_is_not_undone_by_a_later_one() {
+        let (subs, problems) = csv("email,status\n\
+             ana@example.com,bounced\n\
+             ana@example.com,active\n\
+             ana@example.com,bounced\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:3: warning: duplicate of line 2 (ana@example.com); line 2 is kept",
+                "subscribers.csv:4: warning: duplicate of line 2 (ana@example.com); line 2 is kept",
+            ]
+        );
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].status, Status::Bounced);
+    }
+
+    #[test]
+    fn an_unknown_status_on_a_duplicate_fails_closed() {
+        let (subs, problems) = csv("email,status\n\
+             ana@example.com,active\n\
+             ana@example.com,Paused\n\
+             bob@example.com,bounced\n\
+             bob@example.com,Paused\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:3: warning: unknown status 'Paused', not mailed; use active, unsubscribed, bounced or complained",
+                "subscribers.csv:3: warning: duplicate of line 2 (ana@example.com); line 2 is kept with this row's status 'Paused'",
+                "subscribers.csv:5: warning: unknown status 'Paused', not mailed; use active, unsubscribed, bounced or complained",
+                "subscribers.csv:5: warning: duplicate of line 4 (bob@example.com); line 4 is kept",
+            ]
+        );
+        let statuses: Vec<_> = subs.iter().map(|s| s.status.clone()).collect();
+        assert_eq!(
+            statuses,
+            [Status::Unknown("Paused".into()), Status::Bounced]
+        );
+    }
+
+    #[test]
+    fn rejected_rows_are_not_duplicates() {
+        let (subs, problems) = csv("email,name,status\n\
+             ana@example.com,Bad\x07,active\n\
+             ana@example.com,Ana,\n\
+             ana@example.com,\"Bad\nAgain\",complained\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.csv:2: 'name' contains control character U+0007; remove it",
+                "subscribers.csv:4: 'name' contains control character U+000A; remove it",
+            ]
+        );
+        assert_eq!(emails(&subs), [("ana@example.com", 3)]);
+        assert_eq!(subs[0].name.as_deref(), Some("Ana"));
+        assert_eq!(subs[0].status, Status::Active);
+    }
+
+    #[test]
+    fn pass_one_keeps_a_few_bytes_per_address() {
+        assert!(std::mem::size_of::<(u64, Seen1)>() <= 24);
+    }
+
+    #[test]
+    fn address_keys_ignore_case_only() {
+        assert_eq!(
+            address_key("Ana@Example.com"),
+            address_key("ana@example.com")
+        );
+        assert_ne!(
+            address_key("ana@example.com"),
+            address_key("ana@example.org")
+        );
+        assert_ne!(
+            address_key("ana@example.com"),
+            address_key("an@example.com")
+        );
     }
 
     #[test]
