@@ -5,6 +5,7 @@
 //! [`config`] and [`content`] read the project, [`feed`] writes the feeds;
 //! [`cli`] ties them to the command line and decides the exit code.
 
+pub mod audience;
 pub mod cli;
 pub mod clock;
 pub mod config;

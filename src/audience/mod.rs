@@ -1,0 +1,3 @@
+//! Audience stage: who receives the digests, read from the subscribers file.
+
+pub mod subscribers;
