@@ -22,9 +22,12 @@ use std::path::Path;
 
 use chrono_tz::Tz;
 use csv::{ByteRecord, ReaderBuilder};
+use saphyr_parser::{Event, Parser};
+use serde_norway::Value;
 use sha2::{Digest, Sha256};
 
-use crate::content::{Tag, tag_key};
+use crate::config::{MAX_YAML_NESTING, yaml_error, yaml_too_deep};
+use crate::content::{Tag, position_of, tag_key};
 use crate::diagnostics::Diagnostic;
 
 /// Delivery status from the file. Ordered by how restrictive it is.
@@ -117,7 +120,15 @@ pub struct Subscriber {
 /// `.yaml`/`.yml` files are a YAML list of maps with the same keys; anything
 /// else is CSV.
 pub fn read(path: &Path, shown: &Path, each: &mut dyn FnMut(Subscriber)) -> Vec<Diagnostic> {
-    read_csv(path, shown, each)
+    let yaml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+    if yaml {
+        read_yaml(path, shown, each)
+    } else {
+        read_csv(path, shown, each)
+    }
 }
 
 /// What a column (or YAML key) holds, from its trimmed name.
@@ -173,39 +184,50 @@ impl Column {
 /// One value of a row, before checking.
 enum Cell<'a> {
     Text(Cow<'a, str>),
+    /// A YAML list (only `interests` may be one).
+    List(Vec<String>),
 }
 
-/// Where a row is: its first line.
+/// Where a row is: its first line, or (YAML whose items could not be
+/// placed) its 1-based item number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     Line(usize),
+    Item(usize),
 }
 
 impl Place {
-    /// The line for [`Subscriber::line`].
+    /// The line for [`Subscriber::line`] (0 when only the item is known).
     fn line(self) -> usize {
         match self {
             Place::Line(line) => line,
+            Place::Item(_) => 0,
         }
     }
 
-    /// The line (or item) number.
+    /// The line or item number.
     fn number(self) -> usize {
         match self {
-            Place::Line(line) => line,
+            Place::Line(number) | Place::Item(number) => number,
         }
     }
 
-    /// "line N" for another row of the same file.
+    /// "line N" (or "item N") for another row of the same file.
     fn same_kind(self, number: u32) -> String {
         match self {
             Place::Line(_) => format!("line {number}"),
+            Place::Item(_) => format!("item {number}"),
         }
     }
 
+    /// Puts `d` at this place: on the line, or "item N: " before the message.
     fn locate(self, d: Diagnostic) -> Diagnostic {
         match self {
             Place::Line(line) => d.at_line(line),
+            Place::Item(item) => Diagnostic {
+                message: format!("item {item}: {}", d.message),
+                ..d
+            },
         }
     }
 }
@@ -264,6 +286,17 @@ fn subscriber<'a>(
         }
         let text = match &cell {
             Cell::Text(text) => text.trim(),
+            Cell::List(items) => {
+                for item in items {
+                    let item = item.trim();
+                    if let Some(c) = item.chars().find(|c| c.is_control()) {
+                        check.error(control_message(column.label(), c));
+                    } else {
+                        add_interest(&mut sub.interests, item, check);
+                    }
+                }
+                continue;
+            }
         };
         if let Some(c) = text.chars().find(|c| c.is_control()) {
             check.error(control_message(column.label(), c));
@@ -760,6 +793,186 @@ fn read_error(shown: &Path, err: &csv::Error) -> Diagnostic {
     match err.position() {
         Some(p) => d.at_line(usize::try_from(p.line()).unwrap_or(usize::MAX)),
         None => d,
+    }
+}
+
+// --- YAML --------------------------------------------------------------------
+
+/// A YAML list of maps, read whole (YAML is for small, hand-written lists);
+/// duplicates are merged as in CSV.
+fn read_yaml(path: &Path, shown: &Path, each: &mut dyn FnMut(Subscriber)) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            problems.push(Diagnostic::error(shown, format!("cannot read: {err}")));
+            return problems;
+        }
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let valid = err.utf8_error().valid_up_to();
+            let bad = err.as_bytes()[valid];
+            let (line, col) = position_of(&err.as_bytes()[..valid]);
+            let message = format!("not valid UTF-8 (byte 0x{bad:02X}); save the file as UTF-8");
+            problems.push(Diagnostic::error(shown, message).at(line, col));
+            return problems;
+        }
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    if let Some((line, col)) = yaml_too_deep(text) {
+        let message = format!("lists or maps nested more than {MAX_YAML_NESTING} deep");
+        problems.push(Diagnostic::error(shown, message).at(line, col));
+        return problems;
+    }
+    let items = match serde_norway::from_str::<Value>(text) {
+        Ok(Value::Null) => Vec::new(),
+        Ok(Value::Sequence(items)) => items,
+        Ok(_) => {
+            let message = "the file must be a list of subscribers, each starting with '- email:'";
+            problems.push(Diagnostic::error(shown, message).at_line(1));
+            return problems;
+        }
+        Err(err) => {
+            problems.push(yaml_error(&err, text, shown, 0, ""));
+            return problems;
+        }
+    };
+    let lines = item_lines(text);
+    let place = |index: usize| match lines.get(index) {
+        Some(&line) if lines.len() == items.len() => Place::Line(line),
+        _ => Place::Item(index + 1),
+    };
+    let mut seen = Seen::default();
+    for (index, item) in items.iter().enumerate() {
+        if let Some(sub) = yaml_subscriber(item, place(index), shown, &mut Vec::new()) {
+            seen.note(&sub, place(index));
+        }
+    }
+    for (index, item) in items.iter().enumerate() {
+        if let Some(sub) = yaml_subscriber(item, place(index), shown, &mut problems) {
+            match seen.settle(sub, place(index), shown) {
+                Ok(sub) => each(sub),
+                Err(duplicate) => problems.push(duplicate),
+            }
+        }
+    }
+    problems
+}
+
+/// The line where each item of the top-level list starts (serde gives no
+/// positions); fewer than the items if the event parser disagrees.
+fn item_lines(text: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let mut depth = 0usize;
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { break };
+        let opens = matches!(event, Event::MappingStart(..) | Event::SequenceStart(..));
+        if depth == 1 && (opens || matches!(event, Event::Scalar(..) | Event::Alias(..))) {
+            lines.push(span.start.line());
+        }
+        match event {
+            _ if opens => depth += 1,
+            Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// Checks one item of the YAML list, as a CSV row with its keys as header.
+fn yaml_subscriber(
+    item: &Value,
+    place: Place,
+    shown: &Path,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<Subscriber> {
+    let mut check = RowCheck::new(shown, place, problems);
+    let Value::Mapping(map) = untag(item) else {
+        check.error("each subscriber must be a map of keys and values, starting with 'email:'");
+        return None;
+    };
+    let mut columns = Vec::with_capacity(map.len());
+    let mut cells = Vec::with_capacity(map.len());
+    let mut names = HashSet::new();
+    for (key, value) in map {
+        let Some(name) = scalar_text(key) else {
+            check.error(format!(
+                "a key is {}; keys are names like 'email'",
+                kind(key)
+            ));
+            continue;
+        };
+        let name = name.trim();
+        if let Some(c) = name.chars().find(|c| c.is_control()) {
+            check.error(format!(
+                "a key contains control character U+{:04X}; remove it",
+                c as u32
+            ));
+            continue;
+        }
+        if !name.is_empty() && !names.insert(name.to_lowercase()) {
+            check.error(format!("key '{name}' appears twice; remove one"));
+            continue;
+        }
+        let column = Column::of(name);
+        let cell = match untag(value) {
+            Value::Sequence(items) if column == Column::Interests => {
+                let mut list = Vec::with_capacity(items.len());
+                for item in items {
+                    match scalar_text(item) {
+                        Some(text) => list.push(text.into_owned()),
+                        None => check.error(format!(
+                            "each of 'interests' must be text, got {}",
+                            kind(item)
+                        )),
+                    }
+                }
+                Cell::List(list)
+            }
+            value => match scalar_text(value) {
+                Some(text) => Cell::Text(text),
+                None => {
+                    check.error(format!(
+                        "'{}' must be text, got {}",
+                        printable(column.label()),
+                        kind(value)
+                    ));
+                    continue;
+                }
+            },
+        };
+        columns.push(column);
+        cells.push(cell);
+    }
+    subscriber(columns.iter().zip(cells), &mut check)
+}
+
+/// A scalar as text (empty for null); `None` for a list or map.
+fn scalar_text(value: &Value) -> Option<Cow<'_, str>> {
+    match untag(value) {
+        Value::Null => Some(Cow::Borrowed("")),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => None,
+    }
+}
+
+/// The value without its YAML tags (`!text abc` is `abc`).
+fn untag(value: &Value) -> &Value {
+    match value {
+        Value::Tagged(tagged) => untag(&tagged.value),
+        other => other,
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match untag(value) {
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a map",
+        _ => "a value",
     }
 }
 
@@ -1343,5 +1556,139 @@ mod tests {
                 "subscribers.csv:2: '{shown}' is not a valid email address; correct it or remove the row"
             )]
         );
+    }
+
+    #[test]
+    fn yaml_lists_read_like_csv() {
+        let text = r#"# subscribers
+- email: Ana@Example.COM
+  name: Ana
+  interests: [AI, "machine  learning", ai, "c++"]
+  personalize: false
+  Status: Active
+  plan: pro
+  seats: 3
+- email: bob@example.com
+  interests: design; ai
+  personalize: 1
+  timezone: Europe/Paris
+- name: No Email
+- email: ana@example.com
+  status: unsubscribed
+- just text
+- email: cy@example.com
+  name: [a, b]
+- {email: di@example.com, interests: [x, {y: z}]}
+"#;
+        let (subs, problems) = read_as("subscribers.yaml", text);
+        assert_eq!(
+            problems,
+            [
+                "subscribers.yaml:13: no email address; fill in 'email' or remove the row",
+                "subscribers.yaml:14: warning: duplicate of line 2 (ana@example.com); line 2 is kept with this row's status 'unsubscribed'",
+                "subscribers.yaml:16: each subscriber must be a map of keys and values, starting with 'email:'",
+                "subscribers.yaml:17: 'name' must be text, got a list",
+                "subscribers.yaml:19: each of 'interests' must be text, got a map",
+            ]
+        );
+        assert_eq!(
+            emails(&subs),
+            [("Ana@example.com", 2), ("bob@example.com", 9)]
+        );
+        let ana = &subs[0];
+        assert_eq!(ana.name.as_deref(), Some("Ana"));
+        assert_eq!(
+            ana.interests,
+            [
+                tag("AI", "ai"),
+                tag("machine learning", "machine-learning"),
+                tag("c++", "c-plus-plus"),
+            ]
+        );
+        assert!(!ana.personalize);
+        assert_eq!(ana.status, Status::Unsubscribed);
+        let attrs: Vec<_> = ana
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(attrs, [("plan", "pro"), ("seats", "3")]);
+        let bob = &subs[1];
+        assert_eq!(bob.interests, [tag("design", "design"), tag("ai", "ai")]);
+        assert!(bob.personalize);
+        assert_eq!(bob.timezone, Some(chrono_tz::Europe::Paris));
+        assert_eq!(bob.status, Status::Active);
+    }
+
+    #[test]
+    fn yaml_items_are_checked_like_rows() {
+        let text = r#"- email: ana@example.com
+  name: "Ana\u0007"
+- email: bob@example.com
+  Email: bob@example.org
+- email: cy@example.com
+  status: paused
+  timezone: Nowhere
+"#;
+        let (subs, problems) = read_as("people.yml", text);
+        assert_eq!(
+            problems,
+            [
+                "people.yml:1: 'name' contains control character U+0007; remove it",
+                "people.yml:3: key 'Email' appears twice; remove one",
+                "people.yml:5: warning: unknown status 'paused', not mailed; use active, unsubscribed, bounced or complained",
+                "people.yml:5: warning: unknown timezone 'Nowhere', ignored; use an IANA name such as 'Europe/Berlin' or 'UTC'",
+            ]
+        );
+        assert_eq!(emails(&subs), [("cy@example.com", 5)]);
+        assert_eq!(subs[0].status, Status::Unknown("paused".into()));
+    }
+
+    #[test]
+    fn yaml_that_is_not_a_list_is_one_error() {
+        let (subs, problems) = read_as("subscribers.yaml", "email: ana@example.com\n");
+        assert_eq!(
+            problems,
+            [
+                "subscribers.yaml:1: the file must be a list of subscribers, each starting with '- email:'"
+            ]
+        );
+        assert!(subs.is_empty());
+        let (subs, problems) = read_as("subscribers.yaml", "- email: \"ana@example.com\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("subscribers.yaml:1:"),
+            "{problems:?}"
+        );
+        assert!(subs.is_empty());
+        let (subs, problems) = read_as("subscribers.yaml", "# nobody yet\n");
+        assert_eq!(problems, Vec::<String>::new());
+        assert!(subs.is_empty());
+    }
+
+    #[test]
+    fn the_extension_decides_the_format() {
+        // The same YAML text read as CSV has no email column.
+        let text = "- email: ana@example.com\n";
+        assert_eq!(read_as("a.YML", text).0.len(), 1);
+        assert_eq!(read_as("a.yaml", text).0.len(), 1);
+        let (subs, problems) = read_as("a.txt", text);
+        assert!(subs.is_empty());
+        assert_eq!(
+            problems,
+            ["a.txt:1: no 'email' column in the header row; the first row must name the columns"]
+        );
+    }
+
+    #[test]
+    fn items_without_a_line_are_named_by_number() {
+        let d = Place::Item(3).locate(Diagnostic::warning("s.yaml", "duplicate of item 1"));
+        assert_eq!(
+            d.to_string(),
+            "s.yaml: warning: item 3: duplicate of item 1"
+        );
+        assert_eq!(Place::Item(3).same_kind(1), "item 1");
+        assert_eq!(Place::Item(3).line(), 0);
+        assert_eq!(item_lines("- a\n-\n  b: 1\n- [x]\n"), [1, 3, 4]);
     }
 }
