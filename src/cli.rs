@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
+use crate::audience::subscribers;
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::content::{self, Loaded};
-use crate::diagnostics::{Report, Severity, Style, display_path};
-use crate::{feed, init};
+use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
+use crate::{explain, feed, init, select};
 
 /// Turns a folder of blog posts into reader feeds and personalized email digests.
 #[derive(Debug, Parser)]
@@ -65,6 +66,20 @@ enum Command {
         /// Output folder [default: feeds.out from gazette.yaml, else public/]
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Each segment, its subscriber count and the posts it would get now
+    Segments {
+        /// Cover posts published after DATE instead of since the last issue
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+    },
+    /// One subscriber's digest with scores and reasons
+    Explain {
+        /// The subscriber's address
+        email: String,
+        /// Cover posts published after DATE instead of since the last issue
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
     },
 }
 
@@ -146,6 +161,8 @@ pub fn run(cli: Cli) -> Result<Exit> {
         ),
         Command::Check { strict } => session.check(strict),
         Command::Feeds { out } => session.feeds(out),
+        Command::Segments { since } => session.audience(since.as_deref(), None),
+        Command::Explain { email, since } => session.audience(since.as_deref(), Some(&email)),
     }
 }
 
@@ -189,6 +206,14 @@ impl Session {
     fn check(&self, strict: bool) -> Result<Exit> {
         let mut report = Report::default();
         let loaded = self.load(&mut report);
+        if let Some((config, _)) = &loaded {
+            let path = self.root.join(&config.audience.file);
+            let shown = display_path(&self.root, &path);
+            // A project that only publishes feeds has no subscribers file.
+            if path.exists() {
+                report.extend(subscribers::read(&path, &shown, &mut |_| {}));
+            }
+        }
         self.print(&report, true)?;
         let failed = report.has_errors() || (strict && report.warnings() > 0);
         if !self.quiet {
@@ -246,6 +271,75 @@ impl Session {
             );
         }
         Ok(Exit::Done)
+    }
+}
+
+impl Session {
+    /// `segments` (no `email`) and `explain EMAIL`: the issue as it would
+    /// be made now, and who gets what.
+    fn audience(&self, since: Option<&str>, email: Option<&str>) -> Result<Exit> {
+        let mut report = Report::default();
+        let loaded = self.load(&mut report);
+        let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
+            self.print(&report, false)?;
+            return Ok(Exit::BadInput);
+        };
+        let since = match since.map(|text| content::parse_date(text, config.site.timezone)) {
+            None => None,
+            Some(Ok(date)) => Some(date),
+            Some(Err(message)) => {
+                eprintln!("{} --since: {message}", self.style.label(Severity::Error));
+                return Ok(Exit::Usage);
+            }
+        };
+        let window = select::Window {
+            now: self.clock.now(),
+            timezone: config.site.timezone,
+            since,
+            first_issue_posts: config.digest.first_issue_posts,
+        };
+        let issue = select::plan(&loaded.library, &select::History::default(), window);
+        let index = select::Index::new(&issue.posts, window.now, &config.digest);
+        let path = self.root.join(&config.audience.file);
+        let shown = display_path(&self.root, &path);
+        if !path.exists() {
+            report.push(Diagnostic::error(
+                shown,
+                "subscribers file not found (set audience.file in gazette.yaml)",
+            ));
+            self.print(&report, false)?;
+            return Ok(Exit::BadInput);
+        }
+        let wanted = email.map(|e| e.trim().to_lowercase());
+        let mut counts = vec![explain::Counts::default(); config.segments.len()];
+        let mut found = None;
+        let problems = subscribers::read(&path, &shown, &mut |subscriber| match &wanted {
+            Some(wanted) if found.is_none() && subscriber.email.to_lowercase() == *wanted => {
+                found = Some(subscriber);
+            }
+            Some(_) => {}
+            None => explain::count(&config, &mut counts, &subscriber),
+        });
+        report.extend(problems);
+        self.print(&report, false)?;
+        let text = match (email, found) {
+            (None, _) => explain::segments(&config, &issue, &index, &counts),
+            (Some(_), Some(subscriber)) => explain::explain(&config, &issue, &index, &subscriber),
+            (Some(email), None) => {
+                eprintln!(
+                    "{} no subscriber with address '{email}' in {}",
+                    self.style.label(Severity::Error),
+                    shown.display()
+                );
+                return Ok(Exit::BadInput);
+            }
+        };
+        print!("{text}");
+        Ok(if report.has_errors() {
+            Exit::BadInput
+        } else {
+            Exit::Done
+        })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod diagnostics;
+pub mod explain;
 pub mod feed;
 mod init;
 mod output;

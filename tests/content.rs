@@ -125,7 +125,7 @@ fn mojibake_and_control_characters_are_repaired_with_located_warnings() {
 fn the_sample_project_reads_cleanly() {
     let project = Project::sample();
     let run = project.run(&["check"]).expect(0);
-    insta::assert_snapshot!(run.stderr, @r"
+    insta::assert_snapshot!(run.stderr, @"
     content/future-of-digital-marketing-ai-personalization.md:60:61: warning: repaired mis-decoded text: 'â€”' → '—' (UTF-8 read as Windows-1252)
     content/rise-of-ai-in-digital-marketing.md:1:1: warning: no date in front matter; using the file's modification time, 2025-01-10T08:00:00+00:00 (add `date:` to fix it)
     ");

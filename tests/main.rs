@@ -5,6 +5,7 @@
 
 mod support;
 
+mod audience;
 mod cli;
 mod config;
 mod content;

@@ -45,7 +45,8 @@ impl Project {
         project
     }
 
-    /// A copy of the repository's own sample project (config and content).
+    /// A copy of the repository's own sample project (config, subscribers
+    /// and content).
     pub fn sample() -> Project {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let project = Project::empty();
@@ -54,6 +55,11 @@ impl Project {
             project.path().join("gazette.yaml"),
         )
         .expect("copy config");
+        fs::copy(
+            root.join("subscribers.csv"),
+            project.path().join("subscribers.csv"),
+        )
+        .expect("copy subscribers");
         copy_dir(&root.join("content"), &project.path().join("content"));
         // The one seed post without a date falls back to its modification time.
         project.touch(

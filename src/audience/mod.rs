@@ -1,3 +1,4 @@
 //! Audience stage: who receives the digests, read from the subscribers file.
 
+pub mod segments;
 pub mod subscribers;

@@ -190,12 +190,14 @@ struct RawRule {
     attributes: BTreeMap<String, RawAttributeTest>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-enum RawAttributeTest {
-    Equals(String),
-    In(Vec<String>),
-    Exists(bool),
+/// `{equals: x}`, `{in: [x, y]}` or `{exists: true}`: exactly one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAttributeTest {
+    equals: Option<String>,
+    #[serde(rename = "in")]
+    one_of: Option<Vec<String>>,
+    exists: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,15 +432,24 @@ fn check_rule(raw: RawRule, path: &str, fail: &mut impl FnMut(&str, String)) -> 
         attributes: raw
             .attributes
             .into_iter()
-            .map(|(name, test)| {
-                let test = match test {
-                    RawAttributeTest::Equals(v) => AttributeTest::Equals(v.trim().to_string()),
-                    RawAttributeTest::In(vs) => {
+            .filter_map(|(name, test)| {
+                let test = match (test.equals, test.one_of, test.exists) {
+                    (Some(v), None, None) => AttributeTest::Equals(v.trim().to_string()),
+                    (None, Some(vs), None) => {
                         AttributeTest::In(vs.iter().map(|v| v.trim().to_string()).collect())
                     }
-                    RawAttributeTest::Exists(e) => AttributeTest::Exists(e),
+                    (None, None, Some(e)) => AttributeTest::Exists(e),
+                    _ => {
+                        fail(
+                            &format!("{path}.attributes.{name}"),
+                            format!(
+                                "attribute test '{name}' needs exactly one of: equals, in, exists"
+                            ),
+                        );
+                        return None;
+                    }
                 };
-                (name.trim().to_lowercase(), test)
+                Some((name.trim().to_lowercase(), test))
             })
             .collect(),
     };

@@ -216,6 +216,24 @@ fn check_duplicate_slugs(claims: &[(String, PathBuf)], diagnostics: &mut Vec<Dia
     }
 }
 
+/// Reads a date given on the command line (`--since`) in any of the shapes
+/// front matter may use; naive values are read in `tz`.
+pub fn parse_date(text: &str, tz: chrono_tz::Tz) -> Result<DateTime<FixedOffset>, String> {
+    dates::parse(text, tz).map_err(|err| match err {
+        dates::DateError::Unreadable => {
+            format!(
+                "cannot read '{text}' as a date; expected {}",
+                dates::EXPECTED
+            )
+        }
+        dates::DateError::OutOfRange => format!(
+            "'{text}' is outside the years {} to {}",
+            dates::YEARS.start(),
+            dates::YEARS.end()
+        ),
+    })
+}
+
 /// 1-based line and column just after `bytes` (for positions of bad bytes).
 pub fn position_of(bytes: &[u8]) -> (usize, usize) {
     let valid = String::from_utf8_lossy(bytes);

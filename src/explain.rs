@@ -1,0 +1,169 @@
+//! Report stage: what `gazette segments` and `gazette explain EMAIL` print —
+//! the segments with their audience and picks, and one reader's digest with
+//! every score taken apart.
+
+use std::fmt::Write;
+
+use crate::audience::segments::segment_of;
+use crate::audience::subscribers::Subscriber;
+use crate::config::{Config, Segment, Weights};
+use crate::select::{Index, Issue, Mode, Pick, Reader, digest, variant};
+
+/// Subscribers per segment, as `gazette segments` counts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Would get this issue's email.
+    pub mailable: usize,
+    /// Unsubscribed, bounced, complained or of unknown status.
+    pub not_mailable: usize,
+}
+
+/// Counts `subscriber` into its segment's entry of `counts` (one per
+/// segment, in config order).
+pub fn count(config: &Config, counts: &mut [Counts], subscriber: &Subscriber) {
+    let segment = segment_of(subscriber, &config.segments);
+    if let Some(at) = config.segments.iter().position(|s| s.id == segment.id) {
+        if subscriber.status.mailable() {
+            counts[at].mailable += 1;
+        } else {
+            counts[at].not_mailable += 1;
+        }
+    }
+}
+
+/// The issue line shared by both reports.
+fn issue_line(config: &Config, issue: &Issue) -> String {
+    let window = match issue.since {
+        Some(since) => format!(
+            "published after {}",
+            since.with_timezone(&config.site.timezone).to_rfc3339()
+        ),
+        None => format!(
+            "first issue: the latest {}",
+            config.digest.first_issue_posts
+        ),
+    };
+    format!(
+        "issue {}: {} new posts ({window})",
+        issue.id,
+        issue.posts.len()
+    )
+}
+
+/// `gazette segments`: every segment, its subscribers and the posts a
+/// reader of it with no interests of their own would get now.
+pub fn segments(config: &Config, issue: &Issue, index: &Index, counts: &[Counts]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", issue_line(config, issue));
+    for (segment, count) in config.segments.iter().zip(counts) {
+        let _ = writeln!(
+            out,
+            "\n{} ({}): {} to mail, {} not mailable",
+            segment.id, segment.name, count.mailable, count.not_mailable
+        );
+        let reader = Reader {
+            interests: &[],
+            personalize: true,
+        };
+        let (mode, picks) = digest(index, segment, reader, &config.digest);
+        if picks.is_empty() {
+            let _ = writeln!(out, "  no new posts: no email this issue");
+            continue;
+        }
+        let _ = writeln!(out, "  {}", mode.describe());
+        write_picks(&mut out, &picks, mode, None);
+    }
+    out
+}
+
+/// `gazette explain EMAIL`: one reader's segment, variants and picks, with
+/// scores and reasons.
+pub fn explain(config: &Config, issue: &Issue, index: &Index, subscriber: &Subscriber) -> String {
+    let mut out = String::new();
+    let segment = segment_of(subscriber, &config.segments);
+    let name = subscriber.name.as_deref().unwrap_or("(no name)");
+    let _ = writeln!(out, "{} — {name}", subscriber.email);
+    let _ = writeln!(out, "segment: {} ({})", segment.id, segment.name);
+    let interests: Vec<&str> = subscriber
+        .interests
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    let _ = writeln!(
+        out,
+        "interests: {}",
+        if interests.is_empty() {
+            "none".to_string()
+        } else {
+            interests.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "personalization: {}",
+        if subscriber.personalize { "on" } else { "off" }
+    );
+    let _ = writeln!(out, "status: {}", subscriber.status.as_str());
+    if !subscriber.status.mailable() {
+        let _ = writeln!(out, "gets no email: only active subscribers are mailed");
+        return out;
+    }
+    write_variants(&mut out, segment, &issue.id, &subscriber.email);
+    let _ = writeln!(out, "{}", issue_line(config, issue));
+    let reader = Reader {
+        interests: &subscriber.interests,
+        personalize: subscriber.personalize,
+    };
+    let (mode, picks) = digest(index, segment, reader, &config.digest);
+    if picks.is_empty() {
+        let _ = writeln!(out, "no new posts: no email this issue");
+        return out;
+    }
+    let _ = writeln!(out, "{}", mode.describe());
+    write_picks(&mut out, &picks, mode, Some(config.digest.weights));
+    out
+}
+
+fn write_variants(out: &mut String, segment: &Segment, issue: &str, email: &str) {
+    if let Some(subject) = variant::choose(&segment.subjects, issue, email, "subject") {
+        let _ = writeln!(out, "subject: variant {}: {}", subject.id, subject.value);
+    }
+    match variant::choose(&segment.ctas, issue, email, "cta") {
+        Some(cta) => {
+            let _ = writeln!(
+                out,
+                "call to action: variant {}: {} → {}",
+                cta.id, cta.value.text, cta.value.url
+            );
+        }
+        None => {
+            let _ = writeln!(out, "call to action: none");
+        }
+    }
+}
+
+fn write_picks(out: &mut String, picks: &[Pick], mode: Mode, parts: Option<Weights>) {
+    let ranked = matches!(mode, Mode::Personal | Mode::Segment);
+    for (n, pick) in picks.iter().enumerate() {
+        let post = pick.post;
+        let _ = writeln!(
+            out,
+            "  {}. {} ({}, {})",
+            n + 1,
+            post.title,
+            post.slug,
+            post.date.format("%Y-%m-%d")
+        );
+        let s = pick.score;
+        if let Some(w) = parts.filter(|_| ranked) {
+            let _ = writeln!(
+                out,
+                "     score {:.3} = ({} + {} × tags {:.2} + {} × text {:.2}) × recency {:.2}",
+                s.total, w.base, w.tags, s.tags, w.text, s.text, s.recency
+            );
+        } else if ranked {
+            let _ = writeln!(out, "     score {:.3}", s.total);
+        }
+        let _ = writeln!(out, "     {}", pick.reason.text());
+    }
+}
