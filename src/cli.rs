@@ -206,12 +206,26 @@ impl Session {
     fn check(&self, strict: bool) -> Result<Exit> {
         let mut report = Report::default();
         let loaded = self.load(&mut report);
-        if let Some((config, _)) = &loaded {
+        if let Some((config, loaded)) = &loaded {
             let path = self.root.join(&config.audience.file);
             let shown = display_path(&self.root, &path);
             // A project that only publishes feeds has no subscribers file.
             if path.exists() {
                 report.extend(subscribers::read(&path, &shown, &mut |_| {}));
+            }
+            let config_shown = display_path(&self.root, &self.config_path);
+            for segment in &config.segments {
+                for slug in &segment.pinned {
+                    if !loaded.library.posts.iter().any(|p| p.slug == *slug) {
+                        report.push(Diagnostic::warning(
+                            &config_shown,
+                            format!(
+                                "segment '{}' pins '{slug}', which is not a published post",
+                                segment.id
+                            ),
+                        ));
+                    }
+                }
             }
         }
         self.print(&report, true)?;

@@ -43,11 +43,11 @@ fn issue_line(config: &Config, issue: &Issue) -> String {
             config.digest.first_issue_posts
         ),
     };
-    format!(
-        "issue {}: {} new posts ({window})",
-        issue.id,
-        issue.posts.len()
-    )
+    let posts = match issue.posts.len() {
+        1 => "1 new post".to_string(),
+        n => format!("{n} new posts"),
+    };
+    format!("issue {}: {posts} ({window})", issue.id)
 }
 
 /// `gazette segments`: every segment, its subscribers and the posts a
@@ -158,12 +158,28 @@ fn write_picks(out: &mut String, picks: &[Pick], mode: Mode, parts: Option<Weigh
         if let Some(w) = parts.filter(|_| ranked) {
             let _ = writeln!(
                 out,
-                "     score {:.3} = ({} + {} × tags {:.2} + {} × text {:.2}) × recency {:.2}",
-                s.total, w.base, w.tags, s.tags, w.text, s.text, s.recency
+                "     score {} = ({} + {} × tags {:.2} + {} × text {:.2}) × recency {}",
+                number(s.total),
+                w.base,
+                w.tags,
+                s.tags,
+                w.text,
+                s.text,
+                number(s.recency)
             );
         } else if ranked {
-            let _ = writeln!(out, "     score {:.3}", s.total);
+            let _ = writeln!(out, "     score {}", number(s.total));
         }
         let _ = writeln!(out, "     {}", pick.reason.text());
+    }
+}
+
+/// Three decimals, or three significant digits for small numbers, so that
+/// old posts' scores still compare.
+fn number(x: f64) -> String {
+    if x == 0.0 || x >= 0.01 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.2e}")
     }
 }

@@ -58,3 +58,52 @@ fn check_reports_every_bad_subscriber_row_and_keeps_the_rest() {
     let run = project.run(&["check"]).expect(1);
     insta::assert_snapshot!(run.stderr);
 }
+
+#[test]
+fn segment_config_mistakes_are_located() {
+    let project = Project::new()
+        .file(
+            "gazette.yaml",
+            "site:\n  title: T\n  base_url: https://example.com\n\
+             segments:\n  - id: fans\n    interests: [ai]\n\
+             \x20 - id: fans\n    match: {}\n\
+             \x20 - id: roles\n    match:\n      attributes:\n        role: {equals: a, exists: true}\n\
+             \x20 - id: default\n    match: {segment: x}\n    pinned: [nowhere]\n\
+             \x20   cta: [{text: Go, url: \"javascript:alert(1)\"}]\n\
+             digest:\n  max_tag_share: 1.5\n  half_life_days: 0\n",
+        )
+        .file(
+            "content/a.md",
+            "---\ntitle: A\ndate: 2024-01-01\n---\nText.\n",
+        );
+    let run = project.run(&["check"]).expect(1);
+    insta::assert_snapshot!(run.stderr, @"
+    gazette.yaml:5:3: segment 'fans' needs a 'match' (only 'default' catches everyone)
+    gazette.yaml:7:9: segment id 'fans' is used twice
+    gazette.yaml:8:12: 'match' needs at least one of: segment, interests_any, interests_all, attributes
+    gazette.yaml:12:15: attribute test 'role' needs exactly one of: equals, in, exists
+    gazette.yaml:14:12: the 'default' segment catches everyone else; it takes no 'match'
+    gazette.yaml:16:10: CTA url 'javascript:alert(1)' must be an http(s) or mailto URL, or a path on the site
+    gazette.yaml:18:18: max_tag_share must be above 0 and at most 1
+    gazette.yaml:19:19: half_life_days must be a number of days above 0
+    ");
+}
+
+#[test]
+fn a_pinned_slug_that_is_no_post_is_a_warning() {
+    let project = Project::new()
+        .file(
+            "gazette.yaml",
+            "site:\n  title: T\n  base_url: https://example.com\n\
+             segments:\n  - id: default\n    pinned: [nowhere]\n",
+        )
+        .file(
+            "content/a.md",
+            "---\ntitle: A\ndate: 2024-01-01\n---\nText.\n",
+        );
+    let run = project.run(&["check"]).expect(0);
+    assert_eq!(
+        run.stderr,
+        "gazette.yaml: warning: segment 'default' pins 'nowhere', which is not a published post\n"
+    );
+}

@@ -3,7 +3,7 @@
 use crate::support::Project;
 
 #[test]
-fn init_scaffolds_a_project_that_check_and_feeds_accept() {
+fn init_scaffolds_a_project_that_check_feeds_and_segments_accept() {
     let project = Project::empty();
     let run = project.run(&["init", "blog"]).expect(0);
     insta::assert_snapshot!(run.stdout, @r"
@@ -38,6 +38,21 @@ fn init_scaffolds_a_project_that_check_and_feeds_accept() {
     project.run(&["-C", "blog", "feeds"]).expect(0);
     let feed = project.json_feed("blog/public/feed.json");
     assert_eq!(feed["items"][0]["title"], "Hello, gazette");
+    let segments = project.run(&["-C", "blog", "segments"]).expect(0);
+    insta::assert_snapshot!(segments.stdout, @"
+    issue 2026-06-01: 1 new post (first issue: the latest 5)
+
+    engineering (Engineers): 2 to mail, 0 not mailable
+      ranked by the segment's interests
+      1. Hello, gazette (hello-gazette, 2026-06-01)
+         score 0.098
+         Newest post
+
+    default (Everyone else): 0 to mail, 0 not mailable
+      pinned posts, then newest first (no interests yet)
+      1. Hello, gazette (hello-gazette, 2026-06-01)
+         Editors' pick for new readers
+    ");
 }
 
 #[test]

@@ -133,15 +133,34 @@ pub struct RawDigest {
     something_different: bool,
 }
 
-impl Default for RawDigest {
+impl Default for DigestSettings {
+    /// The documented defaults (README, "Configuration").
     fn default() -> Self {
-        RawDigest {
+        DigestSettings {
             first_issue_posts: 5,
             max_posts: 5,
             half_life_days: 14.0,
-            weights: RawWeights::default(),
+            weights: Weights {
+                tags: 1.0,
+                text: 0.5,
+                base: 0.1,
+            },
             max_tag_share: 0.6,
             something_different: true,
+        }
+    }
+}
+
+impl Default for RawDigest {
+    fn default() -> Self {
+        let d = DigestSettings::default();
+        RawDigest {
+            first_issue_posts: d.first_issue_posts,
+            max_posts: d.max_posts,
+            half_life_days: d.half_life_days,
+            weights: RawWeights::default(),
+            max_tag_share: d.max_tag_share,
+            something_different: d.something_different,
         }
     }
 }
@@ -156,10 +175,11 @@ struct RawWeights {
 
 impl Default for RawWeights {
     fn default() -> Self {
+        let w = DigestSettings::default().weights;
         RawWeights {
-            tags: 1.0,
-            text: 0.5,
-            base: 0.1,
+            tags: w.tags,
+            text: w.text,
+            base: w.base,
         }
     }
 }
@@ -419,7 +439,18 @@ pub fn check_segments(
 }
 
 fn check_rule(raw: RawRule, path: &str, fail: &mut impl FnMut(&str, String)) -> Rule {
-    let rule = Rule {
+    let empty = raw.segment.is_none()
+        && raw.interests_any.is_empty()
+        && raw.interests_all.is_empty()
+        && raw.attributes.is_empty();
+    if empty {
+        fail(
+            path,
+            "'match' needs at least one of: segment, interests_any, interests_all, attributes"
+                .into(),
+        );
+    }
+    Rule {
         segment: raw
             .segment
             .map(OneOrMany::into_vec)
@@ -452,15 +483,7 @@ fn check_rule(raw: RawRule, path: &str, fail: &mut impl FnMut(&str, String)) -> 
                 Some((name.trim().to_lowercase(), test))
             })
             .collect(),
-    };
-    if rule == Rule::default() {
-        fail(
-            path,
-            "'match' needs at least one of: segment, interests_any, interests_all, attributes"
-                .into(),
-        );
     }
-    rule
 }
 
 fn variant<T>(index: usize, id: Option<String>, weight: Option<u32>, value: T) -> Variant<T> {

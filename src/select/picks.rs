@@ -299,21 +299,13 @@ fn mentions(post: &Post, interest: &Tag) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Rule, Weights};
+    use crate::config::Rule;
     use crate::content::{tag_key, test_post};
 
     fn settings() -> DigestSettings {
         DigestSettings {
-            first_issue_posts: 5,
             max_posts: 3,
-            half_life_days: 14.0,
-            weights: Weights {
-                tags: 1.0,
-                text: 0.5,
-                base: 0.1,
-            },
-            max_tag_share: 0.6,
-            something_different: true,
+            ..DigestSettings::default()
         }
     }
 

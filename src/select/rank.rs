@@ -183,16 +183,8 @@ mod tests {
 
     fn settings() -> DigestSettings {
         DigestSettings {
-            first_issue_posts: 5,
-            max_posts: 5,
             half_life_days: 7.0,
-            weights: Weights {
-                tags: 1.0,
-                text: 0.5,
-                base: 0.1,
-            },
-            max_tag_share: 0.6,
-            something_different: true,
+            ..DigestSettings::default()
         }
     }
 
