@@ -209,9 +209,15 @@ impl Session {
         if let Some((config, loaded)) = &loaded {
             let path = self.root.join(&config.audience.file);
             let shown = display_path(&self.root, &path);
-            // A project that only publishes feeds has no subscribers file.
+            // A project that only publishes feeds has no subscribers file;
+            // one that names a file must have it.
             if path.exists() {
                 report.extend(subscribers::read(&path, &shown, &mut |_| {}));
+            } else if config.audience.named {
+                report.push(Diagnostic::error(
+                    shown,
+                    "subscribers file not found (named by audience.file in gazette.yaml)",
+                ));
             }
             let config_shown = display_path(&self.root, &self.config_path);
             for segment in &config.segments {

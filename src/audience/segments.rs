@@ -36,12 +36,7 @@ pub fn matches(rule: &Rule, subscriber: &Subscriber) -> bool {
             .iter()
             .all(|k| keys.contains(&k.as_str()))
         && rule.attributes.iter().all(|(name, test)| {
-            let value = subscriber
-                .attrs
-                .iter()
-                .find(|(key, _)| key.trim().eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.trim())
-                .filter(|value| !value.is_empty());
+            let value = attribute(subscriber, name);
             match (test, value) {
                 (AttributeTest::Exists(wanted), value) => *wanted == value.is_some(),
                 (AttributeTest::Equals(expected), Some(value)) => same(expected, value),
@@ -51,6 +46,22 @@ pub fn matches(rule: &Rule, subscriber: &Subscriber) -> bool {
                 (_, None) => false,
             }
         })
+}
+
+/// The value of column `name` (lower case): a custom attribute, or one of
+/// the columns gazette reads itself (`name`, `locale`, `timezone`).
+fn attribute<'s>(subscriber: &'s Subscriber, name: &str) -> Option<&'s str> {
+    let value = match name {
+        "name" => subscriber.name.as_deref(),
+        "locale" => subscriber.locale.as_deref(),
+        "timezone" => subscriber.timezone.as_ref().map(|tz| tz.name()),
+        _ => subscriber
+            .attrs
+            .iter()
+            .find(|(key, _)| key.trim().to_lowercase() == name)
+            .map(|(_, value)| value.as_str()),
+    };
+    value.map(str::trim).filter(|value| !value.is_empty())
 }
 
 /// Attribute values compare without regard to case.
@@ -129,6 +140,21 @@ mod tests {
             ..rule()
         };
         let cmo = subscriber(None, &[], &[("Role", "CMO")]);
+        let ebony = Rule {
+            attributes: BTreeMap::from([("ébène".to_string(), AttributeTest::Exists(true))]),
+            ..rule()
+        };
+        assert!(matches(&ebony, &subscriber(None, &[], &[("Ébène", "x")])));
+        let mut local = subscriber(None, &[], &[]);
+        local.locale = Some("en-GB".into());
+        let english = Rule {
+            attributes: BTreeMap::from([(
+                "locale".to_string(),
+                AttributeTest::In(vec!["en-gb".into(), "en-us".into()]),
+            )]),
+            ..rule()
+        };
+        assert!(matches(&english, &local));
         let none = subscriber(None, &[], &[]);
         assert!(matches(&role(AttributeTest::Equals("cmo".into())), &cmo));
         assert!(!matches(&role(AttributeTest::Equals("cto".into())), &cmo));

@@ -15,6 +15,9 @@ use crate::content::{Tag, tag_key};
 pub struct AudienceSettings {
     /// The subscribers file (CSV, or YAML by extension), relative to the project.
     pub file: PathBuf,
+    /// Whether gazette.yaml names the file (then it must exist), rather
+    /// than leaving the default.
+    pub named: bool,
 }
 
 /// `digest:` — how posts are chosen for every digest.
@@ -102,24 +105,20 @@ pub struct SegmentCta {
     pub url: Url,
 }
 
+/// The largest ranking weight: only ratios between weights matter, and
+/// bounded weights keep every score finite.
+const MAX_WEIGHT: f64 = 1000.0;
+
 /// The id of the segment that catches everyone no other segment matched.
 pub const DEFAULT_SEGMENT: &str = "default";
 
 /// The subject used when a segment names none (a Tera template).
 pub const DEFAULT_SUBJECT: &str = "{{ site.title }}: {{ picks[0].title }}";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudience {
-    file: PathBuf,
-}
-
-impl Default for RawAudience {
-    fn default() -> Self {
-        RawAudience {
-            file: "subscribers.csv".into(),
-        }
-    }
+    file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,7 +264,10 @@ struct RawCta {
 
 impl RawAudience {
     pub fn check(self) -> AudienceSettings {
-        AudienceSettings { file: self.file }
+        AudienceSettings {
+            named: self.file.is_some(),
+            file: self.file.unwrap_or_else(|| "subscribers.csv".into()),
+        }
     }
 }
 
@@ -280,18 +282,18 @@ impl RawDigest {
         if self.max_posts == 0 {
             fail("digest.max_posts", "max_posts must be at least 1".into());
         }
-        if !(self.half_life_days.is_finite() && self.half_life_days > 0.0) {
+        if !(self.half_life_days.is_finite() && self.half_life_days >= 0.01) {
             fail(
                 "digest.half_life_days",
-                "half_life_days must be a number of days above 0".into(),
+                "half_life_days must be a number of days, at least 0.01".into(),
             );
         }
         let w = &self.weights;
         for (key, value) in [("tags", w.tags), ("text", w.text), ("base", w.base)] {
-            if !(value.is_finite() && value >= 0.0) {
+            if !(value.is_finite() && (0.0..=MAX_WEIGHT).contains(&value)) {
                 fail(
                     &format!("digest.weights.{key}"),
-                    format!("weight '{key}' must be a number of at least 0"),
+                    format!("weight '{key}' must be a number from 0 to {MAX_WEIGHT}"),
                 );
             }
         }
@@ -371,6 +373,15 @@ pub fn check_segments(
                 .collect(),
             None => vec![variant(0, None, None, DEFAULT_SUBJECT.to_string())],
         };
+        if subjects
+            .iter()
+            .any(|v: &Variant<String>| v.value.trim().is_empty())
+        {
+            fail(
+                &format!("{path}.subject"),
+                "a subject must not be empty".into(),
+            );
+        }
         check_variants(&subjects, &format!("{path}.subject"), fail);
         let mut ctas = Vec::new();
         for (i, cta) in raw
@@ -380,20 +391,25 @@ pub fn check_segments(
             .into_iter()
             .enumerate()
         {
-            let url = Url::parse(cta.url.trim())
-                .or_else(|err| base.map_or(Err(err), |b| b.join(cta.url.trim())));
+            if cta.text.trim().is_empty() {
+                fail(
+                    &format!("{path}.cta[{i}].text"),
+                    "a call to action needs a 'text'".into(),
+                );
+            }
+            let url = cta_url(cta.url.trim(), base);
             match url {
-                Ok(url) if matches!(url.scheme(), "http" | "https" | "mailto") => {
+                Some(url) => {
                     let value = SegmentCta {
                         text: cta.text.trim().to_string(),
                         url,
                     };
                     ctas.push(variant(i, cta.id, cta.weight, value));
                 }
-                _ => fail(
-                    &format!("{path}.cta"),
+                None => fail(
+                    &format!("{path}.cta[{i}].url"),
                     format!(
-                        "CTA url '{}' must be an http(s) or mailto URL, or a path on the site",
+                        "CTA url '{}' must be an http(s) or mailto: URL, or a path on the site such as /demo/",
                         cta.url
                     ),
                 ),
@@ -438,6 +454,22 @@ pub fn check_segments(
     segments
 }
 
+/// A CTA link: an absolute http(s) URL, a `mailto:` with an address, or a
+/// path resolved on the site (not `//host`, which would leave it).
+fn cta_url(text: &str, base: Option<&Url>) -> Option<Url> {
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+        Ok(url) if url.scheme() == "mailto" && url.path().contains('@') => Some(url),
+        Ok(_) => None,
+        Err(_) if text.is_empty() => None,
+        Err(_) => {
+            let base = base?;
+            let url = base.join(text).ok()?;
+            (url.host_str() == base.host_str()).then_some(url)
+        }
+    }
+}
+
 fn check_rule(raw: RawRule, path: &str, fail: &mut impl FnMut(&str, String)) -> Rule {
     let empty = raw.segment.is_none()
         && raw.interests_any.is_empty()
@@ -450,14 +482,21 @@ fn check_rule(raw: RawRule, path: &str, fail: &mut impl FnMut(&str, String)) -> 
                 .into(),
         );
     }
+    let segment: Vec<String> = raw
+        .segment
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| s.trim().to_lowercase())
+        .collect();
+    if segment.iter().any(String::is_empty) {
+        fail(
+            &format!("{path}.segment"),
+            "a segment value must not be empty".into(),
+        );
+    }
     Rule {
-        segment: raw
-            .segment
-            .map(OneOrMany::into_vec)
-            .unwrap_or_default()
-            .iter()
-            .map(|s| s.trim().to_lowercase())
-            .collect(),
+        segment,
         interests_any: keys(&raw.interests_any),
         interests_all: keys(&raw.interests_all),
         attributes: raw

@@ -267,19 +267,29 @@ fn reason(
                 Reason::Follows(tag)
             } else if let Some(tag) = tag_in(&segment.interests) {
                 Reason::NewIn(tag)
-            } else if score.text > 0.0 {
-                let topic = reader
-                    .interests
-                    .iter()
-                    .chain(&segment.interests)
-                    .find(|t| mentions(post, t))
-                    .map_or_else(|| post.title.clone(), |t| t.name.clone());
+            } else if let Some(topic) = related(post, score, reader, segment) {
                 Reason::Related(topic)
             } else {
                 by_date()
             }
         }
     }
+}
+
+/// The most specific interest (the most words; the reader's first) whose
+/// every word the post has, when the text matched at all.
+fn related(post: &Post, score: &Score, reader: Reader<'_>, segment: &Segment) -> Option<String> {
+    if score.text <= 0.0 {
+        return None;
+    }
+    let mut best: Option<&Tag> = None;
+    for tag in reader.interests.iter().chain(&segment.interests) {
+        let words = tag.key.split('-').count();
+        if mentions(post, tag) && best.is_none_or(|b| words > b.key.split('-').count()) {
+            best = Some(tag);
+        }
+    }
+    best.map(|t| t.name.clone())
 }
 
 /// Whether every word of `interest` occurs in the post's title, summary or text.

@@ -114,14 +114,23 @@ impl<'a> Index<'a> {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let text: Vec<f64> = self.docs.iter().map(|doc| self.bm25(doc, &query)).collect();
-        let best = text.iter().copied().fold(0.0, f64::max);
+        // Similarity is absolute: 1 when a post of average length has every
+        // word of the interests once (BM25 gives such a word its idf), less
+        // for fewer words, capped at 1 — so one of two words is about half.
+        let ceiling: f64 = query
+            .iter()
+            .map(|word| self.idf(word))
+            .fold(0.0, |sum, idf| sum + idf);
         self.posts
             .iter()
-            .zip(text)
-            .map(|(post, text)| {
+            .zip(&self.docs)
+            .map(|(post, doc)| {
                 let tags = overlap(interests, &post.tags);
-                let text = if best > 0.0 { text / best } else { 0.0 };
+                let text = if ceiling > 0.0 {
+                    (self.bm25(doc, &query) / ceiling).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 let recency = self.recency(post);
                 let w = self.weights;
                 Score {
@@ -134,18 +143,25 @@ impl<'a> Index<'a> {
             .collect()
     }
 
-    fn bm25(&self, doc: &Doc, query: &[String]) -> f64 {
+    /// BM25's inverse document frequency of `word` (highest for a word no
+    /// post has).
+    fn idf(&self, word: &str) -> f64 {
         let n = self.docs.len() as f64;
+        let df = self.frequency.get(word).copied().unwrap_or(0) as f64;
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+    }
+
+    fn bm25(&self, doc: &Doc, query: &[String]) -> f64 {
         query
             .iter()
             .filter_map(|word| {
                 let tf = f64::from(*doc.counts.get(word)?);
-                let df = *self.frequency.get(word)? as f64;
-                let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                let idf = self.idf(word);
                 let norm = K1 * (1.0 - B + B * doc.length as f64 / self.average_length);
                 Some(idf * tf * (K1 + 1.0) / (tf + norm))
             })
-            .sum()
+            // An empty float sum is -0.0; start from +0.0.
+            .fold(0.0, |sum, part| sum + part)
     }
 
     /// ½ per half-life of age; posts from the future count as new.
@@ -229,7 +245,23 @@ mod tests {
         b.text = "Ten tips for better subject lines".into();
         let index = Index::new(&[&a, &b], now(), &settings());
         let scores = index.scores(&[interest("Machine Learning")]);
-        assert_eq!(scores[0].text, 1.0);
+        assert!(scores[0].text > 0.5, "{:?}", scores[0]);
         assert_eq!(scores[1].text, 0.0);
+        assert!(scores[1].text.is_sign_positive());
+    }
+
+    #[test]
+    fn one_of_two_words_is_a_partial_match() {
+        let mut a = test_post("a", "2026-05-01T00:00:00Z", &[]);
+        a.text = "A machine for funnels".into();
+        let mut b = test_post("b", "2026-05-01T00:00:00Z", &[]);
+        b.text = "Growth hacks".into();
+        let index = Index::new(&[&a, &b], now(), &settings());
+        let scores = index.scores(&[interest("Machine Learning")]);
+        assert!(
+            scores[0].text > 0.0 && scores[0].text < 0.5,
+            "{:?}",
+            scores[0]
+        );
     }
 }
