@@ -621,7 +621,7 @@ fn salvage(values: Vec<String>) -> Vec<(String, u8)> {
 /// The form in which two spellings of one address compare equal: the local
 /// part in Unicode NFC and lower case, the domain in its ASCII (IDNA) form,
 /// so `u@bücher.de`, `u@BU\u{308}CHER.de` and `u@xn--bcher-kva.de` are one.
-fn comparable(email: &str) -> String {
+pub(crate) fn comparable(email: &str) -> String {
     let email = email.trim();
     let (local, domain) = email.rsplit_once('@').unwrap_or((email, ""));
     let local: String = local.nfc().collect::<String>().to_lowercase();

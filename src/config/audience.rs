@@ -61,6 +61,8 @@ pub struct Segment {
     pub max_posts: usize,
     /// Subject line templates; more than one is an A/B test.
     pub subjects: Vec<Variant<String>>,
+    /// The preheader (preview text) template; `None`: `email.preheader`.
+    pub preheader: Option<String>,
     /// The segment's calls to action; more than one is an A/B test.
     pub ctas: Vec<Variant<SegmentCta>>,
     /// The digest template's name (`templates/<name>.mjml.tera`).
@@ -196,6 +198,7 @@ pub struct RawSegment {
     pinned: Vec<String>,
     max_posts: Option<usize>,
     subject: Option<OneOrMany<RawSubject>>,
+    preheader: Option<String>,
     cta: Option<OneOrMany<RawCta>>,
     template: Option<String>,
 }
@@ -431,6 +434,7 @@ pub fn check_segments(
             pinned: raw.pinned.iter().map(|s| s.trim().to_string()).collect(),
             max_posts,
             subjects,
+            preheader: raw.preheader,
             ctas,
             template: raw.template.unwrap_or_else(|| "digest".into()),
         };
@@ -448,6 +452,7 @@ pub fn check_segments(
         pinned: Vec::new(),
         max_posts: digest.max_posts,
         subjects: vec![variant(0, None, None, DEFAULT_SUBJECT.to_string())],
+        preheader: None,
         ctas: Vec::new(),
         template: "digest".into(),
     }));

@@ -6,6 +6,7 @@
 //! Every problem of the file is reported in one run.
 
 mod audience;
+mod email;
 mod locate;
 mod raw;
 
@@ -20,6 +21,7 @@ pub use audience::{
     AttributeTest, AudienceSettings, DEFAULT_SEGMENT, DigestSettings, Rule, Segment, SegmentCta,
     Variant, Weights,
 };
+pub use email::{EmailSettings, UnsubscribeSettings, Utm};
 pub(crate) use locate::join as locate_join;
 pub use locate::{Locator, Place};
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub digest: DigestSettings,
     /// In the order they are tried; the `default` segment is always last.
     pub segments: Vec<Segment>,
+    pub email: EmailSettings,
+    pub unsubscribe: UnsubscribeSettings,
 }
 
 /// `site:` — who publishes and where.

@@ -14,6 +14,7 @@ use serde_path_to_error::Segment;
 use url::Url;
 
 use super::audience::{RawAudience, RawDigest, RawSegment, check_segments};
+use super::email::{RawEmail, RawUnsubscribe};
 use super::{Author, Config, ContentSettings, FeedContent, FeedSettings, Site};
 
 /// Receives `(key path, message)` for each problem.
@@ -34,6 +35,10 @@ pub struct RawConfig {
     digest: RawDigest,
     #[serde(default)]
     segments: Vec<RawSegment>,
+    #[serde(default)]
+    email: RawEmail,
+    #[serde(default)]
+    unsubscribe: RawUnsubscribe,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,6 +424,8 @@ impl RawConfig {
         let audience = self.audience.check();
         let digest = self.digest.check(&mut fail);
         let segments = check_segments(self.segments, &digest, base_url.as_ref(), &mut fail);
+        let email = self.email.check(&mut fail);
+        let unsubscribe = self.unsubscribe.check(&mut fail);
 
         if !ok {
             return None;
@@ -454,6 +461,8 @@ impl RawConfig {
             audience,
             digest,
             segments,
+            email,
+            unsubscribe,
         })
     }
 }

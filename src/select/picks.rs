@@ -338,6 +338,7 @@ mod tests {
             pinned: pinned.iter().map(|s| (*s).to_string()).collect(),
             max_posts: 3,
             subjects: Vec::new(),
+            preheader: None,
             ctas: Vec::new(),
             template: "digest".into(),
         }
