@@ -16,5 +16,7 @@ pub mod feed;
 mod init;
 mod output;
 pub mod select;
+mod state;
+pub mod unsubscribe;
 
 pub use cli::main;

@@ -1,0 +1,596 @@
+//! Unsubscribe stage: signed tokens that let a reader leave a list with one
+//! click, naming them without their address.
+//!
+//! A token is `v1.` and 48 base64url characters: a 4-byte tag of the list,
+//! the reader's 16-byte [`AddressKey`] and the first 16 bytes of an
+//! HMAC-SHA256 over both. Only the holder of the [`Secret`] can make one, so
+//! nobody can unsubscribe someone else by guessing, and a link that leaks
+//! (a forwarded digest) reveals no address.
+
+use std::borrow::Cow;
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::audience::subscribers::comparable;
+use crate::state;
+
+/// The environment variable that holds the key, instead of the key file.
+pub const SECRET_VAR: &str = "GAZETTE_SECRET";
+
+/// The shortest key [`SECRET_VAR`] may hold, in bytes.
+const MIN_SECRET_LEN: usize = 16;
+/// The bytes of a key gazette makes itself.
+const KEY_FILE_LEN: usize = 32;
+/// Names the scheme, so a token is never valid as a MAC of anything else.
+const DOMAIN: &[u8] = b"gazette-unsubscribe-v1";
+const PREFIX: &str = "v1.";
+const TAG_LEN: usize = 4;
+const KEY_LEN: usize = 16;
+const MAC_LEN: usize = 16;
+/// base64 of the 36 payload bytes, without padding.
+const ENCODED_LEN: usize = (TAG_LEN + KEY_LEN + MAC_LEN) * 4 / 3;
+
+/// 16 bytes that name a subscriber without their address: the first 16
+/// bytes of SHA-256 of the address in its [`comparable`] form, so every
+/// spelling of one address (case, Unicode normalization, IDN) has one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressKey(pub [u8; KEY_LEN]);
+
+impl AddressKey {
+    /// The key of `email`.
+    pub fn of(email: &str) -> AddressKey {
+        let digest = Sha256::digest(comparable(email).as_bytes());
+        let mut key = [0u8; KEY_LEN];
+        key.copy_from_slice(&digest[..KEY_LEN]);
+        AddressKey(key)
+    }
+
+    /// 32 lower-case hex digits.
+    pub fn hex(&self) -> String {
+        to_hex(&self.0)
+    }
+
+    /// The key [`hex`](Self::hex) wrote (either case); `None` unless exactly
+    /// 32 hex digits.
+    pub fn from_hex(text: &str) -> Option<AddressKey> {
+        from_hex(text).map(AddressKey)
+    }
+}
+
+/// The key tokens are signed with.
+pub struct Secret {
+    /// HMAC-SHA256 already keyed; cloned for each token.
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// The key from `GAZETTE_SECRET` when it is set and not empty (its
+    /// bytes as they are, at least 16), else from the key file
+    /// `<root>/.gazette/secret` (64 hex digits), which is made with 32
+    /// random bytes on first use.
+    pub fn load(root: &Path) -> Result<Secret> {
+        match std::env::var_os(SECRET_VAR) {
+            Some(value) if !value.is_empty() => {
+                let value = value
+                    .to_str()
+                    .with_context(|| format!("{SECRET_VAR} is not valid UTF-8"))?;
+                from_env_value(value)
+            }
+            _ => from_key_file(root),
+        }
+    }
+
+    /// For tests and benchmarks: a key from bytes.
+    pub fn from_bytes(key: &[u8]) -> Secret {
+        Secret {
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length"),
+        }
+    }
+
+    /// The token that unsubscribes `email` from `list`.
+    pub fn token(&self, list: &str, email: &str) -> String {
+        let tag = list_tag(list);
+        let key = AddressKey::of(email);
+        let mac = self.mac(&tag, &key.0).finalize().into_bytes();
+        let mut payload = Vec::with_capacity(TAG_LEN + KEY_LEN + MAC_LEN);
+        payload.extend_from_slice(&tag);
+        payload.extend_from_slice(&key.0);
+        payload.extend_from_slice(&mac[..MAC_LEN]);
+        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(payload))
+    }
+
+    /// The subscriber a token names, if it is well-formed, for `list`, and
+    /// signed with this key. Surrounding whitespace is ignored; the token
+    /// may also be percent-encoded, or the whole link (`…?token=v1.…`).
+    pub fn verify(&self, list: &str, token: &str) -> Result<AddressKey, TokenError> {
+        let token = bare(token).ok_or(TokenError::Malformed)?;
+        let encoded = token
+            .trim()
+            .strip_prefix(PREFIX)
+            .filter(|encoded| encoded.len() == ENCODED_LEN)
+            .ok_or(TokenError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|_| TokenError::Malformed)?;
+        let (tag, rest) = payload.split_at(TAG_LEN);
+        let (key, mac) = rest.split_at(KEY_LEN);
+        // The signature first: only a genuine token may say which list it is for.
+        self.mac(tag, key)
+            .verify_truncated_left(mac)
+            .map_err(|_| TokenError::BadSignature)?;
+        if tag != list_tag(list) {
+            return Err(TokenError::OtherList);
+        }
+        let key = key.try_into().map_err(|_| TokenError::Malformed)?;
+        Ok(AddressKey(key))
+    }
+
+    /// The MAC of a token's tag and address key, not yet finalized.
+    fn mac(&self, tag: &[u8], key: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(DOMAIN);
+        mac.update(tag);
+        mac.update(key);
+        mac
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("not a gazette unsubscribe token")]
+    Malformed,
+    #[error("the token is for another list")]
+    OtherList,
+    #[error("the token's signature does not match (another key, or it was altered)")]
+    BadSignature,
+}
+
+/// The key in `GAZETTE_SECRET`: its bytes as they are (not trimmed, not
+/// decoded), so every program that verifies tokens agrees on it.
+fn from_env_value(value: &str) -> Result<Secret> {
+    if value.len() < MIN_SECRET_LEN {
+        bail!(
+            "{SECRET_VAR} must be at least {MIN_SECRET_LEN} bytes long, but has {}; \
+             use 32 random bytes in hex, such as the output of `openssl rand -hex 32`",
+            value.len()
+        );
+    }
+    Ok(Secret::from_bytes(value.as_bytes()))
+}
+
+/// The key in `<root>/.gazette/secret`, made if there is none.
+///
+/// A new key is written whole to a temporary file and linked into place
+/// only if no key is there yet, so of two processes starting at once, one
+/// writes the key and the other reads it: both sign with the same key, and
+/// neither can read a half-written file.
+fn from_key_file(root: &Path) -> Result<Secret> {
+    let path = state::dir(root).join("secret");
+    if let Some(secret) = read_key_file(&path)? {
+        return Ok(secret);
+    }
+    let dir = state::create_dir(root)?;
+    let mut key = [0u8; KEY_FILE_LEN];
+    getrandom::fill(&mut key)
+        .map_err(|e| anyhow::anyhow!("cannot get random bytes for a new key: {e}"))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".secret-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    let mut temp = builder
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    temp.write_all(format!("{}\n", to_hex(&key)).as_bytes())
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    match temp.persist_noclobber(&path) {
+        Ok(_) => {
+            // Every link sent later is signed with this key: make its name durable too.
+            #[cfg(unix)]
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync folder {}", dir.display()))?;
+            Ok(Secret::from_bytes(&key))
+        }
+        Err(e) if e.error.kind() == ErrorKind::AlreadyExists => read_key_file(&path)?
+            .with_context(|| format!("{} vanished while it was being read", path.display())),
+        Err(e) => Err(e.error).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// The key in the file at `path`; `None` if there is no such file.
+fn read_key_file(path: &Path) -> Result<Option<Secret>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let key: [u8; KEY_FILE_LEN] = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| from_hex(text.trim()))
+        .with_context(|| {
+            format!(
+                "{} is not a gazette key: it must hold 64 hex digits; if it is lost, delete \
+                 the file to make a new key (unsubscribe links already sent stop working)",
+                path.display()
+            )
+        })?;
+    Ok(Some(Secret::from_bytes(&key)))
+}
+
+/// The first 4 bytes of SHA-256 of the list name.
+fn list_tag(list: &str) -> [u8; TAG_LEN] {
+    let digest = Sha256::digest(list.as_bytes());
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&digest[..TAG_LEN]);
+    tag
+}
+
+/// The token alone, from a token, a percent-encoded token, or a link with
+/// a `token` query parameter; `None` when none can be found.
+fn bare(token: &str) -> Option<Cow<'_, str>> {
+    let token = token.trim();
+    match token.split_once('?') {
+        Some((_, query)) => {
+            let query = query.split_once('#').map_or(query, |(query, _)| query);
+            let (_, value) =
+                url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "token")?;
+            Some(Cow::Owned(value.into_owned()))
+        }
+        None if token.contains('%') => percent_decode(token).map(Cow::Owned),
+        None => Some(Cow::Borrowed(token)),
+    }
+}
+
+/// `text` with each `%XX` replaced by its byte; `None` for a bad escape or
+/// bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((before, after)) = rest.split_once('%') {
+        bytes.extend_from_slice(before.as_bytes());
+        let [byte] = from_hex(after.get(..2)?)?;
+        bytes.push(byte);
+        rest = &after[2..];
+    }
+    bytes.extend_from_slice(rest.as_bytes());
+    String::from_utf8(bytes).ok()
+}
+
+/// `bytes` as lower-case hex.
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+/// Exactly `2 * N` hex digits (either case) as bytes.
+fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        let high = char::from(pair[0]).to_digit(16)?;
+        let low = char::from(pair[1]).to_digit(16)?;
+        *byte = u8::try_from((high << 4) | low).ok()?;
+    }
+    Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = "https://example.com/";
+
+    fn secret() -> Secret {
+        Secret::from_bytes(b"a test key of thirty-two bytes!!")
+    }
+
+    #[test]
+    fn a_token_names_its_subscriber() {
+        let secret = secret();
+        let token = secret.token(LIST, "ana@example.com");
+        assert!(token.starts_with("v1."), "{token}");
+        assert_eq!(token.len(), 3 + ENCODED_LEN);
+        assert!(
+            token[3..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{token}"
+        );
+        assert_eq!(
+            secret.verify(LIST, &token),
+            Ok(AddressKey::of("ana@example.com"))
+        );
+        assert_ne!(
+            secret.verify(LIST, &token),
+            Ok(AddressKey::of("bo@example.com"))
+        );
+    }
+
+    #[test]
+    fn tokens_are_stable_and_differ_by_address_and_list() {
+        let secret = secret();
+        let token = secret.token(LIST, "ana@example.com");
+        assert_eq!(secret.token(LIST, "ana@example.com"), token);
+        assert_eq!(secret.token(LIST, "  ANA@Example.COM "), token);
+        assert_ne!(secret.token(LIST, "bo@example.com"), token);
+        assert_ne!(secret.token("other", "ana@example.com"), token);
+    }
+
+    #[test]
+    fn a_token_never_contains_the_address() {
+        let secret = secret();
+        for email in [
+            "margarethe.schmidt@example.com",
+            "verylongname@posteo.de",
+            "q@example.org",
+        ] {
+            let token = secret.token(LIST, email).to_lowercase();
+            let (local, domain) = email.split_once('@').unwrap();
+            assert!(!token.contains(email), "{token}");
+            assert!(local.len() < 4 || !token.contains(local), "{token}");
+            assert!(!token.contains(domain), "{token}");
+            let hidden = URL_SAFE_NO_PAD.encode(email).to_lowercase();
+            assert!(!token.contains(&hidden[..8]), "{token}");
+        }
+    }
+
+    #[test]
+    fn changing_any_character_breaks_the_token() {
+        let secret = secret();
+        let token = secret.token(LIST, "ana@example.com");
+        for (i, c) in token.char_indices() {
+            for replacement in ['A', 'z', '0', '-', '_', '.'] {
+                if replacement == c {
+                    continue;
+                }
+                let mut altered = token.clone();
+                altered.replace_range(i..i + 1, &replacement.to_string());
+                let result = secret.verify(LIST, &altered);
+                assert!(
+                    matches!(
+                        result,
+                        Err(TokenError::BadSignature | TokenError::Malformed)
+                    ),
+                    "{altered}: {result:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flipping_any_bit_of_the_payload_fails_the_signature() {
+        let secret = secret();
+        let token = secret.token(LIST, "ana@example.com");
+        let payload = URL_SAFE_NO_PAD.decode(&token[3..]).unwrap();
+        for i in 0..payload.len() {
+            for bit in 0..8 {
+                let mut altered = payload.clone();
+                altered[i] ^= 1 << bit;
+                let altered = format!("v1.{}", URL_SAFE_NO_PAD.encode(altered));
+                assert_eq!(
+                    secret.verify(LIST, &altered),
+                    Err(TokenError::BadSignature),
+                    "byte {i} bit {bit}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_padded_or_foreign_tokens_are_malformed() {
+        let secret = secret();
+        let token = secret.token(LIST, "ana@example.com");
+        for bad in [
+            "",
+            "v1.",
+            "v2.",
+            &token[..token.len() - 1],
+            &format!("{token}A"),
+            &format!("{token}="),
+            &token.replacen("v1.", "v2.", 1),
+            &token.replacen("v1.", "", 1),
+            "https://example.com/unsubscribe?list=x",
+            "v1.%zz",
+            "v1.😀",
+        ] {
+            assert_eq!(
+                secret.verify(LIST, bad),
+                Err(TokenError::Malformed),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_for_another_list_says_so() {
+        let secret = secret();
+        let token = secret.token("https://other.example/", "ana@example.com");
+        assert_eq!(secret.verify(LIST, &token), Err(TokenError::OtherList));
+    }
+
+    #[test]
+    fn a_token_from_another_key_is_refused() {
+        let token = Secret::from_bytes(b"another key, also long enough").token(LIST, "a@b.c");
+        assert_eq!(secret().verify(LIST, &token), Err(TokenError::BadSignature));
+        // Even for another list: a forged token cannot say which list it is for.
+        assert_eq!(
+            secret().verify("other", &token),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn tokens_are_found_in_links_spaces_and_percent_encoding() {
+        let secret = secret();
+        let token = secret.token(LIST, "ana@example.com");
+        let key = Ok(AddressKey::of("ana@example.com"));
+        for form in [
+            format!("  {token}\n"),
+            token.replace('.', "%2E"),
+            format!("https://example.com/unsubscribe?token={token}"),
+            format!(
+                "https://example.com/u?list=news&token={}#top",
+                token.replace('.', "%2e")
+            ),
+            format!("/unsubscribe?token={token}&utm_source=x"),
+            format!("  https://example.com/u?token={token}  "),
+        ] {
+            assert_eq!(secret.verify(LIST, &form), key, "{form}");
+        }
+    }
+
+    #[test]
+    fn spellings_of_one_address_share_a_key() {
+        let key = AddressKey::of("Ana@Bücher.de");
+        assert_eq!(AddressKey::of("ana@xn--bcher-kva.de"), key);
+        assert_eq!(AddressKey::of(" ana@BU\u{308}CHER.de "), key);
+        assert_ne!(AddressKey::of("anna@bücher.de"), key);
+    }
+
+    #[test]
+    fn address_keys_round_trip_through_hex() {
+        let key = AddressKey::of("ana@example.com");
+        let hex = key.hex();
+        assert_eq!(hex.len(), 32);
+        assert_eq!(hex, hex.to_lowercase());
+        assert_eq!(AddressKey::from_hex(&hex), Some(key));
+        assert_eq!(AddressKey::from_hex(&hex.to_uppercase()), Some(key));
+        assert_eq!(AddressKey::from_hex(&hex[1..]), None);
+        assert_eq!(AddressKey::from_hex(&format!("{}g", &hex[1..])), None);
+        assert_eq!(AddressKey::from_hex(&format!("+{}", &hex[1..])), None);
+    }
+
+    #[test]
+    fn the_debug_form_hides_the_key() {
+        assert_eq!(format!("{:?}", secret()), "Secret(..)");
+    }
+
+    #[test]
+    fn the_env_key_must_be_long_enough() {
+        let err = from_env_value("too short").unwrap_err();
+        assert!(err.to_string().contains("GAZETTE_SECRET"), "{err}");
+        assert!(err.to_string().contains("at least 16 bytes"), "{err}");
+        assert!(!err.to_string().contains("too short"), "{err}");
+        let secret = from_env_value("sixteen bytes ok").unwrap();
+        let token = secret.token(LIST, "ana@example.com");
+        let same = Secret::from_bytes(b"sixteen bytes ok");
+        assert!(same.verify(LIST, &token).is_ok());
+    }
+
+    #[test]
+    fn the_key_file_is_made_once_and_reused() {
+        let root = tempfile::tempdir().unwrap();
+        let first = from_key_file(root.path()).unwrap();
+        let path = root.path().join(".gazette/secret");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim().len(), 64, "{text}");
+        assert!(from_hex::<32>(text.trim()).is_some(), "{text}");
+        let token = first.token(LIST, "ana@example.com");
+        let second = from_key_file(root.path()).unwrap();
+        assert!(second.verify(LIST, &token).is_ok());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        // No temporary files left behind.
+        let names: Vec<_> = std::fs::read_dir(root.path().join(".gazette"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(
+            names.iter().all(|n| n == "secret" || n == ".gitignore"),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn different_projects_get_different_keys() {
+        let one = tempfile::tempdir().unwrap();
+        let two = tempfile::tempdir().unwrap();
+        let token = from_key_file(one.path()).unwrap().token(LIST, "a@b.c");
+        let other = from_key_file(two.path()).unwrap();
+        assert_eq!(other.verify(LIST, &token), Err(TokenError::BadSignature));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_key_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        from_key_file(root.path()).unwrap();
+        let mode = |p: &str| {
+            std::fs::metadata(root.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(".gazette/secret"), 0o600);
+        assert_eq!(mode(".gazette"), 0o700);
+    }
+
+    #[test]
+    fn a_key_written_by_hand_is_used() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(".gazette")).unwrap();
+        let hex = "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
+        std::fs::write(root.path().join(".gazette/secret"), format!("{hex}\r\n")).unwrap();
+        let key: [u8; 32] = from_hex(hex).unwrap();
+        let token = Secret::from_bytes(&key).token(LIST, "a@b.c");
+        assert!(
+            from_key_file(root.path())
+                .unwrap()
+                .verify(LIST, &token)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_corrupt_key_file_is_an_error_naming_it() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(".gazette")).unwrap();
+        let path = root.path().join(".gazette/secret");
+        for corrupt in [&b""[..], b"not hex", &[b'a'; 63], &[b'a'; 66], &[0xff; 64]] {
+            std::fs::write(&path, corrupt).unwrap();
+            let err = from_key_file(root.path()).unwrap_err();
+            let message = format!("{err:#}");
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains("64 hex digits"), "{message}");
+            // Never replaced: the links already sent depend on it.
+            assert_eq!(std::fs::read(&path).unwrap(), corrupt);
+        }
+    }
+
+    #[test]
+    fn racing_processes_end_up_with_one_key() {
+        let root = tempfile::tempdir().unwrap();
+        let tokens: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| from_key_file(root.path()).unwrap().token(LIST, "a@b.c")))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(tokens.windows(2).all(|w| w[0] == w[1]), "{tokens:?}");
+    }
+}
