@@ -14,6 +14,7 @@ pub mod diagnostics;
 pub mod explain;
 pub mod feed;
 mod init;
+pub mod ledger;
 mod output;
 pub mod select;
 mod state;

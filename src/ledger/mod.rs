@@ -1,0 +1,223 @@
+//! Ledger stage: what gazette must remember between runs, in one SQLite
+//! file, `.gazette/state.db`. For now, who must not be mailed
+//! ([`suppression`](Suppression)); later the issues sent and each delivery.
+//!
+//! Safety over speed: WAL with `synchronous = FULL`, so a recorded
+//! unsubscribe survives a crash or power loss, and several gazette
+//! processes may share the file (a writer waits up to 5 s for another).
+
+mod schema;
+mod suppression;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags};
+
+pub use suppression::{Reason, Suppression, UnknownReason};
+
+use crate::state;
+
+/// The ledger's file name in `.gazette/`.
+const FILE_NAME: &str = "state.db";
+/// How long a connection waits for another to let go of the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open ledger, migrated to the schema this gazette knows.
+#[derive(Debug)]
+pub struct Ledger {
+    conn: Connection,
+}
+
+impl Ledger {
+    /// `<root>/.gazette/state.db`, created (with `.gazette/` at 0700) and
+    /// migrated.
+    pub fn open(root: &Path) -> Result<Ledger> {
+        let path = state::create_dir(root)?.join(FILE_NAME);
+        create_private(&path)?;
+        Ledger::connect(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    }
+
+    /// The same, only if the file already exists (dry runs never create
+    /// state): `None` otherwise.
+    pub fn open_existing(root: &Path) -> Result<Option<Ledger>> {
+        let path = state::dir(root).join(FILE_NAME);
+        let exists = path
+            .try_exists()
+            .with_context(|| format!("cannot look for {}", path.display()))?;
+        if !exists {
+            return Ok(None);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Ledger::connect(&path, flags).map(Some)
+    }
+
+    fn connect(path: &Path, flags: OpenFlags) -> Result<Ledger> {
+        let mut conn = Connection::open_with_flags(path, flags)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        configure(&conn).with_context(|| format!("cannot set up {}", path.display()))?;
+        schema::migrate(&mut conn).with_context(|| format!("cannot use {}", path.display()))?;
+        Ok(Ledger { conn })
+    }
+}
+
+/// Creates the file at `path` owner-only (0600) if it is missing, before
+/// SQLite opens it: SQLite gives its `-wal` and `-shm` files the mode of the
+/// database, and all of them hold addresses. An existing file is untouched.
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(())
+}
+
+/// Settings SQLite keeps per connection, not in the file.
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!(
+            "SQLite cannot use write-ahead logging there (journal mode stays '{mode}'); \
+             keep the project on a local disk"
+        );
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(ledger: &Ledger, name: &str) -> String {
+        ledger
+            .conn
+            .pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+            .map(|value| match value {
+                rusqlite::types::Value::Integer(n) => n.to_string(),
+                rusqlite::types::Value::Text(text) => text,
+                other => format!("{other:?}"),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn open_creates_the_file_and_sets_it_up() {
+        let root = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(root.path()).unwrap();
+        assert!(root.path().join(".gazette/state.db").is_file());
+        assert_eq!(pragma(&ledger, "journal_mode"), "wal");
+        assert_eq!(pragma(&ledger, "synchronous"), "2"); // FULL
+        assert_eq!(pragma(&ledger, "foreign_keys"), "1");
+        assert_eq!(pragma(&ledger, "busy_timeout"), "5000");
+        assert_eq!(
+            pragma(&ledger, "user_version"),
+            schema::MIGRATIONS.len().to_string()
+        );
+    }
+
+    #[test]
+    fn opening_again_keeps_the_data_and_the_schema() {
+        let root = tempfile::tempdir().unwrap();
+        let key = crate::unsubscribe::AddressKey::of("ana@example.com");
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05+01:00").unwrap();
+        {
+            let ledger = Ledger::open(root.path()).unwrap();
+            assert!(ledger.suppress(key, None, Reason::Bounced, at).unwrap());
+        }
+        let again = Ledger::open(root.path()).unwrap();
+        let existing = Ledger::open_existing(root.path()).unwrap().unwrap();
+        for ledger in [&again, &existing] {
+            assert_eq!(ledger.suppressions().unwrap().len(), 1);
+            assert_eq!(
+                pragma(ledger, "user_version"),
+                schema::MIGRATIONS.len().to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn open_existing_never_creates_state() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(Ledger::open_existing(root.path()).unwrap().is_none());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        // Nor does a .gazette folder without a ledger get one.
+        std::fs::create_dir(root.path().join(".gazette")).unwrap();
+        assert!(Ledger::open_existing(root.path()).unwrap().is_none());
+        let names = std::fs::read_dir(root.path().join(".gazette")).unwrap();
+        assert_eq!(names.count(), 0);
+    }
+
+    #[test]
+    fn a_ledger_from_a_newer_gazette_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(root.path()).unwrap();
+        let newer = i64::try_from(schema::MIGRATIONS.len() + 1).unwrap();
+        ledger
+            .conn
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        drop(ledger);
+        for err in [
+            Ledger::open(root.path()).unwrap_err(),
+            Ledger::open_existing(root.path()).unwrap_err(),
+        ] {
+            let message = format!("{err:#}");
+            assert!(message.contains("newer gazette"), "{message}");
+            assert!(message.contains("state.db"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_ledger_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(".gazette")).unwrap();
+        let path = root.path().join(".gazette/state.db");
+        std::fs::write(
+            &path,
+            "not a database, but long enough to be read as a header",
+        )
+        .unwrap();
+        let message = format!("{:#}", Ledger::open_existing(root.path()).unwrap_err());
+        assert!(message.contains("state.db"), "{message}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"not a database, but long enough to be read as a header"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_ledger_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(root.path()).unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        let key = crate::unsubscribe::AddressKey::of("ana@example.com");
+        ledger
+            .suppress(key, Some("ana@example.com"), Reason::Bounced, at)
+            .unwrap();
+        let mode = |name: &str| {
+            let path = root.path().join(".gazette").join(name);
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(""), 0o700);
+        assert_eq!(mode("state.db"), 0o600);
+        assert_eq!(mode("state.db-wal"), 0o600);
+    }
+}

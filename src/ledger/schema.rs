@@ -1,0 +1,81 @@
+//! Ledger stage: the schema, built by numbered migrations.
+//!
+//! `PRAGMA user_version` says how many have run. Append new ones, never edit
+//! or reorder old ones: ledgers made by released versions have run them.
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Migration `n` (from 1) takes the schema from version `n - 1` to `n`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: addresses that must not be mailed. `at` is RFC 3339.
+    "CREATE TABLE suppression (
+        address_key TEXT PRIMARY KEY,
+        address TEXT,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );",
+];
+
+/// Runs the migrations the ledger lacks, each in its own transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    while version(conn)? < MIGRATIONS.len() {
+        // A write lock first, then the version again: another process may
+        // have migrated while this one waited.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = version(&tx)?;
+        if let Some(sql) = MIGRATIONS.get(current) {
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {} failed", current + 1))?;
+            tx.pragma_update(None, "user_version", i64::try_from(current + 1)?)?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The schema version of the ledger, if this gazette knows it.
+fn version(conn: &Connection) -> Result<usize> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let Ok(version) = usize::try_from(version) else {
+        bail!("it has schema version {version}, which no gazette makes");
+    };
+    if version > MIGRATIONS.len() {
+        bail!(
+            "it was made by a newer gazette (schema version {version}; this one knows up to {}); \
+             upgrade gazette",
+            MIGRATIONS.len()
+        );
+    }
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_changes_nothing() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), MIGRATIONS.len());
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1);
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_version_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE suppression (x);").unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(format!("{err:#}").contains("migration 1 failed"), "{err:#}");
+        assert_eq!(version(&conn).unwrap(), 0);
+    }
+}
