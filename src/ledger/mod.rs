@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use suppression::{Reason, Suppression, UnknownReason};
 
@@ -23,6 +23,8 @@ use crate::state;
 const FILE_NAME: &str = "state.db";
 /// How long a connection waits for another to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The pause between attempts to switch to WAL.
+const WAL_RETRY: Duration = Duration::from_millis(10);
 
 /// An open ledger, migrated to the schema this gazette knows.
 #[derive(Debug)]
@@ -84,20 +86,41 @@ fn create_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Settings SQLite keeps per connection, not in the file.
+/// Settings SQLite keeps per connection (and the journal mode, which
+/// sticks to the file once set).
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        bail!(
-            "SQLite cannot use write-ahead logging there (journal mode stays '{mode}'); \
-             keep the project on a local disk"
-        );
-    }
+    use_wal(conn)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
+}
+
+/// Switches the file to write-ahead logging. While another connection
+/// makes the same switch (two runs creating the ledger at once), SQLite
+/// answers "busy" at once instead of waiting, so this waits itself, in
+/// short steps, as long as [`BUSY_TIMEOUT`].
+fn use_wal(conn: &Connection) -> Result<()> {
+    let attempts = BUSY_TIMEOUT.as_millis() / WAL_RETRY.as_millis();
+    let mut attempt = 0;
+    loop {
+        match conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => bail!(
+                "SQLite cannot use write-ahead logging there (journal mode stays '{mode}'); \
+                 keep the project on a local disk"
+            ),
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) && attempt < attempts =>
+            {
+                attempt += 1;
+                std::thread::sleep(WAL_RETRY);
+            }
+            Err(e) => return Err(e).context("cannot switch to write-ahead logging"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +172,29 @@ mod tests {
                 schema::MIGRATIONS.len().to_string()
             );
         }
+    }
+
+    #[test]
+    fn racing_processes_create_and_migrate_one_ledger() {
+        let root = tempfile::tempdir().unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let root = root.path();
+                scope.spawn(move || {
+                    let ledger = Ledger::open(root).unwrap();
+                    let email = format!("reader{i}@example.com");
+                    let key = crate::unsubscribe::AddressKey::of(&email);
+                    assert!(
+                        ledger
+                            .suppress(key, Some(&email), Reason::Bounced, at)
+                            .unwrap()
+                    );
+                });
+            }
+        });
+        let ledger = Ledger::open_existing(root.path()).unwrap().unwrap();
+        assert_eq!(ledger.suppressions().unwrap().len(), 8);
     }
 
     #[test]
