@@ -15,7 +15,10 @@ use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::content::{self, Loaded};
 use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
-use crate::{explain, feed, init, select};
+use crate::render::Renderer;
+use crate::render::templates::Templates;
+use crate::unsubscribe::Secret;
+use crate::{explain, feed, init, preview, select};
 
 /// Turns a folder of blog posts into reader feeds and personalized email digests.
 #[derive(Debug, Parser)]
@@ -72,6 +75,15 @@ enum Command {
         /// Cover posts published after DATE instead of since the last issue
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
+    },
+    /// Render every segment and variant to DIR, with DIR/index.html linking them
+    Preview {
+        /// Output folder [default: preview/]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Open the index in the default browser afterwards
+        #[arg(long)]
+        open: bool,
     },
     /// One subscriber's digest with scores and reasons
     Explain {
@@ -162,6 +174,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Check { strict } => session.check(strict),
         Command::Feeds { out } => session.feeds(out),
         Command::Segments { since } => session.audience(since.as_deref(), None),
+        Command::Preview { out, open } => session.preview(out, open),
         Command::Explain { email, since } => session.audience(since.as_deref(), Some(&email)),
     }
 }
@@ -220,6 +233,7 @@ impl Session {
                 ));
             }
             let config_shown = display_path(&self.root, &self.config_path);
+            report.extend(self.check_rendering(config, &loaded.library, &config_shown));
             for segment in &config.segments {
                 for slug in &segment.pinned {
                     if !loaded.library.posts.iter().any(|p| p.slug == *slug) {
@@ -295,6 +309,121 @@ impl Session {
 }
 
 impl Session {
+    /// The issue that would be made now (from `since`, else as a first
+    /// issue until the ledger records issues) and its ranking index.
+    fn issue<'l>(
+        &self,
+        config: &Config,
+        library: &'l content::Library,
+        since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    ) -> (select::Issue<'l>, select::Index<'l>) {
+        let window = select::Window {
+            now: self.clock.now(),
+            timezone: config.site.timezone,
+            since,
+            first_issue_posts: config.digest.first_issue_posts,
+        };
+        let issue = select::plan(library, &select::History::default(), window);
+        let index = select::Index::new(&issue.posts, window.now, &config.digest);
+        (issue, index)
+    }
+
+    /// What `check` finds in the templates: each compiled, and — once the
+    /// config says who sends and where readers unsubscribe — every
+    /// segment's digest rendered once against this issue's posts.
+    fn check_rendering(
+        &self,
+        config: &Config,
+        library: &content::Library,
+        config_shown: &Path,
+    ) -> Vec<Diagnostic> {
+        if config.email.from.is_none() || config.unsubscribe.url.is_none() {
+            let (_, problems) = Templates::load(config, &self.root, config_shown);
+            return problems;
+        }
+        let (issue, index) = self.issue(config, library, None);
+        // A throwaway key: checking never creates the project's key file.
+        let secret = Secret::from_bytes(b"gazette check: not a real key");
+        let (renderer, mut problems) =
+            Renderer::new(config, &self.root, config_shown, &issue, secret, Vec::new());
+        if let Some(mut renderer) = renderer {
+            problems.extend(renderer.compile_all(&index));
+            problems.append(&mut renderer.warnings);
+        }
+        problems
+    }
+
+    /// `preview`: every segment and variant rendered for a representative
+    /// reader, with a gallery page.
+    fn preview(&self, out: Option<PathBuf>, open: bool) -> Result<Exit> {
+        let mut report = Report::default();
+        let loaded = self.load(&mut report);
+        let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
+            self.print(&report, false)?;
+            return Ok(Exit::BadInput);
+        };
+        let now = self.clock.now();
+        let (issue, index) = self.issue(&config, &loaded.library, None);
+        let mut audience = preview::Audience::default();
+        let mut attrs: Vec<String> = Vec::new();
+        let path = self.root.join(&config.audience.file);
+        if path.exists() {
+            let shown = display_path(&self.root, &path);
+            report.extend(subscribers::read(&path, &shown, &mut |subscriber| {
+                for column in subscriber.attrs.keys() {
+                    if !attrs.contains(column) {
+                        attrs.push(column.clone());
+                    }
+                }
+                audience.add(&config, subscriber);
+            }));
+        }
+        let secret = Secret::load(&self.root)?;
+        let config_shown = display_path(&self.root, &self.config_path);
+        let (renderer, problems) =
+            Renderer::new(&config, &self.root, &config_shown, &issue, secret, attrs);
+        report.extend(problems);
+        let Some(mut renderer) = renderer else {
+            self.print(&report, false)?;
+            return Ok(Exit::BadInput);
+        };
+        let out = self
+            .root
+            .join(out.unwrap_or_else(|| PathBuf::from("preview")));
+        let (entries, problems) =
+            preview::write(&config, &mut renderer, &index, &audience, &out, now)?;
+        report.extend(problems);
+        report.extend(renderer.warnings.drain(..));
+        self.print(&report, false)?;
+        if report.has_errors() {
+            return Ok(Exit::BadInput);
+        }
+        let shown = display_path(&self.root, &out);
+        if !self.quiet {
+            println!(
+                "wrote {} to {} (open {})",
+                count(entries.len(), "preview"),
+                shown.display(),
+                shown.join("index.html").display()
+            );
+        }
+        if open {
+            let index = out.join("index.html");
+            let opened = std::process::Command::new("xdg-open")
+                .arg(&index)
+                .status()
+                .or_else(|_| std::process::Command::new("open").arg(&index).status());
+            if !opened.is_ok_and(|status| status.success()) {
+                eprintln!(
+                    "{} cannot open a browser here; open {} yourself",
+                    self.style.label(Severity::Warning),
+                    index.display()
+                );
+            }
+        }
+        Ok(Exit::Done)
+    }
+
     /// `segments` (no `email`) and `explain EMAIL`: the issue as it would
     /// be made now, and who gets what.
     fn audience(&self, since: Option<&str>, email: Option<&str>) -> Result<Exit> {
@@ -312,14 +441,7 @@ impl Session {
                 return Ok(Exit::Usage);
             }
         };
-        let window = select::Window {
-            now: self.clock.now(),
-            timezone: config.site.timezone,
-            since,
-            first_issue_posts: config.digest.first_issue_posts,
-        };
-        let issue = select::plan(&loaded.library, &select::History::default(), window);
-        let index = select::Index::new(&issue.posts, window.now, &config.digest);
+        let (issue, index) = self.issue(&config, &loaded.library, since);
         let path = self.root.join(&config.audience.file);
         let shown = display_path(&self.root, &path);
         if !path.exists() {

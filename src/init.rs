@@ -1,5 +1,6 @@
-//! Init: `gazette init DIR` scaffolds a project that `check` and `feeds`
-//! accept at once. Existing files are never overwritten.
+//! Init: `gazette init DIR` scaffolds a project that `check`, `feeds`,
+//! `segments` and `preview` accept at once, with the default templates
+//! written out to edit. Existing files are never overwritten.
 
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use anyhow::{Context, Result};
 use crate::cli::Exit;
 use crate::clock::Clock;
 use crate::output::write_atomic;
+use crate::render::templates::{DEFAULTS, DIR};
 
 /// The scaffold: path inside the project and contents.
 const FILES: [(&str, &str); 3] = [
@@ -19,9 +21,22 @@ const FILES: [(&str, &str); 3] = [
     ),
 ];
 
+/// Every file `init` writes: the scaffold and the default templates.
+fn files() -> Vec<(String, &'static str)> {
+    let templates = DEFAULTS
+        .iter()
+        .map(|(name, text)| (format!("{DIR}/{name}"), *text));
+    FILES
+        .iter()
+        .map(|(name, text)| (name.to_string(), *text))
+        .chain(templates)
+        .collect()
+}
+
 /// Creates the project in `dir`; refuses (exit 1) if any scaffold file exists.
 pub fn run(dir: &Path, clock: &Clock, quiet: bool) -> Result<Exit> {
-    let existing: Vec<String> = FILES
+    let files = files();
+    let existing: Vec<String> = files
         .iter()
         .map(|(name, _)| dir.join(name))
         .filter(|path| path.exists())
@@ -35,20 +50,24 @@ pub fn run(dir: &Path, clock: &Clock, quiet: bool) -> Result<Exit> {
         return Ok(Exit::BadInput);
     }
     let today = clock.now().format("%Y-%m-%d").to_string();
-    for (name, text) in FILES {
-        let text = text.replace("{date}", &today);
-        write_atomic(&dir.join(name), text.as_bytes())?;
+    for (name, text) in &files {
+        // Only the scaffold has placeholders; templates are written as they are.
+        let text = if name.starts_with(DIR) {
+            (*text).to_string()
+        } else {
+            text.replace("{date}", &today)
+        };
+        write_atomic(&dir.join(name), text.as_bytes())
+            .with_context(|| format!("cannot create {name}"))?;
     }
-    let templates = dir.join("templates");
-    std::fs::create_dir_all(&templates)
-        .with_context(|| format!("cannot create {}", templates.display()))?;
     if !quiet {
         println!("created a gazette project in {}", dir.display());
-        for (name, _) in FILES {
+        for (name, _) in &files {
             println!("  {name}");
         }
-        println!("  templates/");
-        println!("next: edit gazette.yaml, then run `gazette check` and `gazette feeds`");
+        println!(
+            "next: edit gazette.yaml, then run `gazette check`, `gazette feeds` and `gazette preview`"
+        );
     }
     Ok(Exit::Done)
 }

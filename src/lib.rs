@@ -16,6 +16,8 @@ pub mod feed;
 mod init;
 pub mod ledger;
 mod output;
+pub mod preview;
+pub mod render;
 pub mod select;
 mod state;
 pub mod unsubscribe;

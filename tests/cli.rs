@@ -6,13 +6,14 @@ use crate::support::Project;
 fn init_scaffolds_a_project_that_check_feeds_and_segments_accept() {
     let project = Project::empty();
     let run = project.run(&["init", "blog"]).expect(0);
-    insta::assert_snapshot!(run.stdout, @r"
+    insta::assert_snapshot!(run.stdout, @"
     created a gazette project in ./blog
       gazette.yaml
       subscribers.csv
       content/hello-gazette.md
-      templates/
-    next: edit gazette.yaml, then run `gazette check` and `gazette feeds`
+      templates/digest.mjml.tera
+      templates/digest.txt.tera
+    next: edit gazette.yaml, then run `gazette check`, `gazette feeds` and `gazette preview`
     ");
     assert!(project.path().join("blog/templates").is_dir());
     assert!(
@@ -38,6 +39,21 @@ fn init_scaffolds_a_project_that_check_feeds_and_segments_accept() {
     project.run(&["-C", "blog", "feeds"]).expect(0);
     let feed = project.json_feed("blog/public/feed.json");
     assert_eq!(feed["items"][0]["title"], "Hello, gazette");
+    let preview = project
+        .run_env(
+            &["-C", "blog", "preview"],
+            &[("GAZETTE_SECRET", "a test key of 32 bytes or so...")],
+        )
+        .expect(0);
+    assert_eq!(
+        preview.stdout,
+        "wrote 2 previews to preview (open preview/index.html)\n"
+    );
+    assert!(
+        project
+            .read("blog/preview/engineering.txt")
+            .starts_with("Hello Ada Lovelace,")
+    );
     let segments = project.run(&["-C", "blog", "segments"]).expect(0);
     insta::assert_snapshot!(segments.stdout, @"
     issue 2026-06-01: 1 new post (first issue: the latest 5)

@@ -10,3 +10,4 @@ mod cli;
 mod config;
 mod content;
 mod feeds;
+mod render;

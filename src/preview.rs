@@ -1,0 +1,193 @@
+//! Preview stage: every segment and variant rendered for a representative
+//! reader into a folder — `.html`, `.txt` and `.eml` each — with an
+//! `index.html` gallery, to look at before anything is sent.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use chrono::{DateTime, FixedOffset};
+
+use crate::audience::segments::segment_of;
+use crate::audience::subscribers::{Status, Subscriber};
+use crate::config::{Config, Segment};
+use crate::diagnostics::Diagnostic;
+use crate::output::write_atomic;
+use crate::render::splice::escape_html;
+use crate::render::{Email, Renderer};
+use crate::select::{Index, Reader, digest};
+
+/// Per segment: how many readers it would mail, and the first of them.
+#[derive(Debug, Default)]
+pub struct Audience {
+    pub readers: BTreeMap<String, (usize, Option<Subscriber>)>,
+}
+
+impl Audience {
+    /// Counts `subscriber` into its segment, keeping the first mailable one.
+    pub fn add(&mut self, config: &Config, subscriber: Subscriber) {
+        if !subscriber.status.mailable() {
+            return;
+        }
+        let segment = segment_of(&subscriber, &config.segments);
+        let entry = self.readers.entry(segment.id.clone()).or_default();
+        entry.0 += 1;
+        entry.1.get_or_insert(subscriber);
+    }
+}
+
+/// One previewed email and where its files are.
+#[derive(Debug)]
+pub struct Entry {
+    pub segment: String,
+    pub variant: String,
+    pub recipients: usize,
+    pub subject: String,
+    pub preheader: String,
+    /// File name without extension.
+    pub stem: String,
+}
+
+/// Renders every segment and variant into `out`; returns what was written.
+pub fn write(
+    config: &Config,
+    renderer: &mut Renderer,
+    index: &Index,
+    audience: &Audience,
+    out: &Path,
+    date: DateTime<FixedOffset>,
+) -> Result<(Vec<Entry>, Vec<Diagnostic>)> {
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    for segment in &config.segments {
+        let (recipients, reader) = audience
+            .readers
+            .get(&segment.id)
+            .map_or((0, None), |(n, s)| (*n, s.clone()));
+        let reader = reader.unwrap_or_else(|| sample_reader(segment));
+        let who = Reader {
+            interests: &reader.interests,
+            personalize: reader.personalize,
+        };
+        let (_, picks) = digest(index, segment, who, &config.digest);
+        if picks.is_empty() {
+            continue;
+        }
+        let ctas: Vec<Option<_>> = if segment.ctas.is_empty() {
+            vec![None]
+        } else {
+            segment.ctas.iter().map(Some).collect()
+        };
+        for subject in &segment.subjects {
+            for cta in &ctas {
+                let compiled = match renderer.compile(segment, &picks, subject, *cta) {
+                    Ok(compiled) => compiled,
+                    Err(problem) => {
+                        problems.push(problem);
+                        continue;
+                    }
+                };
+                let email = renderer.fill(&compiled, segment, &reader);
+                let stem = if email.variant == "default" {
+                    segment.id.clone()
+                } else {
+                    format!("{}-{}", segment.id, email.variant)
+                };
+                write_email(renderer, &email, out, &stem, date)?;
+                entries.push(Entry {
+                    segment: segment.id.clone(),
+                    variant: email.variant.clone(),
+                    recipients,
+                    subject: email.subject.clone(),
+                    preheader: email.preheader.clone(),
+                    stem,
+                });
+            }
+        }
+    }
+    write_atomic(
+        &out.join("index.html"),
+        gallery(config, &entries).as_bytes(),
+    )?;
+    Ok((entries, problems))
+}
+
+fn write_email(
+    renderer: &Renderer,
+    email: &Email,
+    out: &Path,
+    stem: &str,
+    date: DateTime<FixedOffset>,
+) -> Result<()> {
+    let file = |ext: &str| -> PathBuf { out.join(format!("{stem}.{ext}")) };
+    write_atomic(&file("html"), email.html.as_bytes())?;
+    write_atomic(&file("txt"), email.text.as_bytes())?;
+    write_atomic(&file("eml"), &renderer.eml(email, date)?)?;
+    Ok(())
+}
+
+/// The reader shown for a segment nobody is in yet.
+fn sample_reader(segment: &Segment) -> Subscriber {
+    Subscriber {
+        email: "reader@example.com".into(),
+        name: Some("Sample Reader".into()),
+        segment: Some(segment.id.clone()),
+        interests: segment.interests.clone(),
+        status: Status::Active,
+        timezone: None,
+        locale: None,
+        personalize: true,
+        attrs: BTreeMap::new(),
+        line: 0,
+    }
+}
+
+/// `index.html`: one row per previewed email.
+fn gallery(config: &Config, entries: &[Entry]) -> String {
+    let e = |text: &str| {
+        let mut out = String::new();
+        escape_html(text, &mut out);
+        out
+    };
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>Preview — {}</title>\n<style>\n\
+         body {{ font: 15px/1.5 system-ui, sans-serif; margin: 2rem; color-scheme: light dark; }}\n\
+         table {{ border-collapse: collapse; width: 100%; }}\n\
+         th, td {{ text-align: left; padding: .5rem; border-bottom: 1px solid #8884; vertical-align: top; }}\n\
+         .preheader {{ color: #888; }}\n</style>\n</head>\n<body>\n<h1>Preview — {}</h1>\n",
+        e(&config.site.language),
+        e(&config.site.title),
+        e(&config.site.title)
+    );
+    if entries.is_empty() {
+        html.push_str("<p>No segment has new posts: no email would be sent.</p>\n");
+    } else {
+        html.push_str(
+            "<table>\n<thead><tr><th>Segment</th><th>Variant</th><th>Recipients</th>\
+             <th>Subject and preheader</th><th>Files</th></tr></thead>\n<tbody>\n",
+        );
+        for entry in entries {
+            let _ = writeln!(
+                html,
+                "<tr class=\"email\"><td>{}</td><td>{}</td><td>{}</td>\
+                 <td><div class=\"subject\">{}</div><div class=\"preheader\">{}</div></td>\
+                 <td><a href=\"{stem}.html\">HTML</a> · <a href=\"{stem}.txt\">text</a> · \
+                 <a href=\"{stem}.eml\">.eml</a></td></tr>",
+                e(&entry.segment),
+                e(&entry.variant),
+                entry.recipients,
+                e(&entry.subject),
+                e(&entry.preheader),
+                stem = e(&entry.stem),
+            );
+        }
+        html.push_str("</tbody>\n</table>\n");
+    }
+    html.push_str("</body>\n</html>\n");
+    html
+}

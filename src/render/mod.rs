@@ -1,0 +1,396 @@
+//! Render stage: a reader's picks → a complete [`Email`]: subject and
+//! preheader (Tera), HTML (Tera → MJML → mrml), a plaintext part written
+//! for reading (Tera), and the compliance headers.
+//!
+//! Rendering runs once per distinct digest — (segment, variant, picks) —
+//! with placeholders for the reader's fields; each reader's email is that
+//! compiled digest with their name, address, attributes and unsubscribe
+//! link spliced in, escaped ([`splice`]). mrml never runs per reader.
+
+pub mod message;
+mod mjml;
+mod sanitize;
+pub mod splice;
+pub mod templates;
+mod view;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use chrono::{DateTime, FixedOffset};
+use lettre::message::Mailbox;
+use mrml::prelude::parser::ParserOptions;
+use sha2::{Digest as _, Sha256};
+use tera::Context;
+use url::Url;
+
+use crate::audience::subscribers::{Subscriber, comparable};
+use crate::config::{Config, Segment, SegmentCta, Variant};
+use crate::diagnostics::Diagnostic;
+use crate::select::{Issue, Pick, variant};
+use crate::unsubscribe::Secret;
+use splice::{Escape, Marker, Plan};
+use templates::{Templates, preheader_name, subject_name};
+pub use view::{Digest, Fields};
+
+/// One reader's email, ready to be written or sent.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub to: Mailbox,
+    pub subject: String,
+    pub preheader: String,
+    pub html: String,
+    pub text: String,
+    /// The segment the reader is in.
+    pub segment: String,
+    /// The A/B variant (`default` when there is no test).
+    pub variant: String,
+    /// `<issue.key@host>`: the same for a re-send of the same issue.
+    pub message_id: String,
+    /// `<digest.host>`.
+    pub list_id: String,
+    /// `<https://…?token=…>` and, when configured, `<mailto:…>`.
+    pub list_unsubscribe: String,
+    /// The reader's one-click unsubscribe page.
+    pub unsubscribe_url: String,
+}
+
+/// A digest rendered once, cut at the reader's fields.
+#[derive(Debug)]
+pub struct Compiled {
+    pub subject: Plan,
+    pub preheader: Plan,
+    pub html: Plan,
+    pub text: Plan,
+    pub variant: String,
+}
+
+/// Renders every email of one issue.
+pub struct Renderer<'c> {
+    config: &'c Config,
+    templates: Templates,
+    parser: ParserOptions,
+    secret: Secret,
+    issue_id: String,
+    issue_date: String,
+    fields: Fields,
+    /// Post bodies, sanitized once per issue, by slug.
+    bodies: HashMap<String, String>,
+    cache: HashMap<String, Rc<Compiled>>,
+    marker: Marker,
+    host: String,
+    unsubscribe: Url,
+    /// mrml warnings of every digest compiled so far.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl<'c> Renderer<'c> {
+    /// Compiles the templates and checks what rendering needs (a sender,
+    /// an unsubscribe page). `attrs` are the custom columns of the
+    /// subscribers file.
+    pub fn new(
+        config: &'c Config,
+        root: &Path,
+        config_shown: &Path,
+        issue: &Issue,
+        secret: Secret,
+        attrs: Vec<String>,
+    ) -> (Option<Renderer<'c>>, Vec<Diagnostic>) {
+        let (templates, mut problems) = Templates::load(config, root, config_shown);
+        if config.email.from.is_none() {
+            problems.push(Diagnostic::error(
+                config_shown,
+                "email.from is required to render digests ('Name <address>')",
+            ));
+        }
+        let Some(unsubscribe) = config.unsubscribe.url.clone() else {
+            problems.push(Diagnostic::error(
+                config_shown,
+                "unsubscribe.url is required to render digests (an https page that takes ?token=…)",
+            ));
+            return (None, problems);
+        };
+        let Some(templates) = templates.filter(|_| !problems.iter().any(Diagnostic::is_error))
+        else {
+            return (None, problems);
+        };
+        let bodies = issue
+            .posts
+            .iter()
+            .map(|post| (post.slug.clone(), sanitize::post_html(&post.body_html)))
+            .collect();
+        let renderer = Renderer {
+            config,
+            parser: templates.parser_options(),
+            templates,
+            secret,
+            issue_id: issue.id.clone(),
+            issue_date: issue
+                .cutoff
+                .with_timezone(&config.site.timezone)
+                .format("%-d %B %Y")
+                .to_string(),
+            fields: Fields { attrs },
+            bodies,
+            cache: HashMap::new(),
+            marker: Marker::new(),
+            host: config
+                .site
+                .base_url
+                .host_str()
+                .unwrap_or("localhost")
+                .to_string(),
+            unsubscribe,
+            warnings: Vec::new(),
+        };
+        (Some(renderer), problems)
+    }
+
+    /// The list this issue's emails belong to (`List-Id`, and the list
+    /// unsubscribe tokens name).
+    pub fn list(&self) -> String {
+        format!("digest.{}", self.host)
+    }
+
+    /// The digest of `segment` with `picks` in the given variants,
+    /// compiled once and reused.
+    pub fn compile(
+        &mut self,
+        segment: &Segment,
+        picks: &[Pick],
+        subject: &Variant<String>,
+        cta: Option<&Variant<SegmentCta>>,
+    ) -> Result<Rc<Compiled>, Diagnostic> {
+        let label = variant_label(segment, subject, cta);
+        let mut key = format!("{}\u{0}{}\u{0}{label}", segment.id, segment.template);
+        for pick in picks {
+            key.push('\u{0}');
+            key.push_str(&pick.post.slug);
+            key.push('\u{1}');
+            key.push_str(&pick.reason.text());
+        }
+        if let Some(compiled) = self.cache.get(&key) {
+            return Ok(compiled.clone());
+        }
+        let parts = view::Parts {
+            config: self.config,
+            issue_id: &self.issue_id,
+            issue_date: &self.issue_date,
+            segment,
+            picks,
+            cta: cta.map(|v| &v.value),
+            variant: &label,
+            fields: &self.fields,
+            bodies: &self.bodies,
+            marker: &self.marker,
+        };
+        let mut digest = Digest::new(&parts);
+        let context = context_of(&digest)?;
+        digest.subject = self
+            .templates
+            .render(&subject_name(&segment.id, &subject.id), &context)?
+            .trim()
+            .to_string();
+        digest.preheader = self
+            .templates
+            .render(&preheader_name(&segment.id), &context)?
+            .trim()
+            .to_string();
+        let context = context_of(&digest)?;
+        let mjml_name = format!("{}.mjml.tera", segment.template);
+        let mjml = self.templates.render(&mjml_name, &context)?;
+        let (html, warnings) =
+            mjml::compile(&mjml, &self.parser, &self.templates.shown(&mjml_name))?;
+        self.warnings.extend(warnings);
+        let mut text = self
+            .templates
+            .render(&format!("{}.txt.tera", segment.template), &context)?;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let compiled = Rc::new(Compiled {
+            subject: self.marker.plan(&one_line(&digest.subject)),
+            preheader: self.marker.plan(&one_line(&digest.preheader)),
+            html: self.marker.plan(&html),
+            text: self.marker.plan(&text),
+            variant: label,
+        });
+        self.cache.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Compiles every segment's digest in every variant, for a reader with
+    /// no interests of their own: what `check` does to try the templates.
+    pub fn compile_all(&mut self, index: &crate::select::Index) -> Vec<Diagnostic> {
+        let config = self.config;
+        let mut problems = Vec::new();
+        for segment in &config.segments {
+            let reader = crate::select::Reader {
+                interests: &[],
+                personalize: true,
+            };
+            let (_, picks) = crate::select::digest(index, segment, reader, &config.digest);
+            if picks.is_empty() {
+                continue;
+            }
+            let ctas: Vec<Option<&Variant<SegmentCta>>> = if segment.ctas.is_empty() {
+                vec![None]
+            } else {
+                segment.ctas.iter().map(Some).collect()
+            };
+            for subject in &segment.subjects {
+                for cta in &ctas {
+                    if let Err(problem) = self.compile(segment, &picks, subject, *cta) {
+                        if !problems.contains(&problem) {
+                            problems.push(problem);
+                        }
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// `subscriber`'s email: their digest, compiled once per distinct
+    /// digest, with their fields filled in.
+    pub fn email(
+        &mut self,
+        segment: &Segment,
+        subscriber: &Subscriber,
+        picks: &[Pick],
+    ) -> Result<Email, Diagnostic> {
+        let subject = variant::choose(
+            &segment.subjects,
+            &self.issue_id,
+            &subscriber.email,
+            "subject",
+        )
+        .ok_or_else(|| {
+            Diagnostic::error(
+                "gazette.yaml",
+                format!("segment '{}' has no subject", segment.id),
+            )
+        })?
+        .clone();
+        let cta = variant::choose(&segment.ctas, &self.issue_id, &subscriber.email, "cta").cloned();
+        let compiled = self.compile(segment, picks, &subject, cta.as_ref())?;
+        Ok(self.fill(&compiled, segment, subscriber))
+    }
+
+    /// The compiled digest with `subscriber`'s fields filled in.
+    pub fn fill(&self, compiled: &Compiled, segment: &Segment, subscriber: &Subscriber) -> Email {
+        let list = self.list();
+        let token = self.secret.token(&list, &subscriber.email);
+        let with_token = |url: &Url| {
+            let mut url = url.clone();
+            url.query_pairs_mut().append_pair("token", &token);
+            url.to_string()
+        };
+        let unsubscribe_url = with_token(&self.unsubscribe);
+        let preferences = self
+            .config
+            .unsubscribe
+            .preferences_url
+            .as_ref()
+            .map(with_token)
+            .unwrap_or_default();
+        let name = subscriber.name.clone().unwrap_or_default();
+        let greeting = subscriber
+            .name
+            .clone()
+            .unwrap_or_else(|| self.config.email.name_fallback.clone());
+        let mut values: Vec<&str> = vec![
+            &name,
+            &greeting,
+            &subscriber.email,
+            &unsubscribe_url,
+            &preferences,
+        ];
+        values.extend(
+            self.fields
+                .attrs
+                .iter()
+                .map(|column| subscriber.attrs.get(column).map_or("", String::as_str)),
+        );
+        let mut list_unsubscribe = format!("<{unsubscribe_url}>");
+        if let Some(mailto) = &self.config.unsubscribe.mailto {
+            list_unsubscribe.push_str(&format!(", <mailto:{mailto}?subject=unsubscribe>"));
+        }
+        let address = subscriber
+            .email
+            .parse()
+            .unwrap_or_else(|_| lettre::Address::new_dangerous("invalid", "invalid"));
+        Email {
+            to: Mailbox::new(subscriber.name.clone(), address),
+            subject: compiled.subject.fill(&values, Escape::Text),
+            preheader: compiled.preheader.fill(&values, Escape::Text),
+            html: compiled.html.fill(&values, Escape::Html),
+            text: compiled.text.fill(&values, Escape::Text),
+            segment: segment.id.clone(),
+            variant: compiled.variant.clone(),
+            message_id: message_id(&self.issue_id, &subscriber.email, &self.host),
+            list_id: format!("<{list}>"),
+            list_unsubscribe,
+            unsubscribe_url,
+        }
+    }
+
+    /// The sender of every message.
+    pub fn sender(&self) -> Option<message::Sender> {
+        Some(message::Sender {
+            from: self.config.email.from.clone()?,
+            reply_to: self.config.email.reply_to.clone(),
+        })
+    }
+
+    /// The RFC 5322 bytes of `email`, dated `date`.
+    pub fn eml(&self, email: &Email, date: DateTime<FixedOffset>) -> anyhow::Result<Vec<u8>> {
+        let sender = self
+            .sender()
+            .ok_or_else(|| anyhow::anyhow!("email.from is not set"))?;
+        Ok(message::build(email, &sender, date)?.formatted())
+    }
+}
+
+fn context_of(digest: &Digest) -> Result<Context, Diagnostic> {
+    Context::from_serialize(digest).map_err(|err| {
+        Diagnostic::error(
+            "(templates)",
+            format!("cannot pass data to templates: {err}"),
+        )
+    })
+}
+
+/// The variant's name: the ids of the tests this segment runs.
+fn variant_label(
+    segment: &Segment,
+    subject: &Variant<String>,
+    cta: Option<&Variant<SegmentCta>>,
+) -> String {
+    let mut parts = Vec::new();
+    if segment.subjects.len() > 1 {
+        parts.push(subject.id.clone());
+    }
+    if let Some(cta) = cta.filter(|_| segment.ctas.len() > 1) {
+        parts.push(cta.id.clone());
+    }
+    if parts.is_empty() {
+        "default".into()
+    } else {
+        parts.join("-")
+    }
+}
+
+/// A header value on one line: whitespace runs, line breaks included, become one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `<issue.key@host>`: deterministic per (issue, reader), so a re-send is
+/// recognisably the same message; the address itself is not in it.
+pub fn message_id(issue: &str, email: &str, host: &str) -> String {
+    let digest = Sha256::digest(comparable(email).as_bytes());
+    let key: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
+    format!("<{issue}.{key}@{host}>")
+}

@@ -1,0 +1,193 @@
+//! Render stage: per-subscriber fields spliced into a digest compiled once.
+//!
+//! A digest is rendered (Tera → MJML → HTML) with a marker in place of
+//! every subscriber field: a random ASCII word (letters, digits and `_`,
+//! which neither Tera's escaping nor mrml changes, in text or attributes)
+//! followed by the field's number. The output is cut at the markers into a
+//! [`Plan`]; filling a plan for one subscriber is a single pass of string
+//! copies with each value escaped for its context. The word is drawn
+//! afresh for every run and removed from all data that goes into a
+//! template ([`Marker::strip`]), so a post cannot forge a field.
+
+use std::borrow::Cow;
+
+/// The placeholders of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// `gzf` + 16 random hex digits + `n`; a field is `{prefix}{index}_`.
+    prefix: String,
+}
+
+impl Marker {
+    /// A marker with a random word.
+    pub fn new() -> Marker {
+        let mut bytes = [0u8; 8];
+        // Without randomness the word is still unlikely in a post, and
+        // strip() removes it from all data anyway.
+        let _ = getrandom::fill(&mut bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Marker {
+            prefix: format!("gzf{hex}n"),
+        }
+    }
+
+    /// The placeholder for field `index`.
+    pub fn sentinel(&self, index: usize) -> String {
+        format!("{}{index}_", self.prefix)
+    }
+
+    /// `text` without this run's marker word.
+    pub fn strip<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if text.contains(&self.prefix) {
+            Cow::Owned(text.replace(&self.prefix, ""))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    /// Cuts `rendered` at every placeholder.
+    pub fn plan(&self, rendered: &str) -> Plan {
+        let mut parts = Vec::new();
+        let mut rest = rendered;
+        while let Some(at) = rest.find(&self.prefix) {
+            let after = &rest[at + self.prefix.len()..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            let index = after[..digits].parse::<usize>().ok();
+            match index.filter(|_| after[digits..].starts_with('_')) {
+                Some(index) => {
+                    push_literal(&mut parts, &rest[..at]);
+                    parts.push(Part::Field(index));
+                    rest = &after[digits + 1..];
+                }
+                None => {
+                    // Not one of ours (data never holds the word): drop the word.
+                    push_literal(&mut parts, &rest[..at]);
+                    rest = after;
+                }
+            }
+        }
+        push_literal(&mut parts, rest);
+        let literal_len = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(text) => text.len(),
+                Part::Field(_) => 0,
+            })
+            .sum();
+        Plan { parts, literal_len }
+    }
+}
+
+impl Default for Marker {
+    fn default() -> Self {
+        Marker::new()
+    }
+}
+
+/// How a field's value is written where it lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// HTML text or a quoted attribute: `& < > " '` become entities.
+    Html,
+    /// Plain text (the text part, a header before encoding): as is, with
+    /// control characters removed.
+    Text,
+}
+
+/// A rendered text cut at its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    parts: Vec<Part>,
+    /// The length of the literal parts, to size the output.
+    literal_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Field(usize),
+}
+
+impl Plan {
+    /// The text with each field `i` replaced by `values[i]`, escaped.
+    pub fn fill(&self, values: &[&str], escape: Escape) -> String {
+        let mut out = String::with_capacity(self.literal_len + 64);
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Field(index) => {
+                    let value = values.get(*index).copied().unwrap_or("");
+                    match escape {
+                        Escape::Html => escape_html(value, &mut out),
+                        Escape::Text => out.extend(value.chars().filter(|c| !c.is_control())),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn push_literal(parts: &mut Vec<Part>, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    match parts.last_mut() {
+        Some(Part::Literal(last)) => last.push_str(text),
+        _ => parts.push(Part::Literal(text.to_string())),
+    }
+}
+
+/// Appends `text` as HTML text or attribute value.
+pub fn escape_html(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_filled_and_escaped_for_their_context() {
+        let marker = Marker::new();
+        let rendered = format!(
+            "<p>Hi {}!</p><a href=\"{}\">x</a>",
+            marker.sentinel(0),
+            marker.sentinel(1)
+        );
+        let plan = marker.plan(&rendered);
+        let html = plan.fill(&["Bob <b>&", "https://e.com/u?t=a&b"], Escape::Html);
+        assert_eq!(
+            html,
+            "<p>Hi Bob &lt;b&gt;&amp;!</p><a href=\"https://e.com/u?t=a&amp;b\">x</a>"
+        );
+        let text = marker.plan(&format!("Hi {},\r\n", marker.sentinel(0)));
+        assert_eq!(
+            text.fill(&["Bob\r\nBcc: x@evil.example"], Escape::Text),
+            "Hi BobBcc: x@evil.example,\r\n"
+        );
+    }
+
+    #[test]
+    fn data_cannot_forge_a_field() {
+        let marker = Marker::new();
+        let forged = format!("post says {}", marker.sentinel(0));
+        let stripped = marker.strip(&forged);
+        assert_eq!(stripped, "post says 0_");
+        assert_eq!(
+            marker.plan(&stripped).fill(&["V"], Escape::Html),
+            "post says 0_"
+        );
+        assert_ne!(Marker::new(), marker, "a fresh word every run");
+    }
+}

@@ -1,0 +1,251 @@
+//! Emails out: templates, MJML → HTML, the text part, headers, preview.
+
+use mailparse::{MailHeaderMap, ParsedMail};
+
+use crate::support::Project;
+
+/// A fixed key, so unsubscribe tokens are the same in every run.
+const SECRET: (&str, &str) = ("GAZETTE_SECRET", "the test suite's unsubscribe key");
+
+fn preview(project: &Project) -> crate::support::Run {
+    project.run_env(&["-q", "preview"], &[SECRET]).expect(0)
+}
+
+/// The `.eml` with its random MIME boundary replaced.
+fn redacted(eml: &str) -> String {
+    let boundary = eml
+        .split("boundary=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a multipart boundary");
+    eml.replace(boundary, "[boundary]")
+}
+
+fn parse(bytes: &[u8]) -> ParsedMail<'_> {
+    mailparse::parse_mail(bytes).expect("the message parses")
+}
+
+#[test]
+fn the_sample_project_previews_every_segment_and_variant() {
+    let project = Project::sample();
+    preview(&project);
+    let index = project.read("preview/index.html");
+    let rows: Vec<&str> = index
+        .lines()
+        .filter(|l| l.starts_with("<tr class=\"email\">"))
+        .collect();
+    // marketing: 2 subjects × 2 CTAs; leaders, data-ai, default: one each.
+    assert_eq!(rows.len(), 7, "{index}");
+    insta::assert_snapshot!("sample_index", index);
+    let eml = project.read("preview/marketing-question-guide.eml");
+    insta::assert_snapshot!("sample_marketing_eml", redacted(&eml));
+    insta::assert_snapshot!(
+        "sample_marketing_html",
+        project.read("preview/marketing-question-guide.html")
+    );
+}
+
+#[test]
+fn every_message_parses_strictly_with_its_compliance_headers() {
+    let project = Project::sample();
+    preview(&project);
+    let mut checked = 0;
+    for entry in std::fs::read_dir(project.path().join("preview")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "eml") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for line in bytes.split(|b| *b == b'\n') {
+            assert!(
+                line.len() <= 998,
+                "{}: a line of {} octets",
+                path.display(),
+                line.len()
+            );
+        }
+        let mail = parse(&bytes);
+        let headers = &mail.headers;
+        assert_eq!(headers.get_all_values("List-Unsubscribe").len(), 1);
+        assert_eq!(
+            headers.get_all_values("List-Unsubscribe-Post"),
+            ["List-Unsubscribe=One-Click"]
+        );
+        let unsubscribe = headers.get_first_value("List-Unsubscribe").unwrap();
+        assert!(
+            unsubscribe.starts_with("<https://example.com/unsubscribe?token=v1.")
+                && unsubscribe.ends_with(", <mailto:unsubscribe@example.com?subject=unsubscribe>"),
+            "{unsubscribe}"
+        );
+        assert_eq!(mail.ctype.mimetype, "multipart/alternative");
+        let kinds: Vec<&str> = mail
+            .subparts
+            .iter()
+            .map(|p| p.ctype.mimetype.as_str())
+            .collect();
+        assert_eq!(kinds, ["text/plain", "text/html"]);
+        // The one-click link is also in both bodies, for people.
+        let link = unsubscribe
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap();
+        let text = mail.subparts[0].get_body().unwrap();
+        let html = mail.subparts[1].get_body().unwrap();
+        assert!(text.contains(link), "{text}");
+        assert!(
+            html.contains(&link.replace('&', "&amp;")),
+            "unsubscribe link in HTML"
+        );
+        assert!(
+            !html.contains("fonts.googleapis.com"),
+            "no third-party fonts"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 7);
+}
+
+#[test]
+fn a_resend_is_the_same_message_and_tokens_name_no_address() {
+    let project = Project::sample();
+    preview(&project);
+    let first = project.read("preview/data-ai.eml");
+    preview(&project);
+    let second = project.read("preview/data-ai.eml");
+    let id = |eml: &str| {
+        parse(eml.as_bytes())
+            .headers
+            .get_first_value("Message-ID")
+            .unwrap()
+    };
+    assert_eq!(id(&first), id(&second));
+    assert!(id(&first).ends_with("@example.com>"), "{}", id(&first));
+    assert!(
+        !first.to_lowercase().contains("token=v1.ada"),
+        "address in token"
+    );
+    assert!(!id(&first).contains("ada"), "address in Message-ID");
+}
+
+#[test]
+fn hostile_posts_and_readers_render_inert() {
+    let project = Project::new()
+        .file(
+            "gazette.yaml",
+            "site:\n  title: T\n  base_url: https://example.com\n\
+             email:\n  from: \"T <t@example.com>\"\n\
+             unsubscribe:\n  url: https://example.com/u\n\
+             segments:\n  - id: default\n    template: full\n",
+        )
+        .file(
+            "templates/full.mjml.tera",
+            "<mjml><mj-body>{% for pick in picks %}<mj-section><mj-column>\
+             <mj-text>{{ pick.title }}</mj-text><mj-text>{{ pick.body_html | safe }}</mj-text>\
+             </mj-column></mj-section>{% endfor %}\
+             <mj-section><mj-column><mj-text>Hi {{ subscriber.name }} \
+             <a href=\"{{ links.unsubscribe }}\">unsubscribe</a></mj-text></mj-column></mj-section>\
+             </mj-body></mjml>\n",
+        )
+        .file(
+            "templates/full.txt.tera",
+            "Hi {{ subscriber.name }}\n{% for pick in picks %}{{ pick.title }}\n{% endfor %}{{ links.unsubscribe }}\n",
+        )
+        .file(
+            "content/evil.md",
+            "---\ntitle: \"</mj-text><mj-raw><script>alert(1)</script></mj-raw> {{ get_env(name=\\\"HOME\\\") }}\"\n\
+             date: 2024-01-01\n---\n\
+             <script>alert(1)</script><img src=\"x.png\" onerror=\"steal()\">\n\n\
+             [click](javascript:alert(1)) <iframe src=\"https://evil.example/\"></iframe>\n\n\
+             </mj-text><mj-include path=\"/etc/passwd\"/>\n\n\
+             {{ get_env(name=\"HOME\") }} {% raw %}x{% endraw %}\n",
+        )
+        .file(
+            "subscribers.csv",
+            "email,name\r\nbob@example.com,\"Bob\r\nBcc: x@evil.example\"\r\nann@example.com,\"Ann <script>\"\r\n",
+        );
+    let run = project.run_env(&["preview"], &[SECRET]);
+    // Bob's row is rejected (a line break in his name): reported, not mailed.
+    assert!(
+        run.stderr
+            .contains("subscribers.csv:2: a quoted value runs over 2 lines"),
+        "{}",
+        run.stderr
+    );
+    let run = run.expect(1);
+    assert!(project.exists("preview/default.eml"), "{}", run.stderr);
+    let eml = std::fs::read(project.path().join("preview/default.eml")).unwrap();
+    let mail = parse(&eml);
+    let names: Vec<String> = mail.headers.iter().map(|h| h.get_key()).collect();
+    assert_eq!(
+        names,
+        [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "MIME-Version",
+            "Content-Type"
+        ]
+    );
+    let to = mail.headers.get_first_header("To").unwrap();
+    let addresses = mailparse::addrparse_header(to).unwrap();
+    assert_eq!(addresses.len(), 1);
+    match &addresses[0] {
+        mailparse::MailAddr::Single(one) => {
+            assert_eq!(one.addr, "ann@example.com");
+            assert_eq!(one.display_name.as_deref(), Some("Ann <script>"));
+        }
+        group => panic!("a group: {group:?}"),
+    }
+    let html = mail.subparts[1].get_body().unwrap();
+    for bad in [
+        "<script",
+        "onerror",
+        "javascript:",
+        "<iframe",
+        "/etc/passwd",
+        "<mj-raw",
+        "<mj-include",
+    ] {
+        assert!(!html.contains(bad), "{bad} in the HTML:\n{html}");
+    }
+    // Template syntax in a post is text, shown as written.
+    assert!(
+        html.contains("{{ get_env(name=&quot;HOME&quot;) }}")
+            || html.contains("{{ get_env(name=\"HOME\") }}"),
+        "{html}"
+    );
+    assert!(html.contains("Hi Ann &lt;script&gt;"), "{html}");
+    let text = mail.subparts[0].get_body().unwrap();
+    assert!(text.starts_with("Hi Ann <script>"), "{text}");
+}
+
+#[test]
+fn template_errors_name_the_file_line_and_column() {
+    let project = Project::new()
+        .file(
+            "gazette.yaml",
+            "site:\n  title: T\n  base_url: https://example.com\n\
+             email:\n  from: t@example.com\n\
+             unsubscribe:\n  url: https://example.com/u\n\
+             segments:\n  - id: default\n    subject: \"{{ site.title | nope }}\"\n",
+        )
+        .file(
+            "templates/digest.mjml.tera",
+            "<mjml>\n<mj-body>\n  <mj-text>{% if %}</mj-text>\n</mj-body></mjml>\n",
+        )
+        .file(
+            "content/a.md",
+            "---\ntitle: A\ndate: 2024-01-01\n---\nText.\n",
+        );
+    let run = project.run(&["check"]).expect(1);
+    insta::assert_snapshot!(run.stderr, @"
+    templates/digest.mjml.tera:3:18: Found `%}` but expected one of: integer, float, string, bool, ident, `-`, `not`, `<`, `{`, `[` or `(`
+    gazette.yaml: subject of segment 'default' (variant a): Unknown filter `nope` (at 1:17)
+    ");
+}
