@@ -1,6 +1,7 @@
 //! Preview stage: every segment and variant rendered for a representative
-//! reader into a folder — `.html`, `.txt` and `.eml` each — with an
-//! `index.html` gallery, to look at before anything is sent.
+//! reader into a folder — `.html`, `.txt` and `.eml` each, and the `.mjml`
+//! the HTML came from — with an `index.html` gallery, to look at before
+//! anything is sent.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -123,6 +124,7 @@ fn write_email(
     let file = |ext: &str| -> PathBuf { out.join(format!("{stem}.{ext}")) };
     write_atomic(&file("html"), email.html.as_bytes())?;
     write_atomic(&file("txt"), email.text.as_bytes())?;
+    write_atomic(&file("mjml"), email.mjml.as_bytes())?;
     write_atomic(&file("eml"), &renderer.eml(email, date)?)?;
     Ok(())
 }

@@ -42,6 +42,8 @@ pub struct Email {
     pub preheader: String,
     pub html: String,
     pub text: String,
+    /// The MJML the HTML was compiled from, filled like the HTML.
+    pub mjml: String,
     /// The segment the reader is in.
     pub segment: String,
     /// The A/B variant (`default` when there is no test).
@@ -63,6 +65,8 @@ pub struct Compiled {
     pub preheader: Plan,
     pub html: Plan,
     pub text: Plan,
+    /// The MJML the template produced (for preview and comparison).
+    pub mjml: Plan,
     pub variant: String,
 }
 
@@ -214,6 +218,7 @@ impl<'c> Renderer<'c> {
             preheader: self.marker.plan(&one_line(&digest.preheader)),
             html: self.marker.plan(&html),
             text: self.marker.plan(&text),
+            mjml: self.marker.plan(&mjml),
             variant: label,
         });
         self.cache.insert(key, compiled.clone());
@@ -327,6 +332,7 @@ impl<'c> Renderer<'c> {
             preheader: compiled.preheader.fill(&values, Escape::Text),
             html: compiled.html.fill(&values, Escape::Html),
             text: compiled.text.fill(&values, Escape::Text),
+            mjml: compiled.mjml.fill(&values, Escape::Html),
             segment: segment.id.clone(),
             variant: compiled.variant.clone(),
             message_id: message_id(&self.issue_id, &subscriber.email, &self.host),
