@@ -11,13 +11,15 @@ use anyhow::Result;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 use crate::audience::subscribers;
+use crate::audience::suppressed::Suppressed;
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::content::{self, Loaded};
 use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
+use crate::ledger::{Ledger, Reason as LedgerReason};
 use crate::render::Renderer;
 use crate::render::templates::Templates;
-use crate::unsubscribe::Secret;
+use crate::unsubscribe::{AddressKey, Secret};
 use crate::{explain, feed, init, preview, select};
 
 /// Turns a folder of blog posts into reader feeds and personalized email digests.
@@ -84,6 +86,12 @@ enum Command {
         /// Open the index in the default browser afterwards
         #[arg(long)]
         open: bool,
+    },
+    /// Add an address to the suppression list: from an unsubscribe token
+    /// (or the whole link), or the address itself
+    Unsubscribe {
+        /// A token (v1.…), an unsubscribe link, or an email address
+        target: String,
     },
     /// One subscriber's digest with scores and reasons
     Explain {
@@ -175,6 +183,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Feeds { out } => session.feeds(out),
         Command::Segments { since } => session.audience(since.as_deref(), None),
         Command::Preview { out, open } => session.preview(out, open),
+        Command::Unsubscribe { target } => session.unsubscribe(&target),
         Command::Explain { email, since } => session.audience(since.as_deref(), Some(&email)),
     }
 }
@@ -309,6 +318,56 @@ impl Session {
 }
 
 impl Session {
+    /// `unsubscribe TOKEN|EMAIL`: records the reader in the ledger's
+    /// suppression list, after checking the token's signature.
+    fn unsubscribe(&self, target: &str) -> Result<Exit> {
+        let shown = display_path(&self.root, &self.config_path);
+        let (config, problems) = Config::load(&self.config_path, &shown);
+        let mut report = Report::default();
+        report.extend(problems);
+        let Some(config) = config else {
+            self.print(&report, false)?;
+            return Ok(Exit::BadInput);
+        };
+        let target = target.trim();
+        let is_token = target.starts_with("v1.") || target.contains("token=");
+        let (key, address) = if is_token {
+            let secret = Secret::load(&self.root)?;
+            match secret.verify(&crate::render::list_name(&config), target) {
+                Ok(key) => (key, None),
+                Err(err) => {
+                    eprintln!(
+                        "{} {err}; nobody was unsubscribed",
+                        self.style.label(Severity::Error)
+                    );
+                    return Ok(Exit::BadInput);
+                }
+            }
+        } else if target.parse::<lettre::Address>().is_ok() {
+            (AddressKey::of(target), Some(target))
+        } else {
+            eprintln!(
+                "{} '{target}' is neither an unsubscribe token nor an email address",
+                self.style.label(Severity::Error)
+            );
+            return Ok(Exit::Usage);
+        };
+        let ledger = Ledger::open(&self.root)?;
+        let new = ledger.suppress(key, address, LedgerReason::Unsubscribed, self.clock.now())?;
+        if !self.quiet {
+            let who = address.map_or_else(
+                || format!("the reader of this token (key {})", &key.hex()[..8]),
+                str::to_string,
+            );
+            if new {
+                println!("unsubscribed {who}");
+            } else {
+                println!("{who} was already on the suppression list");
+            }
+        }
+        Ok(Exit::Done)
+    }
+
     /// The issue that would be made now (from `since`, else as a first
     /// issue until the ledger records issues) and its ranking index.
     fn issue<'l>(
@@ -369,7 +428,9 @@ impl Session {
         let path = self.root.join(&config.audience.file);
         if path.exists() {
             let shown = display_path(&self.root, &path);
-            report.extend(subscribers::read(&path, &shown, &mut |subscriber| {
+            let suppressed = Suppressed::load(&self.root)?;
+            report.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
+                suppressed.apply(&mut subscriber);
                 for column in subscriber.attrs.keys() {
                     if !attrs.contains(column) {
                         attrs.push(column.clone());
@@ -455,12 +516,16 @@ impl Session {
         let wanted = email.map(|e| e.trim().to_lowercase());
         let mut counts = vec![explain::Counts::default(); config.segments.len()];
         let mut found = None;
-        let problems = subscribers::read(&path, &shown, &mut |subscriber| match &wanted {
-            Some(wanted) if found.is_none() && subscriber.email.to_lowercase() == *wanted => {
-                found = Some(subscriber);
+        let suppressed = Suppressed::load(&self.root)?;
+        let problems = subscribers::read(&path, &shown, &mut |mut subscriber| {
+            suppressed.apply(&mut subscriber);
+            match &wanted {
+                Some(wanted) if found.is_none() && subscriber.email.to_lowercase() == *wanted => {
+                    found = Some(subscriber);
+                }
+                Some(_) => {}
+                None => explain::count(&config, &mut counts, &subscriber),
             }
-            Some(_) => {}
-            None => explain::count(&config, &mut counts, &subscriber),
         });
         report.extend(problems);
         self.print(&report, false)?;

@@ -2,3 +2,4 @@
 
 pub mod segments;
 pub mod subscribers;
+pub mod suppressed;

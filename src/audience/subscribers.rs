@@ -61,7 +61,7 @@ impl Status {
 
     /// How restrictive the status is; of two rows for one address, the
     /// higher rank wins.
-    fn rank(&self) -> u8 {
+    pub(crate) fn rank(&self) -> u8 {
         match self {
             Status::Active => 0,
             Status::Unknown(_) => 1,

@@ -151,10 +151,9 @@ impl<'c> Renderer<'c> {
         (Some(renderer), problems)
     }
 
-    /// The list this emails belong to (`List-Id`, and the list
-    /// unsubscribe tokens name).
+    /// The list this emails belong to.
     pub fn list(&self) -> String {
-        format!("digest.{}", self.host)
+        list_name(self.config)
     }
 
     /// The digest of `segment` with `picks` in the given variants,
@@ -357,6 +356,13 @@ impl<'c> Renderer<'c> {
             .ok_or_else(|| anyhow::anyhow!("email.from is not set"))?;
         Ok(message::build(email, &sender, date)?.formatted())
     }
+}
+
+/// The list a site's digests belong to (`List-Id`, and what unsubscribe
+/// tokens name): `digest.<host of site.base_url>`.
+pub fn list_name(config: &Config) -> String {
+    let host = config.site.base_url.host_str().unwrap_or("localhost");
+    format!("digest.{host}")
 }
 
 fn context_of(digest: &Digest) -> Result<Context, Diagnostic> {

@@ -1,0 +1,53 @@
+//! Audience stage: the ledger's suppression list laid over the subscribers
+//! file — an address that unsubscribed, bounced or complained stays out
+//! even if the file still says `active`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::subscribers::{Status, Subscriber};
+use crate::ledger::{Ledger, Reason};
+use crate::unsubscribe::AddressKey;
+
+/// Every suppressed address, by key (the list is small next to the audience).
+#[derive(Debug, Default)]
+pub struct Suppressed {
+    reasons: HashMap<AddressKey, Reason>,
+}
+
+impl Suppressed {
+    /// The suppression list of the project's ledger; empty when there is
+    /// no ledger yet (reading never creates one).
+    pub fn load(root: &Path) -> Result<Suppressed> {
+        let Some(ledger) = Ledger::open_existing(root)? else {
+            return Ok(Suppressed::default());
+        };
+        let reasons = ledger
+            .suppressions()?
+            .into_iter()
+            .map(|s| (s.key, s.reason))
+            .collect();
+        Ok(Suppressed { reasons })
+    }
+
+    /// Gives `subscriber` the ledger's status when the ledger is stricter
+    /// than the file.
+    pub fn apply(&self, subscriber: &mut Subscriber) {
+        if self.reasons.is_empty() {
+            return;
+        }
+        let Some(reason) = self.reasons.get(&AddressKey::of(&subscriber.email)) else {
+            return;
+        };
+        let status = match reason {
+            Reason::Unsubscribed => Status::Unsubscribed,
+            Reason::Bounced => Status::Bounced,
+            Reason::Complained => Status::Complained,
+        };
+        if status.rank() > subscriber.status.rank() {
+            subscriber.status = status;
+        }
+    }
+}
