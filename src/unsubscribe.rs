@@ -37,8 +37,8 @@ const MAC_LEN: usize = 16;
 const ENCODED_LEN: usize = (TAG_LEN + KEY_LEN + MAC_LEN) * 4 / 3;
 
 /// 16 bytes that name a subscriber without their address: the first 16
-/// bytes of SHA-256 of the address in its [`comparable`] form, so every
-/// spelling of one address (case, Unicode normalization, IDN) has one key.
+/// bytes of SHA-256 of the address with case, Unicode normalization (NFC)
+/// and IDN spelling folded, so every spelling of one address has one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AddressKey(pub [u8; KEY_LEN]);
 

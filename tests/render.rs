@@ -264,22 +264,61 @@ fn the_link_in_an_email_unsubscribes_its_reader_and_only_them() {
     // An altered token is refused, and nothing is recorded.
     let mut altered = token.clone();
     altered.replace_range(10..11, if &token[10..11] == "A" { "B" } else { "A" });
-    let run = project.run_env(&["unsubscribe", &altered], &[SECRET]).expect(1);
-    assert!(run.stderr.contains("nobody was unsubscribed"), "{}", run.stderr);
-    let run = project.run_env(&["unsubscribe", &link], &[SECRET]).expect(0);
-    assert!(run.stdout.starts_with("unsubscribed the reader of this token"), "{}", run.stdout);
-    let again = project.run_env(&["unsubscribe", &token], &[SECRET]).expect(0);
-    assert!(again.stdout.ends_with("was already on the suppression list\n"));
+    let run = project
+        .run_env(&["unsubscribe", &altered], &[SECRET])
+        .expect(1);
+    assert!(
+        run.stderr.contains("nobody was unsubscribed"),
+        "{}",
+        run.stderr
+    );
+    let run = project
+        .run_env(&["unsubscribe", &link], &[SECRET])
+        .expect(0);
+    assert!(
+        run.stdout
+            .starts_with("unsubscribed the reader of this token"),
+        "{}",
+        run.stdout
+    );
+    let again = project
+        .run_env(&["unsubscribe", &token], &[SECRET])
+        .expect(0);
+    assert!(
+        again
+            .stdout
+            .ends_with("was already on the suppression list\n")
+    );
     // The ledger now overrides the file, which still says active.
     let reader = project.read("subscribers.csv");
     let first = reader.lines().nth(1).unwrap();
     assert!(first.starts_with("ada@example.com") && first.contains(",active,"));
-    let ada = project.run_env(&["-q", "explain", "ada@example.com"], &[SECRET]).expect(0);
-    assert!(ada.stdout.contains("status: unsubscribed\ngets no email"), "{}", ada.stdout);
-    let fatima = project.run_env(&["-q", "explain", "fatima@example.com"], &[SECRET]).expect(0);
-    assert!(fatima.stdout.contains("status: active"), "{}", fatima.stdout);
+    let ada = project
+        .run_env(&["-q", "explain", "ada@example.com"], &[SECRET])
+        .expect(0);
+    assert!(
+        ada.stdout.contains("status: unsubscribed\ngets no email"),
+        "{}",
+        ada.stdout
+    );
+    let fatima = project
+        .run_env(&["-q", "explain", "fatima@example.com"], &[SECRET])
+        .expect(0);
+    assert!(
+        fatima.stdout.contains("status: active"),
+        "{}",
+        fatima.stdout
+    );
     // By address, in any spelling.
-    project.run_env(&["unsubscribe", "FATIMA@Example.com"], &[SECRET]).expect(0);
-    let fatima = project.run_env(&["-q", "explain", "fatima@example.com"], &[SECRET]).expect(0);
-    assert!(fatima.stdout.contains("status: unsubscribed"), "{}", fatima.stdout);
+    project
+        .run_env(&["unsubscribe", "FATIMA@Example.com"], &[SECRET])
+        .expect(0);
+    let fatima = project
+        .run_env(&["-q", "explain", "fatima@example.com"], &[SECRET])
+        .expect(0);
+    assert!(
+        fatima.stdout.contains("status: unsubscribed"),
+        "{}",
+        fatima.stdout
+    );
 }
