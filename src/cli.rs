@@ -18,7 +18,6 @@ use crate::content::{self, Loaded};
 use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
 use crate::ledger::{Ledger, Reason as LedgerReason};
 use crate::render::Renderer;
-use crate::render::templates::Templates;
 use crate::unsubscribe::{AddressKey, Secret};
 use crate::{explain, feed, init, preview, select};
 
@@ -233,8 +232,12 @@ impl Session {
             let shown = display_path(&self.root, &path);
             // A project that only publishes feeds has no subscribers file;
             // one that names a file must have it.
-            if path.exists() {
-                report.extend(subscribers::read(&path, &shown, &mut |_| {}));
+            let mut attrs: Vec<String> = Vec::new();
+            let audience = path.exists();
+            if audience {
+                report.extend(subscribers::read(&path, &shown, &mut |subscriber| {
+                    add_columns(&mut attrs, &subscriber);
+                }));
             } else if config.audience.named {
                 report.push(Diagnostic::error(
                     shown,
@@ -242,7 +245,13 @@ impl Session {
                 ));
             }
             let config_shown = display_path(&self.root, &self.config_path);
-            report.extend(self.check_rendering(config, &loaded.library, &config_shown));
+            report.extend(self.check_rendering(
+                config,
+                &loaded.library,
+                &config_shown,
+                attrs,
+                audience,
+            ));
             for segment in &config.segments {
                 for slug in &segment.pinned {
                     if !loaded.library.posts.iter().any(|p| p.slug == *slug) {
@@ -332,7 +341,13 @@ impl Session {
         let target = target.trim();
         let is_token = target.starts_with("v1.") || target.contains("token=");
         let (key, address) = if is_token {
-            let secret = Secret::load(&self.root)?;
+            let Some(secret) = Secret::load_existing(&self.root)? else {
+                eprintln!(
+                    "{} no key to check tokens with (set GAZETTE_SECRET or keep .gazette/secret); nobody was unsubscribed",
+                    self.style.label(Severity::Error)
+                );
+                return Ok(Exit::BadInput);
+            };
             match secret.verify(&crate::render::list_name(&config), target) {
                 Ok(key) => (key, None),
                 Err(err) => {
@@ -355,10 +370,8 @@ impl Session {
         let ledger = Ledger::open(&self.root)?;
         let new = ledger.suppress(key, address, LedgerReason::Unsubscribed, self.clock.now())?;
         if !self.quiet {
-            let who = address.map_or_else(
-                || format!("the reader of this token (key {})", &key.hex()[..8]),
-                str::to_string,
-            );
+            let who =
+                address.map_or_else(|| "the reader of this token".to_string(), str::to_string);
             if new {
                 println!("unsubscribed {who}");
             } else {
@@ -395,19 +408,54 @@ impl Session {
         config: &Config,
         library: &content::Library,
         config_shown: &Path,
+        attrs: Vec<String>,
+        audience: bool,
     ) -> Vec<Diagnostic> {
+        let mut problems = Vec::new();
+        let mut config = config.clone();
+        // Without a sender or an unsubscribe page nothing can be sent, but
+        // the templates are still tried, with stand-ins.
         if config.email.from.is_none() || config.unsubscribe.url.is_none() {
-            let (_, problems) = Templates::load(config, &self.root, config_shown);
-            return problems;
+            if audience {
+                problems.push(Diagnostic::warning(
+                    config_shown,
+                    "digests cannot be rendered until email.from and unsubscribe.url are set",
+                ));
+            }
+            config.email.from.get_or_insert_with(|| {
+                "check@example.com"
+                    .parse()
+                    .expect("a valid stand-in address")
+            });
+            config.unsubscribe.url.get_or_insert_with(|| {
+                url::Url::parse("https://example.com/unsubscribe").expect("a valid stand-in URL")
+            });
         }
-        let (issue, index) = self.issue(config, library, None);
+        let (issue, _) = self.issue(&config, library, None);
+        // An issue with nothing new is still checked, with the latest posts.
+        let mut issue = issue;
+        if issue.posts.is_empty() {
+            issue.posts = library
+                .posts
+                .iter()
+                .take(config.digest.first_issue_posts)
+                .collect();
+        }
+        let index = select::Index::new(&issue.posts, self.clock.now(), &config.digest);
         // A throwaway key: checking never creates the project's key file.
         let secret = Secret::from_bytes(b"gazette check: not a real key");
-        let (renderer, mut problems) =
-            Renderer::new(config, &self.root, config_shown, &issue, secret, Vec::new());
+        let (renderer, found) =
+            Renderer::new(&config, &self.root, config_shown, &issue, secret, attrs);
+        problems.extend(found);
         if let Some(mut renderer) = renderer {
             problems.extend(renderer.compile_all(&index));
-            problems.append(&mut renderer.warnings);
+            let mut warnings: Vec<Diagnostic> = Vec::new();
+            for warning in renderer.warnings.drain(..) {
+                if !warnings.contains(&warning) {
+                    warnings.push(warning);
+                }
+            }
+            problems.extend(warnings);
         }
         problems
     }
@@ -431,11 +479,7 @@ impl Session {
             let suppressed = Suppressed::load(&self.root)?;
             report.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
                 suppressed.apply(&mut subscriber);
-                for column in subscriber.attrs.keys() {
-                    if !attrs.contains(column) {
-                        attrs.push(column.clone());
-                    }
-                }
+                add_columns(&mut attrs, &subscriber);
                 audience.add(&config, subscriber);
             }));
         }
@@ -547,6 +591,15 @@ impl Session {
         } else {
             Exit::Done
         })
+    }
+}
+
+/// Adds the custom columns `subscriber` has a value in to `columns`.
+fn add_columns(columns: &mut Vec<String>, subscriber: &subscribers::Subscriber) {
+    for column in subscriber.attrs.keys() {
+        if !columns.contains(column) {
+            columns.push(column.clone());
+        }
     }
 }
 

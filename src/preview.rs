@@ -89,7 +89,13 @@ pub fn write(
                         continue;
                     }
                 };
-                let email = renderer.fill(&compiled, segment, &reader);
+                let email = match renderer.fill(&compiled, segment, &reader) {
+                    Ok(email) => email,
+                    Err(problem) => {
+                        problems.push(problem);
+                        continue;
+                    }
+                };
                 let stem = if email.variant == "default" {
                     segment.id.clone()
                 } else {

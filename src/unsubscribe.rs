@@ -1,11 +1,13 @@
 //! Unsubscribe stage: signed tokens that let a reader leave a list with one
 //! click, naming them without their address.
 //!
-//! A token is `v1.` and 48 base64url characters: a 4-byte tag of the list,
-//! the reader's 16-byte [`AddressKey`] and the first 16 bytes of an
-//! HMAC-SHA256 over both. Only the holder of the [`Secret`] can make one, so
-//! nobody can unsubscribe someone else by guessing, and a link that leaks
-//! (a forwarded digest) reveals no address.
+//! A token is `v1.` and 59 base64url characters: a 4-byte tag of the list,
+//! an 8-byte nonce, the reader's 16-byte [`AddressKey`] encrypted, and the
+//! first 16 bytes of an HMAC-SHA256 over all three. The encryption is a
+//! keyed stream derived from the nonce, and the nonce is derived from the
+//! list and the reader (deterministic, SIV-style): without the [`Secret`]
+//! nobody can make a token, nor test a guessed address against one, so a
+//! link that leaks (a forwarded digest) reveals nothing about its reader.
 
 use std::borrow::Cow;
 use std::io::{ErrorKind, Write};
@@ -31,10 +33,12 @@ const KEY_FILE_LEN: usize = 32;
 const DOMAIN: &[u8] = b"gazette-unsubscribe-v1";
 const PREFIX: &str = "v1.";
 const TAG_LEN: usize = 4;
+const NONCE_LEN: usize = 8;
 const KEY_LEN: usize = 16;
 const MAC_LEN: usize = 16;
-/// base64 of the 36 payload bytes, without padding.
-const ENCODED_LEN: usize = (TAG_LEN + KEY_LEN + MAC_LEN) * 4 / 3;
+const PAYLOAD_LEN: usize = TAG_LEN + NONCE_LEN + KEY_LEN + MAC_LEN;
+/// base64 of the payload bytes, without padding.
+const ENCODED_LEN: usize = (PAYLOAD_LEN * 8).div_ceil(6);
 
 /// 16 bytes that name a subscriber without their address: the first 16
 /// bytes of SHA-256 of the address with case, Unicode normalization (NFC)
@@ -92,6 +96,21 @@ impl Secret {
         }
     }
 
+    /// The key to check tokens with: like [`load`](Self::load), but never
+    /// makes a key file (a made-up key would only refuse every real token,
+    /// and replace the key that signed them). `None` when there is no key.
+    pub fn load_existing(root: &Path) -> Result<Option<Secret>> {
+        match std::env::var_os(SECRET_VAR) {
+            Some(value) if !value.is_empty() => {
+                let value = value
+                    .to_str()
+                    .with_context(|| format!("{SECRET_VAR} is not valid UTF-8"))?;
+                from_env_value(value).map(Some)
+            }
+            _ => read_key_file(&state::dir(root).join("secret")),
+        }
+    }
+
     /// For tests and benchmarks: a key from bytes.
     pub fn from_bytes(key: &[u8]) -> Secret {
         Secret {
@@ -103,10 +122,13 @@ impl Secret {
     pub fn token(&self, list: &str, email: &str) -> String {
         let tag = list_tag(list);
         let key = AddressKey::of(email);
-        let mac = self.mac(&tag, &key.0).finalize().into_bytes();
-        let mut payload = Vec::with_capacity(TAG_LEN + KEY_LEN + MAC_LEN);
+        let nonce = self.nonce(&tag, &key.0);
+        let sealed = xor(&key.0, &self.pad(&nonce));
+        let mac = self.seal_mac(&tag, &nonce, &sealed).finalize().into_bytes();
+        let mut payload = Vec::with_capacity(PAYLOAD_LEN);
         payload.extend_from_slice(&tag);
-        payload.extend_from_slice(&key.0);
+        payload.extend_from_slice(&nonce);
+        payload.extend_from_slice(&sealed);
         payload.extend_from_slice(&mac[..MAC_LEN]);
         format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(payload))
     }
@@ -124,27 +146,76 @@ impl Secret {
         let payload = URL_SAFE_NO_PAD
             .decode(encoded)
             .map_err(|_| TokenError::Malformed)?;
+        if payload.len() != PAYLOAD_LEN {
+            return Err(TokenError::Malformed);
+        }
         let (tag, rest) = payload.split_at(TAG_LEN);
-        let (key, mac) = rest.split_at(KEY_LEN);
+        let (nonce, rest) = rest.split_at(NONCE_LEN);
+        let (sealed, mac) = rest.split_at(KEY_LEN);
         // The signature first: only a genuine token may say which list it is for.
-        self.mac(tag, key)
+        self.seal_mac(tag, nonce, sealed)
             .verify_truncated_left(mac)
             .map_err(|_| TokenError::BadSignature)?;
+        let key = xor(sealed, &self.pad(nonce));
+        if self.nonce(tag, &key) != nonce {
+            return Err(TokenError::BadSignature);
+        }
         if tag != list_tag(list) {
             return Err(TokenError::OtherList);
         }
-        let key = key.try_into().map_err(|_| TokenError::Malformed)?;
         Ok(AddressKey(key))
     }
 
-    /// The MAC of a token's tag and address key, not yet finalized.
-    fn mac(&self, tag: &[u8], key: &[u8]) -> Hmac<Sha256> {
+    /// A stable, keyed id of `email` in issue `issue`, for Message-IDs:
+    /// 20 hex digits that reveal nothing without the key.
+    pub fn message_key(&self, issue: &str, email: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(b"gazette-message-id-v1\0");
+        mac.update(issue.as_bytes());
+        mac.update(b"\0");
+        mac.update(comparable(email).as_bytes());
+        to_hex(&mac.finalize().into_bytes()[..10])
+    }
+
+    /// HMAC over the token's parts, not yet finalized.
+    fn seal_mac(&self, tag: &[u8], nonce: &[u8], sealed: &[u8]) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(DOMAIN);
         mac.update(tag);
-        mac.update(key);
+        mac.update(nonce);
+        mac.update(sealed);
         mac
     }
+
+    /// The nonce of a reader's token: derived, so tokens are reproducible.
+    fn nonce(&self, tag: &[u8], key: &[u8]) -> [u8; NONCE_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(b"gazette-unsubscribe-nonce-v1");
+        mac.update(tag);
+        mac.update(key);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&mac.finalize().into_bytes()[..NONCE_LEN]);
+        nonce
+    }
+
+    /// The keyed stream that hides the address key under `nonce`.
+    fn pad(&self, nonce: &[u8]) -> [u8; KEY_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(b"gazette-unsubscribe-pad-v1");
+        mac.update(nonce);
+        let mut pad = [0u8; KEY_LEN];
+        pad.copy_from_slice(&mac.finalize().into_bytes()[..KEY_LEN]);
+        pad
+    }
+}
+
+/// `a` XOR `b`, byte by byte (both [`KEY_LEN`] long).
+fn xor(a: &[u8], b: &[u8]) -> [u8; KEY_LEN] {
+    let mut out = [0u8; KEY_LEN];
+    for (o, (x, y)) in out.iter_mut().zip(a.iter().zip(b)) {
+        *o = x ^ y;
+    }
+    out
 }
 
 /// Why a token was refused.
@@ -301,6 +372,23 @@ fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_hides_its_reader_even_from_a_guess() {
+        let secret = Secret::from_bytes(b"a key of at least sixteen bytes");
+        let token = secret.token("digest.example.com", "ada@example.com");
+        let payload = URL_SAFE_NO_PAD.decode(&token[PREFIX.len()..]).unwrap();
+        let plain = AddressKey::of("ada@example.com").0;
+        assert!(!payload.windows(4).any(|w| plain.windows(4).any(|p| p == w)));
+        assert_eq!(
+            secret.verify("digest.example.com", &token),
+            Ok(AddressKey::of("ADA@example.com"))
+        );
+        let id = secret.message_key("2026-06-01", "ada@example.com");
+        assert_eq!(id.len(), 20);
+        assert!(!to_hex(&plain).contains(&id[..8]));
+        assert_ne!(id, secret.message_key("2026-06-08", "ada@example.com"));
+    }
 
     const LIST: &str = "https://example.com/";
 

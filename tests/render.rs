@@ -37,11 +37,11 @@ fn the_sample_project_previews_every_segment_and_variant() {
     // marketing: 2 subjects × 2 CTAs; leaders, data-ai, default: one each.
     assert_eq!(rows.len(), 7, "{index}");
     insta::assert_snapshot!("sample_index", index);
-    let eml = project.read("preview/marketing-question-guide.eml");
+    let eml = project.read("preview/marketing-question.guide.eml");
     insta::assert_snapshot!("sample_marketing_eml", redacted(&eml));
     insta::assert_snapshot!(
         "sample_marketing_html",
-        project.read("preview/marketing-question-guide.html")
+        project.read("preview/marketing-question.guide.html")
     );
 }
 
@@ -321,4 +321,142 @@ fn the_link_in_an_email_unsubscribes_its_reader_and_only_them() {
         "{}",
         fatima.stdout
     );
+}
+
+/// A project that renders: sender, unsubscribe page, one post, two readers.
+fn renderable(extra_config: &str) -> Project {
+    Project::new()
+        .file(
+            "gazette.yaml",
+            format!(
+                "site:\n  title: T\n  base_url: https://example.com\n\
+                 email:\n  from: \"T <t@example.com>\"\n\
+                 unsubscribe:\n  url: https://example.com/u\n{extra_config}"
+            ),
+        )
+        .file(
+            "content/a.md",
+            "---\ntitle: A\ndate: 2024-01-01\n---\nText.\n",
+        )
+        .file(
+            "subscribers.csv",
+            "email,name,company\nada@example.com,Ada,ACME\nbob@example.com,,\n",
+        )
+}
+
+#[test]
+fn every_variant_pair_is_its_own_digest() {
+    let project = renderable(
+        "segments:\n  - id: default\n    subject:\n\
+         \x20     - {id: x-y, text: SUBJECT-XY}\n      - {id: x, text: SUBJECT-X}\n\
+         \x20   cta:\n      - {id: z, text: CTA-Z, url: /z/}\n      - {id: y-z, text: CTA-YZ, url: /yz/}\n",
+    );
+    preview(&project);
+    for (stem, subject, cta) in [
+        ("default-x-y.z", "SUBJECT-XY", "CTA-Z"),
+        ("default-x-y.y-z", "SUBJECT-XY", "CTA-YZ"),
+        ("default-x.z", "SUBJECT-X", "CTA-Z"),
+        ("default-x.y-z", "SUBJECT-X", "CTA-YZ"),
+    ] {
+        let text = project.read(&format!("preview/{stem}.txt"));
+        assert!(text.contains(cta), "{stem}: {text}");
+        let eml = project.read(&format!("preview/{stem}.eml"));
+        assert!(eml.contains(&format!("Subject: {subject}")), "{stem}");
+    }
+    let bad = renderable(
+        "segments:\n  - id: default\n    subject:\n      - {id: ../../outside, text: S}\n",
+    );
+    let run = bad.run(&["check"]).expect(1);
+    assert_eq!(
+        run.stderr,
+        "gazette.yaml:11:7: variant id '../../outside' must be 1 to 40 ASCII letters, digits, '-' or '_'\n"
+    );
+}
+
+#[test]
+fn check_tries_templates_with_the_readers_columns_and_refuses_filtered_fields() {
+    let project = renderable("").file(
+        "templates/digest.txt.tera",
+        "Hi {{ subscriber.greeting_name }} of {{ subscriber.attrs.company }}\n{{ links.unsubscribe }}\n",
+    );
+    project.run(&["check"]).expect(0);
+    preview(&project);
+    assert!(
+        project
+            .read("preview/default.txt")
+            .starts_with("Hi Ada of ACME\n")
+    );
+    let filtered = renderable("").file(
+        "templates/digest.txt.tera",
+        "Hi {{ subscriber.greeting_name | upper }}\n",
+    );
+    let run = filtered.run(&["check"]).expect(1);
+    assert!(
+        run.stderr.starts_with("templates/digest.txt.tera: a reader field (subscriber.*, links.*) goes through a filter"),
+        "{}",
+        run.stderr
+    );
+    // Without a sender the templates are still tried.
+    let unsent = Project::new()
+        .file(
+            "content/a.md",
+            "---\ntitle: A\ndate: 2024-01-01\n---\nText.\n",
+        )
+        .file("templates/digest.txt.tera", "{{ nosuch.var }}\n");
+    let run = unsent.run(&["check"]).expect(1);
+    assert!(
+        run.stderr
+            .starts_with("templates/digest.txt.tera:1:4: Variable `nosuch` is not defined"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn includes_are_found_in_templates_only_and_links_in_posts_must_be_web_links() {
+    let project = renderable("")
+        .file(
+            "templates/footer.mjml",
+            "<mj-section><mj-column><mj-text>FOOTER-INCLUDED</mj-text></mj-column></mj-section>",
+        )
+        .file(
+            "templates/digest.mjml.tera",
+            "<mjml><mj-body><mj-section><mj-column><mj-text>{{ picks[0].title }} \
+             <a href=\"{{ links.unsubscribe }}\">u</a></mj-text></mj-column></mj-section>\
+             <mj-include path=\"./footer.mjml\" /></mj-body></mjml>\n",
+        );
+    preview(&project);
+    assert!(
+        project
+            .read("preview/default.html")
+            .contains("FOOTER-INCLUDED")
+    );
+    let links = renderable("").file(
+        "content/b.md",
+        "---\ntitle: B\ndate: 2024-01-02\nimage: \"javascript:alert(1)\"\n\
+         cta: {text: Go, url: \"data:text/html,x\"}\n---\nText.\n",
+    );
+    let run = links.run(&["check"]).expect(1);
+    assert_eq!(
+        run.stderr,
+        "content/b.md:4:8: 'image' must be an http(s) URL or a path, not a javascript: URL\n\
+         content/b.md:5:6: 'cta' must be an http(s) or mailto: URL or a path, not a data: URL\n"
+    );
+}
+
+#[test]
+fn a_token_is_never_checked_with_a_made_up_key() {
+    let project = Project::sample();
+    let run = project
+        .run(&[
+            "unsubscribe",
+            "v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ])
+        .expect(1);
+    assert!(
+        run.stderr.contains("no key to check tokens with"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.exists(".gazette"), "nothing created");
 }

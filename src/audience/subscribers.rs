@@ -365,6 +365,10 @@ fn subscriber<'a>(
 /// The address trimmed and with its domain lower-cased, if it is valid.
 fn normalize(email: &str) -> Option<String> {
     let (user, domain) = email.trim().rsplit_once('@')?;
+    // A digest goes to a mailbox on a named domain, not an IP literal.
+    if domain.starts_with('[') {
+        return None;
+    }
     let email = format!("{user}@{}", domain.to_lowercase());
     email.parse::<lettre::Address>().ok()?;
     Some(email)

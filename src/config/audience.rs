@@ -334,10 +334,14 @@ pub fn check_segments(
     for (index, raw) in raw.into_iter().enumerate() {
         let path = format!("segments[{index}]");
         let id = raw.id.trim().to_string();
-        if id.is_empty() || !id.chars().all(|c| c.is_alphanumeric() || "-_".contains(c)) {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
             fail(
                 &format!("{path}.id"),
-                format!("segment id '{id}' must be letters, digits, '-' or '_'"),
+                format!("segment id '{id}' must be ASCII letters, digits, '-' or '_'"),
             );
         }
         if segments.iter().any(|s| s.id == id) || (id == DEFAULT_SEGMENT && default.is_some()) {
@@ -438,6 +442,20 @@ pub fn check_segments(
             ctas,
             template: raw.template.unwrap_or_else(|| "digest".into()),
         };
+        if !segment
+            .template
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            || segment.template.is_empty()
+        {
+            fail(
+                &format!("{path}.template"),
+                format!(
+                    "template name '{}' must be ASCII letters, digits, '-' or '_' (it names templates/<name>.mjml.tera)",
+                    segment.template
+                ),
+            );
+        }
         if segment.id == DEFAULT_SEGMENT {
             default = Some(segment);
         } else {
@@ -548,6 +566,20 @@ fn variant<T>(index: usize, id: Option<String>, weight: Option<u32>, value: T) -
 
 fn check_variants<T>(variants: &[Variant<T>], path: &str, fail: &mut impl FnMut(&str, String)) {
     for (i, v) in variants.iter().enumerate() {
+        let named = !v.id.is_empty()
+            && v.id.len() <= 40
+            && v.id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !named {
+            fail(
+                path,
+                format!(
+                    "variant id '{}' must be 1 to 40 ASCII letters, digits, '-' or '_'",
+                    v.id
+                ),
+            );
+        }
         if v.weight == 0 {
             fail(
                 path,

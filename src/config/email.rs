@@ -46,6 +46,10 @@ pub struct UnsubscribeSettings {
     pub preferences_url: Option<Url>,
 }
 
+/// The longest unsubscribe page address: with its token it must fit a
+/// header line.
+const MAX_URL: usize = 500;
+
 /// The preheader used when none is configured.
 pub const DEFAULT_PREHEADER: &str = "{{ picks[0].summary }}";
 
@@ -178,9 +182,23 @@ impl RawUnsubscribe {
         };
         let url = https("url", self.url);
         let preferences_url = https("preferences_url", self.preferences_url);
+        let url = url.filter(|url| {
+            let long = url.as_str().len() > MAX_URL;
+            if long {
+                fail(
+                    "unsubscribe.url",
+                    format!("url must be at most {MAX_URL} characters (a token is added to it)"),
+                );
+            }
+            !long
+        });
         let mailto = self.mailto.and_then(|text| {
             let address = text.trim().trim_start_matches("mailto:").to_string();
-            if super::raw::looks_like_email(&address) {
+            // The header must not be RFC 2047-encoded: ASCII only, no query.
+            if super::raw::looks_like_email(&address)
+                && address.is_ascii()
+                && !address.contains(['?', '&', '%'])
+            {
                 Some(address)
             } else {
                 fail(

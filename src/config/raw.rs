@@ -336,6 +336,13 @@ impl RawConfig {
             },
         };
         let title = match site.title {
+            Some(title) if title.chars().any(char::is_control) => {
+                fail(
+                    "site.title",
+                    "title must not hold control characters".into(),
+                );
+                None
+            }
             Some(title) if !title.trim().is_empty() => Some(title),
             Some(_) => {
                 fail("site.title", "title must not be empty".into());

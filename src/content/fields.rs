@@ -206,16 +206,36 @@ impl<'a> FrontMatter<'a> {
                 return None;
             }
         };
-        self.url(key, &text, base)
+        self.url(key, &text, base, false)
     }
 
-    fn url(&mut self, key: &str, text: &str, base: &Url) -> Option<Url> {
+    /// A link from front matter: absolute http(s) (or `mailto:` where
+    /// `mailto` allows it), or relative to the post; anything else
+    /// (`javascript:`, `data:`…) is an error, since it ends up in feeds and
+    /// emails.
+    fn url(&mut self, key: &str, text: &str, base: &Url, mailto: bool) -> Option<Url> {
         let text = text.trim();
         if text.is_empty() {
             return None;
         }
         match Url::parse(text).or_else(|_| base.join(text)) {
-            Ok(url) => Some(url),
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+            Ok(url) if mailto && url.scheme() == "mailto" => Some(url),
+            Ok(url) => {
+                let allowed = if mailto {
+                    "http(s) or mailto:"
+                } else {
+                    "http(s)"
+                };
+                self.error(
+                    key,
+                    format!(
+                        "'{key}' must be an {allowed} URL or a path, not a {}: URL",
+                        url.scheme()
+                    ),
+                );
+                None
+            }
             Err(err) => {
                 self.error(
                     key,
@@ -354,7 +374,7 @@ impl<'a> FrontMatter<'a> {
                     return None;
                 };
                 let url = match map.get("url") {
-                    Some(Value::String(url)) => self.url(key, url, base),
+                    Some(Value::String(url)) => self.url(key, url, base, true),
                     _ => None,
                 };
                 Some(Cta {

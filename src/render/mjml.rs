@@ -16,7 +16,7 @@ pub fn compile(
     shown: &Path,
 ) -> Result<(String, Vec<Diagnostic>), Diagnostic> {
     let parsed = mrml::parse_with_options(mjml, options).map_err(|err| {
-        let at = span_of(&err).map(|start| position(mjml, start));
+        let at = place_of(&err, mjml);
         let near = at.map(|(line, _)| snippet(mjml, line)).unwrap_or_default();
         let place = at.map_or_else(String::new, |(line, col)| {
             format!(" at line {line}, column {col} of the MJML it produced{near}")
@@ -51,15 +51,21 @@ pub fn compile(
     Ok((html, warnings))
 }
 
-fn span_of(err: &mrml::prelude::parser::Error) -> Option<usize> {
+/// Where in `mjml` an error is: from mrml's byte span, or from the HTML
+/// tokenizer's row and column.
+fn place_of(err: &mrml::prelude::parser::Error, mjml: &str) -> Option<(usize, usize)> {
     use mrml::prelude::parser::Error as E;
     match err {
-        E::UnexpectedElement { position, .. }
-        | E::UnexpectedToken { position, .. }
-        | E::MissingAttribute { position, .. }
-        | E::InvalidAttribute { position, .. }
-        | E::InvalidFormat { position, .. }
-        | E::IncludeLoaderError { position, .. } => Some(position.start),
+        E::UnexpectedElement { position: span, .. }
+        | E::UnexpectedToken { position: span, .. }
+        | E::MissingAttribute { position: span, .. }
+        | E::InvalidAttribute { position: span, .. }
+        | E::InvalidFormat { position: span, .. }
+        | E::IncludeLoaderError { position: span, .. } => Some(position(mjml, span.start)),
+        E::ParserError { source, .. } => {
+            let at = source.pos();
+            Some((at.row as usize, at.col as usize))
+        }
         _ => None,
     }
 }
@@ -114,6 +120,15 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn a_tokenizer_error_has_its_line_too() {
+        let mjml = "<mjml>\n<mj-body>\n<mj-section href=x=y></mj-section>\n</mj-body>\n</mjml>";
+        let err = compile(mjml, &ParserOptions::default(), Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(" at line 3, column "), "{err}");
     }
 
     #[test]

@@ -21,11 +21,10 @@ use std::rc::Rc;
 use chrono::{DateTime, FixedOffset};
 use lettre::message::Mailbox;
 use mrml::prelude::parser::ParserOptions;
-use sha2::{Digest as _, Sha256};
 use tera::Context;
 use url::Url;
 
-use crate::audience::subscribers::{Subscriber, comparable};
+use crate::audience::subscribers::Subscriber;
 use crate::config::{Config, Segment, SegmentCta, Variant};
 use crate::diagnostics::Diagnostic;
 use crate::select::{Issue, Pick, variant};
@@ -48,9 +47,10 @@ pub struct Email {
     pub segment: String,
     /// The A/B variant (`default` when there is no test).
     pub variant: String,
-    /// `<issue.key@host>`: the same for a re-send of the same issue.
+    /// `<issue.key@host>`, key a keyed hash of the reader: the same for a
+    /// re-send of the same issue, and naming no address.
     pub message_id: String,
-    /// `<digest.host>`.
+    /// `<digest.host>` (see [`list_name`]).
     pub list_id: String,
     /// `<https://…?token=…>` and, when configured, `<mailto:…>`.
     pub list_unsubscribe: String,
@@ -166,7 +166,11 @@ impl<'c> Renderer<'c> {
         cta: Option<&Variant<SegmentCta>>,
     ) -> Result<Rc<Compiled>, Diagnostic> {
         let label = variant_label(segment, subject, cta);
-        let mut key = format!("{}\u{0}{}\u{0}{label}", segment.id, segment.template);
+        let cta_id = cta.map_or("", |c| c.id.as_str());
+        let mut key = format!(
+            "{}\u{0}{}\u{0}{}\u{0}{cta_id}",
+            segment.id, segment.template, subject.id
+        );
         for pick in picks {
             key.push('\u{0}');
             key.push_str(&pick.post.slug);
@@ -220,6 +224,22 @@ impl<'c> Renderer<'c> {
             mjml: self.marker.plan(&mjml),
             variant: label,
         });
+        let damaged = [
+            (&compiled.subject, subject_name(&segment.id, &subject.id)),
+            (&compiled.preheader, preheader_name(&segment.id)),
+            (&compiled.html, mjml_name),
+            (&compiled.text, format!("{}.txt.tera", segment.template)),
+        ]
+        .into_iter()
+        .find(|(plan, _)| self.marker.damaged(plan));
+        if let Some((_, name)) = damaged {
+            return Err(Diagnostic::error(
+                self.templates.shown(&name),
+                "a reader field (subscriber.*, links.*) goes through a filter; reader \
+                 fields are filled in per reader after rendering, so they can only be \
+                 shown as they are (vary content by segment instead)",
+            ));
+        }
         self.cache.insert(key, compiled.clone());
         Ok(compiled)
     }
@@ -279,11 +299,16 @@ impl<'c> Renderer<'c> {
         .clone();
         let cta = variant::choose(&segment.ctas, &self.issue_id, &subscriber.email, "cta").cloned();
         let compiled = self.compile(segment, picks, &subject, cta.as_ref())?;
-        Ok(self.fill(&compiled, segment, subscriber))
+        self.fill(&compiled, segment, subscriber)
     }
 
     /// The compiled digest with `subscriber`'s fields filled in.
-    pub fn fill(&self, compiled: &Compiled, segment: &Segment, subscriber: &Subscriber) -> Email {
+    pub fn fill(
+        &self,
+        compiled: &Compiled,
+        segment: &Segment,
+        subscriber: &Subscriber,
+    ) -> Result<Email, Diagnostic> {
         let list = self.list();
         let token = self.secret.token(&list, &subscriber.email);
         let with_token = |url: &Url| {
@@ -321,24 +346,31 @@ impl<'c> Renderer<'c> {
         if let Some(mailto) = &self.config.unsubscribe.mailto {
             list_unsubscribe.push_str(&format!(", <mailto:{mailto}?subject=unsubscribe>"));
         }
-        let address = subscriber
-            .email
-            .parse()
-            .unwrap_or_else(|_| lettre::Address::new_dangerous("invalid", "invalid"));
-        Email {
+        let address = subscriber.email.parse::<lettre::Address>().map_err(|err| {
+            Diagnostic::error(
+                "(subscribers)",
+                format!("cannot address {}: {err}", subscriber.email),
+            )
+        })?;
+        Ok(Email {
             to: Mailbox::new(subscriber.name.clone(), address),
-            subject: compiled.subject.fill(&values, Escape::Text),
+            subject: short(compiled.subject.fill(&values, Escape::Text)),
             preheader: compiled.preheader.fill(&values, Escape::Text),
             html: compiled.html.fill(&values, Escape::Html),
             text: compiled.text.fill(&values, Escape::Text),
             mjml: compiled.mjml.fill(&values, Escape::Html),
             segment: segment.id.clone(),
             variant: compiled.variant.clone(),
-            message_id: message_id(&self.issue_id, &subscriber.email, &self.host),
+            message_id: format!(
+                "<{}.{}@{}>",
+                self.issue_id,
+                self.secret.message_key(&self.issue_id, &subscriber.email),
+                self.host
+            ),
             list_id: format!("<{list}>"),
             list_unsubscribe,
             unsubscribe_url,
-        }
+        })
     }
 
     /// The sender of every message.
@@ -359,10 +391,29 @@ impl<'c> Renderer<'c> {
 }
 
 /// The list a site's digests belong to (`List-Id`, and what unsubscribe
-/// tokens name): `digest.<host of site.base_url>`.
+/// tokens name): `digest.<host>`, with the site's path in front when it
+/// has one (`newsletter-a.digest.example.com` for
+/// `https://example.com/newsletter-a/`), so two sites on one host are two
+/// lists.
 pub fn list_name(config: &Config) -> String {
-    let host = config.site.base_url.host_str().unwrap_or("localhost");
-    format!("digest.{host}")
+    let url = &config.site.base_url;
+    let host = url.host_str().unwrap_or("localhost");
+    let path = crate::content::slugify(url.path());
+    let label: String = path
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if label.trim_matches('-').is_empty() {
+        format!("digest.{host}")
+    } else {
+        format!("{}.digest.{host}", label.trim_matches('-'))
+    }
 }
 
 fn context_of(digest: &Digest) -> Result<Context, Diagnostic> {
@@ -387,11 +438,25 @@ fn variant_label(
     if let Some(cta) = cta.filter(|_| segment.ctas.len() > 1) {
         parts.push(cta.id.clone());
     }
+    // Ids are ASCII letters, digits, '-' and '_': '.' keeps pairs apart.
     if parts.is_empty() {
         "default".into()
     } else {
-        parts.join("-")
+        parts.join(".")
     }
+}
+
+/// The longest subject, in characters: longer ones are cut with "…" (mail
+/// clients show far less, and a header line must stay under 998 octets).
+const MAX_SUBJECT: usize = 250;
+
+fn short(subject: String) -> String {
+    if subject.chars().count() <= MAX_SUBJECT {
+        return subject;
+    }
+    let mut cut: String = subject.chars().take(MAX_SUBJECT - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// A header value on one line: whitespace runs, line breaks included, become one space.
@@ -399,10 +464,30 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// `<issue.key@host>`: deterministic per (issue, reader), so a re-send is
-/// recognisably the same message; the address itself is not in it.
-pub fn message_id(issue: &str, email: &str, host: &str) -> String {
-    let digest = Sha256::digest(comparable(email).as_bytes());
-    let key: String = digest[..10].iter().map(|b| format!("{b:02x}")).collect();
-    format!("<{issue}.{key}@{host}>")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(base: &str) -> Config {
+        let yaml = format!("site:\n  title: T\n  base_url: {base}\n");
+        Config::parse(&yaml, Path::new("gazette.yaml"))
+            .0
+            .expect("config")
+    }
+
+    #[test]
+    fn two_sites_on_one_host_are_two_lists() {
+        assert_eq!(
+            list_name(&config("https://example.com")),
+            "digest.example.com"
+        );
+        assert_eq!(
+            list_name(&config("https://example.com/newsletter-a/")),
+            "newsletter-a.digest.example.com"
+        );
+        assert_eq!(
+            list_name(&config("https://example.com/blog/Weekly_Notes")),
+            "blog-weekly-notes.digest.example.com"
+        );
+    }
 }

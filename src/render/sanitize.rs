@@ -2,7 +2,7 @@
 //!
 //! ammonia keeps formatting, links and images and drops everything that
 //! runs or reaches out on its own: scripts, event handlers, frames, forms,
-//! `javascript:` and `data:` URLs. Before that, images of one pixel or none
+//! `javascript:` and `data:` URLs. Then images of one pixel or none
 //! (tracking pixels, by their `width`/`height`) are removed.
 
 use std::sync::OnceLock;
@@ -11,8 +11,9 @@ use lol_html::{RewriteStrSettings, element, rewrite_str};
 
 /// `html` with only safe elements, attributes and URLs left.
 pub fn post_html(html: &str) -> String {
-    let without_pixels = drop_tiny_images(html);
-    cleaner().clean(&without_pixels).to_string()
+    // After cleaning: the parser turns `<image>` into `<img>` on the way.
+    let clean = cleaner().clean(html).to_string();
+    drop_tiny_images(&clean)
 }
 
 fn cleaner() -> &'static ammonia::Builder<'static> {
@@ -58,7 +59,7 @@ mod tests {
     fn nothing_that_runs_or_tracks_survives() {
         let html = r#"<p onclick="x()">Hi <script>alert(1)</script><a href="javascript:alert(1)">j</a>
 <a href="https://example.com/">ok</a><img src="data:image/png;base64,AAAA"><iframe src="https://evil.example/"></iframe>
-<form action="https://evil.example/"><input name="q"></form><img src="https://t.example/p.gif" width="1" height="1">
+<form action="https://evil.example/"><input name="q"></form><img src="https://t.example/p.gif" width="1" height="1"><image src="https://t2.example/b.gif" width="1" height="1">
 <img src="https://example.com/photo.jpg" alt="photo" onerror="steal()"></p>"#;
         let clean = post_html(html);
         for bad in [

@@ -45,6 +45,16 @@ impl Marker {
         }
     }
 
+    /// Whether `rendered` holds a placeholder a template changed (upper-cased,
+    /// cut, encoded): a reader field that went through a filter.
+    pub fn damaged(&self, plan: &Plan) -> bool {
+        let stem = self.prefix[..7].to_ascii_lowercase();
+        plan.parts.iter().any(|part| match part {
+            Part::Literal(text) => text.to_ascii_lowercase().contains(&stem),
+            Part::Field(_) => false,
+        })
+    }
+
     /// Cuts `rendered` at every placeholder.
     pub fn plan(&self, rendered: &str) -> Plan {
         let mut parts = Vec::new();
@@ -189,5 +199,15 @@ mod tests {
             "post says 0_"
         );
         assert_ne!(Marker::new(), marker, "a fresh word every run");
+    }
+
+    #[test]
+    fn a_filtered_field_is_noticed() {
+        let marker = Marker::new();
+        let upper = marker.sentinel(1).to_uppercase();
+        assert!(marker.damaged(&marker.plan(&format!("Hello {upper}"))));
+        let cut: String = marker.sentinel(0).chars().take(9).collect();
+        assert!(marker.damaged(&marker.plan(&format!("Hi {cut}…"))));
+        assert!(!marker.damaged(&marker.plan(&format!("Hi {}", marker.sentinel(0)))));
     }
 }

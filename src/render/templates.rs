@@ -93,6 +93,8 @@ impl Templates {
                         sources.push((name, text, Origin::File(shown)));
                     }
                     Ok(text) => {
+                        // MJML's usual spelling is relative: `./header.mjml`.
+                        includes.insert(format!("./{name}"), text.clone());
                         includes.insert(name, text);
                     }
                     Err(err) => {
