@@ -44,6 +44,13 @@ pub struct Cli {
     command: Command,
 }
 
+/// How a summary is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ColorChoice {
     Auto,
@@ -85,6 +92,25 @@ enum Command {
         /// Open the index in the default browser afterwards
         #[arg(long)]
         open: bool,
+    },
+    /// Build this issue and deliver it; without SMTP configured or with
+    /// --dry-run, write .eml files to DIR (default outbox/)
+    Send {
+        /// Write .eml files instead of sending, and record nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Where .eml files go [default: outbox/]
+        #[arg(long, value_name = "DIR")]
+        outbox: Option<PathBuf>,
+        /// Send through this SMTP server (smtp://host:port, smtps://host:465)
+        #[arg(long, value_name = "URL", env = "GAZETTE_SMTP_URL")]
+        smtp: Option<String>,
+        /// Cover posts published after DATE instead of since the last issue
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// How to print the summary
+        #[arg(long, value_name = "FORMAT", default_value = "text")]
+        format: Format,
     },
     /// Add an address to the suppression list: from an unsubscribe token
     /// (or the whole link), or the address itself
@@ -183,6 +209,13 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Segments { since } => session.audience(since.as_deref(), None),
         Command::Preview { out, open } => session.preview(out, open),
         Command::Unsubscribe { target } => session.unsubscribe(&target),
+        Command::Send {
+            dry_run,
+            outbox,
+            smtp,
+            since,
+            format,
+        } => session.send(dry_run, outbox, smtp, since.as_deref(), format),
         Command::Explain { email, since } => session.audience(since.as_deref(), Some(&email)),
     }
 }
@@ -327,6 +360,72 @@ impl Session {
 }
 
 impl Session {
+    /// `send`: feeds rewritten, then this issue to every reader.
+    fn send(
+        &self,
+        dry_run: bool,
+        outbox: Option<PathBuf>,
+        smtp: Option<String>,
+        since: Option<&str>,
+        format: Format,
+    ) -> Result<Exit> {
+        if smtp.is_some() && !dry_run {
+            eprintln!(
+                "{} sending through SMTP is not built yet; run `gazette send --dry-run`",
+                self.style.label(Severity::Error)
+            );
+            return Ok(Exit::Usage);
+        }
+        let mut report = Report::default();
+        let loaded = self.load(&mut report);
+        let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
+            self.print(&report, false)?;
+            eprintln!(
+                "{} {} found; nothing sent",
+                self.style.label(Severity::Error),
+                count(report.errors(), "problem")
+            );
+            return Ok(Exit::BadInput);
+        };
+        let since = match since.map(|text| content::parse_date(text, config.site.timezone)) {
+            None => None,
+            Some(Ok(date)) => Some(date),
+            Some(Err(message)) => {
+                eprintln!("{} --since: {message}", self.style.label(Severity::Error));
+                return Ok(Exit::Usage);
+            }
+        };
+        // One cron line keeps feeds and digests in step.
+        let feeds_out = self.root.join(&config.feeds.out);
+        feed::write(&feeds_out, &feed::build(&config, &loaded.library)?)?;
+        let outbox = self
+            .root
+            .join(outbox.unwrap_or_else(|| PathBuf::from("outbox")));
+        let config_shown = display_path(&self.root, &self.config_path);
+        let run = crate::send::Run {
+            root: &self.root,
+            config: &config,
+            config_shown: &config_shown,
+            library: &loaded.library,
+            now: self.clock.now(),
+            since,
+            outbox: &outbox,
+        };
+        let (summary, problems) = crate::send::dry_run(&run)?;
+        report.extend(problems);
+        self.print(&report, false)?;
+        match format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+            Format::Text if !self.quiet => print!("{}", summary.text()),
+            Format::Text => {}
+        }
+        Ok(if report.has_errors() {
+            Exit::BadInput
+        } else {
+            Exit::Done
+        })
+    }
+
     /// `unsubscribe TOKEN|EMAIL`: records the reader in the ledger's
     /// suppression list, after checking the token's signature.
     fn unsubscribe(&self, target: &str) -> Result<Exit> {

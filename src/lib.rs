@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod content;
+pub mod deliver;
 pub mod diagnostics;
 pub mod explain;
 pub mod feed;
@@ -19,6 +20,7 @@ mod output;
 pub mod preview;
 pub mod render;
 pub mod select;
+pub mod send;
 mod state;
 pub mod unsubscribe;
 

@@ -11,3 +11,4 @@ mod config;
 mod content;
 mod feeds;
 mod render;
+mod send;

@@ -1,0 +1,222 @@
+//! Send stage: `gazette send` — the issue made now, every reader's digest
+//! rendered and handed to the outbox, feeds rewritten alongside, and a
+//! summary per segment.
+//!
+//! A dry run (and, until SMTP is configured, every run) writes `.eml`
+//! files under `outbox/<issue>/` and never writes the ledger: it reads the
+//! suppression list and the issues sent before, so it shows exactly what a
+//! real send would do now.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+
+use crate::audience::segments::segment_of;
+use crate::audience::subscribers::{self, Subscriber};
+use crate::audience::suppressed::Suppressed;
+use crate::config::Config;
+use crate::content::Library;
+use crate::deliver::EmlDir;
+use crate::diagnostics::{Diagnostic, display_path};
+use crate::render::Renderer;
+use crate::select::{self, History, Index, Reader};
+use crate::unsubscribe::Secret;
+
+/// What one segment's readers came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SegmentCounts {
+    /// Handed to the server and accepted (or written, in a dry run).
+    pub sent: u64,
+    pub deferred: u64,
+    pub failed: u64,
+    /// Not mailed: unsubscribed, bounced, complained or of unknown status.
+    pub suppressed: u64,
+    /// Not mailed: the segment had no new post for them.
+    pub skipped: u64,
+}
+
+/// What a run did, for people (text) and scripts (`--format json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub issue: String,
+    pub dry_run: bool,
+    /// The posts of the issue, by slug, newest first.
+    pub posts: Vec<String>,
+    /// Where the `.eml` files went, for a dry run.
+    pub outbox: Option<String>,
+    pub segments: BTreeMap<String, SegmentCounts>,
+}
+
+impl Summary {
+    /// The summary as text: one line for the issue, a table of segments.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "issue {}: {} post{}{}\n",
+            self.issue,
+            self.posts.len(),
+            if self.posts.len() == 1 { "" } else { "s" },
+            if self.dry_run { " (dry run)" } else { "" }
+        );
+        if self.posts.is_empty() {
+            out.push_str("nothing new to send\n");
+            return out;
+        }
+        out.push_str(&format!(
+            "{:<20} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
+            "segment", "sent", "deferred", "failed", "suppressed", "skipped"
+        ));
+        for (segment, c) in &self.segments {
+            out.push_str(&format!(
+                "{segment:<20} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
+                c.sent, c.deferred, c.failed, c.suppressed, c.skipped
+            ));
+        }
+        if let Some(outbox) = &self.outbox {
+            let sent: u64 = self.segments.values().map(|c| c.sent).sum();
+            out.push_str(&format!(
+                "dry run: wrote {sent} message{} to {outbox}\n",
+                if sent == 1 { "" } else { "s" }
+            ));
+        }
+        out
+    }
+}
+
+/// Everything a send needs that the command line decided.
+pub struct Run<'a> {
+    pub root: &'a Path,
+    pub config: &'a Config,
+    pub config_shown: &'a Path,
+    pub library: &'a Library,
+    pub now: DateTime<FixedOffset>,
+    pub since: Option<DateTime<FixedOffset>>,
+    pub outbox: &'a Path,
+}
+
+/// A dry run: every reader's email written as a `.eml` file; nothing
+/// recorded. Returns the summary and the problems met (bad subscriber
+/// rows, template errors).
+pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
+    let config = run.config;
+    let history = History::default();
+    let window = select::Window {
+        now: run.now,
+        timezone: config.site.timezone,
+        since: run.since,
+        first_issue_posts: config.digest.first_issue_posts,
+    };
+    let issue = select::plan(run.library, &history, window);
+    let mut summary = Summary {
+        issue: issue.id.clone(),
+        dry_run: true,
+        posts: issue.posts.iter().map(|p| p.slug.clone()).collect(),
+        outbox: None,
+        segments: config
+            .segments
+            .iter()
+            .map(|s| (s.id.clone(), SegmentCounts::default()))
+            .collect(),
+    };
+    let mut problems = Vec::new();
+    if issue.posts.is_empty() {
+        return Ok((summary, problems));
+    }
+    let index = Index::new(&issue.posts, run.now, &config.digest);
+    let path = run.root.join(&config.audience.file);
+    let shown = display_path(run.root, &path);
+    let suppressed = Suppressed::load(run.root)?;
+    // Columns first: every reader's digest can use every custom column.
+    let mut attrs: Vec<String> = Vec::new();
+    problems.extend(subscribers::read(&path, &shown, &mut |s| {
+        for column in s.attrs.keys() {
+            if !attrs.contains(column) {
+                attrs.push(column.clone());
+            }
+        }
+    }));
+    let secret = Secret::load(run.root)?;
+    let (renderer, found) =
+        Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
+    problems.extend(found);
+    let Some(mut renderer) = renderer else {
+        return Ok((summary, problems));
+    };
+    let outbox = EmlDir::create(run.outbox, &issue.id)?;
+    let mut failure = None;
+    subscribers::read(&path, &shown, &mut |mut subscriber| {
+        if failure.is_some() {
+            return;
+        }
+        suppressed.apply(&mut subscriber);
+        let result = deliver_one(&mut renderer, &index, &subscriber, run, &outbox);
+        match result {
+            Ok(outcome) => {
+                let segment = segment_of(&subscriber, &config.segments);
+                if let Some(counts) = summary.segments.get_mut(&segment.id) {
+                    match outcome {
+                        Outcome::Written => counts.sent += 1,
+                        Outcome::Suppressed => counts.suppressed += 1,
+                        Outcome::Skipped => counts.skipped += 1,
+                    }
+                }
+            }
+            Err(Failure::Render(problem)) => {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+            Err(Failure::Write(err)) => failure = Some(err),
+        }
+    });
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    problems.append(&mut renderer.warnings);
+    summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
+    outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
+    Ok((summary, problems))
+}
+
+enum Outcome {
+    Written,
+    Suppressed,
+    Skipped,
+}
+
+enum Failure {
+    Render(Diagnostic),
+    Write(anyhow::Error),
+}
+
+fn deliver_one(
+    renderer: &mut Renderer,
+    index: &Index,
+    subscriber: &Subscriber,
+    run: &Run,
+    outbox: &EmlDir,
+) -> Result<Outcome, Failure> {
+    if !subscriber.status.mailable() {
+        return Ok(Outcome::Suppressed);
+    }
+    let config = run.config;
+    let segment = segment_of(subscriber, &config.segments);
+    let reader = Reader {
+        interests: &subscriber.interests,
+        personalize: subscriber.personalize,
+    };
+    let (_, picks) = select::digest(index, segment, reader, &config.digest);
+    if picks.is_empty() {
+        return Ok(Outcome::Skipped);
+    }
+    let email = renderer
+        .email(segment, subscriber, &picks)
+        .map_err(Failure::Render)?;
+    let bytes = renderer.eml(&email, run.now).map_err(Failure::Write)?;
+    outbox
+        .write(&subscriber.email, &bytes)
+        .map_err(Failure::Write)?;
+    Ok(Outcome::Written)
+}

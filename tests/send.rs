@@ -1,0 +1,103 @@
+//! Sending: the dry run that cron users and the README start with.
+
+use crate::support::Project;
+
+const SECRET: (&str, &str) = ("GAZETTE_SECRET", "the test suite's unsubscribe key");
+
+#[test]
+fn a_dry_run_writes_one_message_per_mailable_reader_and_records_nothing() {
+    let project = Project::sample();
+    let run = project.run_env(&["send", "--dry-run"], &[SECRET]).expect(0);
+    insta::assert_snapshot!(run.stdout, @"
+    issue 2026-06-01: 5 posts (dry run)
+    segment                  sent deferred   failed suppressed  skipped
+    data-ai                     4        0        0          1        0
+    default                     3        0        0          0        0
+    leaders                     1        0        0          0        0
+    marketing                   3        0        0          1        0
+    dry run: wrote 11 messages to outbox/2026-06-01
+    ");
+    let dir = project.path().join("outbox/2026-06-01");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    insta::assert_debug_snapshot!(names, @r#"
+    [
+        "ada_at_example.com-b5fc85e5.eml",
+        "eva_at_example.com-cfc3a741.eml",
+        "fatima_at_example.com-21830c73.eml",
+        "grace_at_example.com-b533d454.eml",
+        "kenji_at_example.com-01233906.eml",
+        "li.wei_at_example.com-19afa36e.eml",
+        "maria_at_example.com-10ef04a5.eml",
+        "noah_at_example.com-95a5ccb7.eml",
+        "olu_at_example.com-c544421d.eml",
+        "priya_at_example.com-6bdb7e96.eml",
+        "sam_at_example.com-cd25a617.eml",
+        "summary.json",
+    ]
+    "#);
+    // Unsubscribed and bounced readers get nothing.
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("former") || n.starts_with("old-address"))
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&project.read("outbox/2026-06-01/summary.json")).unwrap();
+    assert_eq!(summary["dry_run"], true);
+    assert_eq!(summary["segments"]["data-ai"]["suppressed"], 1);
+    // Feeds are rewritten by send too; a dry run creates no ledger.
+    assert!(project.exists("public/rss.xml"));
+    assert!(!project.exists(".gazette/state.db"));
+    // Again: the same files, byte for byte.
+    let first = project.read("outbox/2026-06-01/ada_at_example.com-b5fc85e5.eml");
+    project
+        .run_env(&["-q", "send", "--dry-run"], &[SECRET])
+        .expect(0);
+    let second = project.read("outbox/2026-06-01/ada_at_example.com-b5fc85e5.eml");
+    let without_boundary = |eml: &str| {
+        let boundary = eml
+            .split("boundary=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        eml.replace(&boundary, "")
+    };
+    assert_eq!(without_boundary(&first), without_boundary(&second));
+}
+
+#[test]
+fn the_summary_is_json_for_scripts() {
+    let project = Project::sample();
+    let run = project
+        .run_env(&["send", "--dry-run", "--format", "json"], &[SECRET])
+        .expect(0);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["issue"], "2026-06-01");
+    assert_eq!(summary["posts"].as_array().unwrap().len(), 5);
+    let sent: u64 = summary["segments"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["sent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, 11);
+}
+
+#[test]
+fn an_unsubscribe_recorded_before_the_run_holds() {
+    let project = Project::sample();
+    project
+        .run_env(&["-q", "unsubscribe", "ada@example.com"], &[SECRET])
+        .expect(0);
+    project
+        .run_env(&["-q", "send", "--dry-run"], &[SECRET])
+        .expect(0);
+    assert!(!project.exists("outbox/2026-06-01/ada_at_example.com-b5fc85e5.eml"));
+}
