@@ -360,6 +360,24 @@ impl Session {
 }
 
 impl Session {
+    /// `--since DATE` read in the site's timezone; `Err` (reported) when
+    /// it is not a date.
+    #[allow(clippy::result_unit_err)]
+    fn since(
+        &self,
+        config: &Config,
+        text: Option<&str>,
+    ) -> Result<Option<chrono::DateTime<chrono::FixedOffset>>, ()> {
+        match text.map(|text| content::parse_date(text, config.site.timezone)) {
+            None => Ok(None),
+            Some(Ok(date)) => Ok(Some(date)),
+            Some(Err(message)) => {
+                eprintln!("{} --since: {message}", self.style.label(Severity::Error));
+                Err(())
+            }
+        }
+    }
+
     /// `send`: feeds rewritten, then this issue to every reader.
     fn send(
         &self,
@@ -387,13 +405,8 @@ impl Session {
             );
             return Ok(Exit::BadInput);
         };
-        let since = match since.map(|text| content::parse_date(text, config.site.timezone)) {
-            None => None,
-            Some(Ok(date)) => Some(date),
-            Some(Err(message)) => {
-                eprintln!("{} --since: {message}", self.style.label(Severity::Error));
-                return Ok(Exit::Usage);
-            }
+        let Ok(since) = self.since(&config, since) else {
+            return Ok(Exit::Usage);
         };
         // One cron line keeps feeds and digests in step.
         let feeds_out = self.root.join(&config.feeds.out);
@@ -637,13 +650,8 @@ impl Session {
             self.print(&report, false)?;
             return Ok(Exit::BadInput);
         };
-        let since = match since.map(|text| content::parse_date(text, config.site.timezone)) {
-            None => None,
-            Some(Ok(date)) => Some(date),
-            Some(Err(message)) => {
-                eprintln!("{} --since: {message}", self.style.label(Severity::Error));
-                return Ok(Exit::Usage);
-            }
+        let Ok(since) = self.since(&config, since) else {
+            return Ok(Exit::Usage);
         };
         let (issue, index) = self.issue(&config, &loaded.library, since);
         let path = self.root.join(&config.audience.file);
