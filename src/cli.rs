@@ -362,7 +362,6 @@ impl Session {
 impl Session {
     /// `--since DATE` read in the site's timezone; `Err` (reported) when
     /// it is not a date.
-    #[allow(clippy::result_unit_err)]
     fn since(
         &self,
         config: &Config,
