@@ -175,6 +175,38 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_ledger_is_migrated_and_keeps_its_suppressions() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(".gazette")).unwrap();
+        {
+            let v1 = Connection::open(root.path().join(".gazette/state.db")).unwrap();
+            v1.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            v1.pragma_update(None, "user_version", 1).unwrap();
+            v1.execute(
+                "INSERT INTO suppression VALUES
+                 ('00112233445566778899aabbccddeeff', 'ana@example.com', 'bounced', '2026-01-02T03:04:05+01:00')",
+                [],
+            )
+            .unwrap();
+        }
+        let ledger = Ledger::open(root.path()).unwrap();
+        assert_eq!(
+            pragma(&ledger, "user_version"),
+            schema::MIGRATIONS.len().to_string()
+        );
+        let kept = ledger.suppressions().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].key.hex(), "00112233445566778899aabbccddeeff");
+        assert_eq!(kept[0].address.as_deref(), Some("ana@example.com"));
+        assert_eq!(kept[0].reason, Reason::Bounced);
+        let issues: i64 = ledger
+            .conn
+            .query_row("SELECT count(*) FROM issues", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(issues, 0);
+    }
+
+    #[test]
     fn racing_processes_create_and_migrate_one_ledger() {
         let root = tempfile::tempdir().unwrap();
         let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
