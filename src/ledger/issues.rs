@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
 
-use super::{Ledger, NewDelivery, parse_time};
+use super::deliveries::counts_by_issue;
+use super::{Counts, Ledger, NewDelivery, parse_time};
 
 /// An issue as frozen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +69,8 @@ impl Ledger {
     }
 
     /// A free id for an issue made on `date` (`YYYY-MM-DD`): the date
-    /// itself, then `-2`, `-3`… Only free now: [`create_issue`]
-    /// (Ledger::create_issue) refuses it if another run took it meanwhile.
+    /// itself, then `-2`, `-3`… Free when asked: if another run takes it
+    /// first, [`create_issue`](Ledger::create_issue) refuses it.
     pub fn next_issue_id(&self, date: &str) -> Result<String> {
         let valid = NaiveDate::parse_from_str(date, "%Y-%m-%d")
             .is_ok_and(|day| day.format("%Y-%m-%d").to_string() == date);
@@ -159,6 +160,54 @@ impl Ledger {
         Ok(inserted)
     }
 
+    /// Sets `completed` (if it was not) when no delivery of `issue` is
+    /// pending, sending or deferred; returns whether it is completed.
+    pub fn complete_if_done(&self, issue: &str, at: DateTime<FixedOffset>) -> Result<bool> {
+        let complete = || -> Result<bool> {
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            require_issue(&tx, issue)?;
+            let open = tx
+                .prepare_cached(
+                    "SELECT 1 FROM deliveries
+                     WHERE issue_id = ?1 AND status IN ('pending', 'sending', 'deferred')",
+                )?
+                .exists([issue])?;
+            if open {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "UPDATE issues SET completed = ?2 WHERE id = ?1 AND completed IS NULL",
+            )?
+            .execute(params![issue, at.to_rfc3339()])?;
+            tx.commit()?;
+            Ok(true)
+        };
+        complete().with_context(|| format!("cannot complete issue {issue}"))
+    }
+
+    /// Every issue, newest first, with its counts (for `gazette status`).
+    pub fn issues(&self) -> Result<Vec<(IssueRecord, Counts)>> {
+        let read = || -> Result<Vec<(IssueRecord, Counts)>> {
+            // One snapshot, so the counts are those of the issues read.
+            let tx = self.conn.unchecked_transaction()?;
+            let mut issues = tx
+                .prepare_cached(SELECT)?
+                .query_map([], Stored::read)?
+                .map(|stored| stored?.check())
+                .collect::<Result<Vec<_>>>()?;
+            issues.sort_by(|a, b| (&b.created, &b.id).cmp(&(&a.created, &a.id)));
+            let mut counts = counts_by_issue(&tx)?;
+            Ok(issues
+                .into_iter()
+                .map(|issue| {
+                    let counts = counts.remove(&issue.id).unwrap_or_default();
+                    (issue, counts)
+                })
+                .collect())
+        };
+        read().context("cannot read the ledger's issues")
+    }
+
     /// The issue among those `sql` lists (`id, created`) created last, then
     /// with the greatest id.
     fn newest_issue(&self, sql: &str) -> Result<Option<IssueRecord>> {
@@ -180,8 +229,17 @@ impl Ledger {
     }
 }
 
+/// Errors unless issue `id` is recorded (a caller's bug, not an empty
+/// answer).
+pub(super) fn require_issue(conn: &Connection, id: &str) -> Result<()> {
+    if !issue_exists(conn, id)? {
+        bail!("the ledger has no issue {id}");
+    }
+    Ok(())
+}
+
 /// Whether an issue `id` is recorded.
-pub(super) fn issue_exists(conn: &Connection, id: &str) -> Result<bool> {
+fn issue_exists(conn: &Connection, id: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM issues WHERE id = ?1")?
         .exists([id])?)
@@ -246,8 +304,8 @@ impl Stored {
 mod tests {
     use std::time::Instant;
 
-    use crate::ledger::DeliveryStatus;
     use crate::ledger::fixtures::{create, issue, ledger, time, to};
+    use crate::ledger::{Counts, DeliveryStatus};
     use crate::unsubscribe::AddressKey;
 
     #[test]
@@ -370,6 +428,87 @@ mod tests {
         assert_eq!(
             ledger.issue_posts().unwrap(),
             vec![early.posts, late.posts, twin.posts]
+        );
+    }
+
+    #[test]
+    fn an_issue_is_completed_when_nothing_is_left_to_try() {
+        let (_root, ledger) = ledger();
+        let record = issue("2026-06-01", "2026-06-01T06:00:00Z");
+        create(&ledger, &record, &["ana@example.com", "bo@example.com"]);
+        let (ana, bo) = (
+            AddressKey::of("ana@example.com"),
+            AddressKey::of("bo@example.com"),
+        );
+        let at = time("2026-06-01T06:00:00Z");
+        assert!(!ledger.complete_if_done("2026-06-01", at).unwrap());
+        ledger.mark_sending("2026-06-01", ana, at).unwrap();
+        ledger.mark_sent("2026-06-01", ana, "250 OK", at).unwrap();
+        ledger.mark_sending("2026-06-01", bo, at).unwrap();
+        ledger
+            .mark_deferred("2026-06-01", bo, "451", time("2026-06-02T00:00:00Z"), at)
+            .unwrap();
+        assert!(!ledger.complete_if_done("2026-06-01", at).unwrap());
+        assert_eq!(ledger.unfinished_issue().unwrap(), Some(record.clone()));
+        ledger.mark_sending("2026-06-01", bo, at).unwrap();
+        assert!(!ledger.complete_if_done("2026-06-01", at).unwrap());
+        // Unknown is settled for completion: only a resend may change it.
+        ledger.recover("2026-06-01", at).unwrap();
+        let done = time("2026-06-02T01:00:00+01:00");
+        assert!(ledger.complete_if_done("2026-06-01", done).unwrap());
+        // Completed once: the first time is kept.
+        let later = time("2026-06-03T00:00:00Z");
+        assert!(ledger.complete_if_done("2026-06-01", later).unwrap());
+        let completed = ledger.last_issue().unwrap().unwrap().completed;
+        assert_eq!(completed, Some(done));
+        assert_eq!(ledger.unfinished_issue().unwrap(), None);
+        assert!(ledger.complete_if_done("2026-06-02", at).is_err());
+    }
+
+    #[test]
+    fn the_unfinished_issue_is_the_newest_not_completed() {
+        let (_root, ledger) = ledger();
+        let old = issue("2026-05-25", "2026-05-25T06:00:00Z");
+        create(&ledger, &old, &["ana@example.com"]);
+        let new = issue("2026-06-01", "2026-06-01T06:00:00Z");
+        create(&ledger, &new, &[]);
+        assert!(ledger.complete_if_done("2026-06-01", new.created).unwrap());
+        assert_eq!(ledger.unfinished_issue().unwrap(), Some(old));
+        assert_eq!(ledger.last_issue().unwrap().unwrap().id, "2026-06-01");
+    }
+
+    #[test]
+    fn issues_are_listed_newest_first_with_their_counts() {
+        let (_root, ledger) = ledger();
+        assert_eq!(ledger.issues().unwrap(), vec![]);
+        // 08:00+02:00 is 06:00Z: the oldest, although its text sorts last.
+        let first = issue("2026-05-18", "2026-05-18T08:00:00+02:00");
+        let second = issue("2026-05-25", "2026-05-25T06:00:00Z");
+        let third = issue("2026-06-01", "2026-06-01T06:00:00Z");
+        create(&ledger, &second, &["ana@example.com", "bo@example.com"]);
+        create(&ledger, &third, &[]);
+        create(&ledger, &first, &["ana@example.com"]);
+        let ana = AddressKey::of("ana@example.com");
+        let at = time("2026-06-01T07:00:00Z");
+        ledger.mark_suppressed("2026-05-25", ana, at).unwrap();
+        let listed = ledger.issues().unwrap();
+        let ids: Vec<&str> = listed.iter().map(|(issue, _)| issue.id.as_str()).collect();
+        assert_eq!(ids, ["2026-06-01", "2026-05-25", "2026-05-18"]);
+        assert_eq!(listed[0], (third, Counts::default()));
+        assert_eq!(
+            listed[1].1,
+            Counts {
+                pending: 1,
+                suppressed: 1,
+                ..Counts::default()
+            }
+        );
+        assert_eq!(
+            listed[2].1,
+            Counts {
+                pending: 1,
+                ..Counts::default()
+            }
         );
     }
 
