@@ -1,20 +1,29 @@
 //! Ledger stage: what gazette must remember between runs, in one SQLite
-//! file, `.gazette/state.db`. For now, who must not be mailed
-//! ([`suppression`](Suppression)); later the issues sent and each delivery.
+//! file, `.gazette/state.db`: who must not be mailed
+//! ([`suppression`](Suppression)), the issues made ([`IssueRecord`]) and
+//! each of their deliveries ([`Delivery`]).
 //!
 //! Safety over speed: WAL with `synchronous = FULL`, so a recorded
-//! unsubscribe survives a crash or power loss, and several gazette
-//! processes may share the file (a writer waits up to 5 s for another).
+//! unsubscribe or delivery survives a crash or power loss once its call
+//! returns, and several gazette processes may share the file (a writer
+//! waits up to 5 s for another).
 
+mod deliveries;
+#[cfg(test)]
+mod fixtures;
+mod issues;
 mod schema;
 mod suppression;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+pub use deliveries::{Counts, Delivery, DeliveryStatus, NewDelivery, UnknownStatus};
+pub use issues::IssueRecord;
 pub use suppression::{Reason, Suppression, UnknownReason};
 
 use crate::state;
@@ -25,6 +34,14 @@ const FILE_NAME: &str = "state.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between attempts to switch to WAL.
 const WAL_RETRY: Duration = Duration::from_millis(10);
+/// Prepared statements kept per connection: more than the ledger has, so
+/// none is ever prepared twice.
+const STATEMENT_CACHE: usize = 64;
+
+/// Where the ledger of the project at `root` is (for messages).
+pub fn ledger_path(root: &Path) -> PathBuf {
+    state::dir(root).join(FILE_NAME)
+}
 
 /// An open ledger, migrated to the schema this gazette knows.
 #[derive(Debug)]
@@ -49,7 +66,7 @@ impl Ledger {
     /// The same, only if the file already exists (dry runs never create
     /// state): `None` otherwise.
     pub fn open_existing(root: &Path) -> Result<Option<Ledger>> {
-        let path = state::dir(root).join(FILE_NAME);
+        let path = ledger_path(root);
         let exists = path
             .try_exists()
             .with_context(|| format!("cannot look for {}", path.display()))?;
@@ -86,10 +103,16 @@ fn create_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `text` as the ledger writes times (RFC 3339, with its offset).
+fn parse_time(text: &str) -> Result<DateTime<FixedOffset>> {
+    DateTime::parse_from_rfc3339(text).with_context(|| format!("'{text}' is not an RFC 3339 time"))
+}
+
 /// Settings SQLite keeps per connection (and the journal mode, which
 /// sticks to the file once set).
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     use_wal(conn)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -172,6 +195,38 @@ mod tests {
                 schema::MIGRATIONS.len().to_string()
             );
         }
+    }
+
+    #[test]
+    fn a_version_1_ledger_is_migrated_and_keeps_its_suppressions() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(".gazette")).unwrap();
+        {
+            let v1 = Connection::open(root.path().join(".gazette/state.db")).unwrap();
+            v1.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            v1.pragma_update(None, "user_version", 1).unwrap();
+            v1.execute(
+                "INSERT INTO suppression VALUES
+                 ('00112233445566778899aabbccddeeff', 'ana@example.com', 'bounced', '2026-01-02T03:04:05+01:00')",
+                [],
+            )
+            .unwrap();
+        }
+        let ledger = Ledger::open(root.path()).unwrap();
+        assert_eq!(
+            pragma(&ledger, "user_version"),
+            schema::MIGRATIONS.len().to_string()
+        );
+        let kept = ledger.suppressions().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].key.hex(), "00112233445566778899aabbccddeeff");
+        assert_eq!(kept[0].address.as_deref(), Some("ana@example.com"));
+        assert_eq!(kept[0].reason, Reason::Bounced);
+        let issues: i64 = ledger
+            .conn
+            .query_row("SELECT count(*) FROM issues", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(issues, 0);
     }
 
     #[test]

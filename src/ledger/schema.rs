@@ -15,6 +15,37 @@ pub(super) const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         at TEXT NOT NULL
     );",
+    // 2: issues, frozen at their first attempt, and one delivery per reader
+    // of each. Times are RFC 3339 with the offset they were recorded in, so
+    // they are compared in Rust, not as text. `completed` is set once no
+    // delivery is pending, sending or deferred. `sending` is written just
+    // before DATA: found by a later run, it means the reply was lost.
+    "CREATE TABLE issues (
+        id TEXT PRIMARY KEY,
+        cutoff TEXT NOT NULL,
+        since TEXT,
+        posts TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        created TEXT NOT NULL,
+        completed TEXT
+    );
+    CREATE TABLE deliveries (
+        issue_id TEXT NOT NULL REFERENCES issues(id),
+        address_key TEXT NOT NULL,
+        address TEXT NOT NULL,
+        segment TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        picks TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_reply TEXT,
+        next_attempt TEXT,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (issue_id, address_key)
+    );
+    CREATE INDEX deliveries_by_status ON deliveries (issue_id, status);",
 ];
 
 /// Runs the migrations the ledger lacks, each in its own transaction.
@@ -67,7 +98,7 @@ mod tests {
                 |row| row.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 1);
+        assert_eq!(tables, 3);
     }
 
     #[test]

@@ -1,0 +1,53 @@
+//! Ledger stage, tests only: a ledger in a temporary folder, and issues and
+//! deliveries to fill it with.
+
+use chrono::{DateTime, FixedOffset};
+
+use super::{IssueRecord, Ledger, NewDelivery};
+use crate::unsubscribe::AddressKey;
+
+pub(super) fn time(rfc3339: &str) -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap()
+}
+
+/// A new ledger; keep the folder alive as long as the ledger.
+pub(super) fn ledger() -> (tempfile::TempDir, Ledger) {
+    let root = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(root.path()).unwrap();
+    (root, ledger)
+}
+
+/// Issue `id`, made at `created`.
+pub(super) fn issue(id: &str, created: &str) -> IssueRecord {
+    let posts = format!(r#"[{{"slug":"post-of-{id}"}}]"#);
+    IssueRecord {
+        id: id.to_string(),
+        cutoff: time(created),
+        since: None,
+        content_hash: format!("hash of {posts}"),
+        posts,
+        created: time(created),
+        completed: None,
+    }
+}
+
+/// A delivery to `address` in `segment`.
+pub(super) fn to(address: &str, segment: &str) -> NewDelivery {
+    NewDelivery {
+        key: AddressKey::of(address),
+        address: address.to_string(),
+        segment: segment.to_string(),
+        variant: "a".to_string(),
+        picks: r#"[{"slug":"hello","reason":"newest"}]"#.to_string(),
+        message_id: format!("<{address}.issue@example.com>"),
+    }
+}
+
+/// Creates `issue` with deliveries to `addresses` (segment "all").
+pub(super) fn create(ledger: &Ledger, issue: &IssueRecord, addresses: &[&str]) {
+    let mut deliveries = addresses.iter().map(|address| to(address, "all"));
+    let inserted = ledger
+        .create_issue(issue, &mut deliveries, issue.created)
+        .unwrap();
+    assert_eq!(inserted, addresses.len() as u64);
+}
