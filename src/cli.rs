@@ -1,7 +1,8 @@
 //! CLI stage: the command line (clap), dispatch to the stages, and the exit code.
 //!
 //! Exit codes are a contract with scripts and cron (see README): 0 done,
-//! 1 bad input, 2 usage error (75, try again later, arrives with sending).
+//! 1 bad input or messages that failed for good, 2 usage error, 75 try
+//! again later.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,9 +16,11 @@ use crate::audience::suppressed::Suppressed;
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::content::{self, Loaded};
+use crate::deliver::smtp::SmtpSettings;
 use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
 use crate::ledger::{Ledger, Reason as LedgerReason};
 use crate::render::Renderer;
+use crate::send::lock::{Lock, LockError};
 use crate::unsubscribe::{AddressKey, Secret};
 use crate::{explain, feed, init, preview, select};
 
@@ -112,6 +115,12 @@ enum Command {
         #[arg(long, value_name = "FORMAT", default_value = "text")]
         format: Format,
     },
+    /// Past issues and their delivery counts
+    Status {
+        /// How to print them
+        #[arg(long, value_name = "FORMAT", default_value = "text")]
+        format: Format,
+    },
     /// Add an address to the suppression list: from an unsubscribe token
     /// (or the whole link), or the address itself
     Unsubscribe {
@@ -134,6 +143,9 @@ pub enum Exit {
     Done = 0,
     BadInput = 1,
     Usage = 2,
+    /// A temporary failure (the relay unreachable, another send running):
+    /// cron may simply try again.
+    TryLater = 75,
 }
 
 impl From<Exit> for ExitCode {
@@ -209,6 +221,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Segments { since } => session.audience(since.as_deref(), None),
         Command::Preview { out, open } => session.preview(out, open),
         Command::Unsubscribe { target } => session.unsubscribe(&target),
+        Command::Status { format } => session.status(format),
         Command::Send {
             dry_run,
             outbox,
@@ -386,13 +399,6 @@ impl Session {
         since: Option<&str>,
         format: Format,
     ) -> Result<Exit> {
-        if smtp.is_some() && !dry_run {
-            eprintln!(
-                "{} sending through SMTP is not built yet; run `gazette send --dry-run`",
-                self.style.label(Severity::Error)
-            );
-            return Ok(Exit::Usage);
-        }
         let mut report = Report::default();
         let loaded = self.load(&mut report);
         let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
@@ -423,7 +429,42 @@ impl Session {
             since,
             outbox: &outbox,
         };
-        let (summary, problems) = crate::send::dry_run(&run)?;
+        let relay = smtp.or_else(|| config.delivery.smtp.clone());
+        let (summary, problems, exit) = match relay.filter(|_| !dry_run) {
+            None => {
+                let (summary, problems) = crate::send::dry_run(&run)?;
+                (summary, problems, Exit::Done)
+            }
+            Some(url) => {
+                let password = std::env::var("GAZETTE_SMTP_PASSWORD").ok();
+                let settings = match SmtpSettings::parse(&url, password, config.delivery.timeout) {
+                    Ok(settings) => settings,
+                    Err(err) => {
+                        eprintln!("{} {err:#}", self.style.label(Severity::Error));
+                        return Ok(Exit::Usage);
+                    }
+                };
+                let _lock = match Lock::acquire(&self.root) {
+                    Ok(lock) => lock,
+                    Err(LockError::Held(pid)) => {
+                        eprintln!(
+                            "{} another send is in progress (pid {pid}); try again later",
+                            self.style.label(Severity::Error)
+                        );
+                        return Ok(Exit::TryLater);
+                    }
+                    Err(LockError::Io(err)) => return Err(err),
+                };
+                let (summary, problems, ended) = crate::send::send(&run, settings)?;
+                let failed: u64 = summary.segments.values().map(|c| c.failed).sum();
+                let exit = match ended {
+                    crate::send::Ended::Unreachable => Exit::TryLater,
+                    crate::send::Ended::Done if failed > 0 => Exit::BadInput,
+                    crate::send::Ended::Done => Exit::Done,
+                };
+                (summary, problems, exit)
+            }
+        };
         report.extend(problems);
         self.print(&report, false)?;
         match format {
@@ -431,11 +472,79 @@ impl Session {
             Format::Text if !self.quiet => print!("{}", summary.text()),
             Format::Text => {}
         }
-        Ok(if report.has_errors() {
+        Ok(if exit == Exit::Done && report.has_errors() {
             Exit::BadInput
         } else {
-            Exit::Done
+            exit
         })
+    }
+
+    /// `status`: every issue with its cutoff, posts and deliveries by status.
+    fn status(&self, format: Format) -> Result<Exit> {
+        let Some(ledger) = Ledger::open_existing(&self.root)? else {
+            match format {
+                Format::Json => println!("[]"),
+                Format::Text => println!("no issue sent yet (no .gazette/state.db)"),
+            }
+            return Ok(Exit::Done);
+        };
+        let issues = ledger.issues()?;
+        match format {
+            Format::Json => {
+                let rows: Vec<serde_json::Value> = issues
+                    .iter()
+                    .map(|(issue, c)| {
+                        let posts: Vec<serde_json::Value> =
+                            serde_json::from_str(&issue.posts).unwrap_or_default();
+                        serde_json::json!({
+                            "issue": issue.id,
+                            "cutoff": issue.cutoff.to_rfc3339(),
+                            "posts": posts.len(),
+                            "created": issue.created.to_rfc3339(),
+                            "completed": issue.completed.map(|d| d.to_rfc3339()),
+                            "deliveries": {
+                                "pending": c.pending, "sending": c.sending, "sent": c.sent,
+                                "deferred": c.deferred, "failed": c.failed,
+                                "unknown": c.unknown, "suppressed": c.suppressed,
+                            },
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            }
+            Format::Text => {
+                println!(
+                    "{:<14} {:<26} {:>5} {:>7} {:>7} {:>8} {:>6} {:>7} {:>10}  completed",
+                    "issue",
+                    "cutoff",
+                    "posts",
+                    "sent",
+                    "pending",
+                    "deferred",
+                    "failed",
+                    "unknown",
+                    "suppressed"
+                );
+                for (issue, c) in &issues {
+                    let posts: Vec<serde_json::Value> =
+                        serde_json::from_str(&issue.posts).unwrap_or_default();
+                    println!(
+                        "{:<14} {:<26} {:>5} {:>7} {:>7} {:>8} {:>6} {:>7} {:>10}  {}",
+                        issue.id,
+                        issue.cutoff.to_rfc3339(),
+                        posts.len(),
+                        c.sent,
+                        c.pending + c.sending,
+                        c.deferred,
+                        c.failed,
+                        c.unknown,
+                        c.suppressed,
+                        issue.completed.map_or("no".to_string(), |d| d.to_rfc3339())
+                    );
+                }
+            }
+        }
+        Ok(Exit::Done)
     }
 
     /// `unsubscribe TOKEN|EMAIL`: records the reader in the ledger's

@@ -12,3 +12,4 @@ mod content;
 mod feeds;
 mod render;
 mod send;
+mod smtp;

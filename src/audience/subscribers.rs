@@ -513,17 +513,18 @@ impl Seen {
         let key = address_key(&sub.email);
         let at = place_number(place);
         let first_row = self.addresses.get(&key).is_none_or(|seen| seen.first == at);
-        if let Some(&(rank, line)) = self.suppressed.get(&key) {
-            if first_row && rank > sub.status.rank() {
-                sub.status = Status::of_rank(rank);
-                let message = format!(
-                    "{} is also on rejected {} as '{}', so it is not mailed",
-                    sub.email,
-                    place.same_kind(line),
-                    sub.status.as_str()
-                );
-                problems.push(place.locate(Diagnostic::warning(shown, message)));
-            }
+        if let Some(&(rank, line)) = self.suppressed.get(&key)
+            && first_row
+            && rank > sub.status.rank()
+        {
+            sub.status = Status::of_rank(rank);
+            let message = format!(
+                "{} is also on rejected {} as '{}', so it is not mailed",
+                sub.email,
+                place.same_kind(line),
+                sub.status.as_str()
+            );
+            problems.push(place.locate(Diagnostic::warning(shown, message)));
         }
         // Missing or later only if the file changed between the passes.
         let Some(seen) = self.addresses.get(&key).filter(|seen| seen.first <= at) else {

@@ -6,6 +6,7 @@
 //! Every problem of the file is reported in one run.
 
 mod audience;
+mod delivery;
 mod email;
 mod locate;
 mod raw;
@@ -21,6 +22,7 @@ pub use audience::{
     AttributeTest, AudienceSettings, DEFAULT_SEGMENT, DigestSettings, Rule, Segment, SegmentCta,
     Variant, Weights,
 };
+pub use delivery::DeliverySettings;
 pub use email::{EmailSettings, UnsubscribeSettings, Utm};
 pub(crate) use locate::join as locate_join;
 pub use locate::{Locator, Place};
@@ -40,6 +42,7 @@ pub struct Config {
     pub segments: Vec<Segment>,
     pub email: EmailSettings,
     pub unsubscribe: UnsubscribeSettings,
+    pub delivery: DeliverySettings,
 }
 
 /// `site:` — who publishes and where.
@@ -56,7 +59,7 @@ pub struct Site {
 }
 
 /// A person credited for a post or a site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Author {
     pub name: String,
     pub email: Option<String>,

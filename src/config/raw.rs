@@ -14,6 +14,7 @@ use serde_path_to_error::Segment;
 use url::Url;
 
 use super::audience::{RawAudience, RawDigest, RawSegment, check_segments};
+use super::delivery::RawDelivery;
 use super::email::{RawEmail, RawUnsubscribe};
 use super::{Author, Config, ContentSettings, FeedContent, FeedSettings, Site};
 
@@ -39,6 +40,8 @@ pub struct RawConfig {
     email: RawEmail,
     #[serde(default)]
     unsubscribe: RawUnsubscribe,
+    #[serde(default)]
+    delivery: RawDelivery,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,13 +386,12 @@ impl RawConfig {
         if let Some(Author {
             email: Some(email), ..
         }) = &author
+            && !looks_like_email(email)
         {
-            if !looks_like_email(email) {
-                fail(
-                    "site.author.email",
-                    format!("'{email}' is not an email address"),
-                );
-            }
+            fail(
+                "site.author.email",
+                format!("'{email}' is not an email address"),
+            );
         }
 
         let content = self.content;
@@ -433,6 +435,7 @@ impl RawConfig {
         let segments = check_segments(self.segments, &digest, base_url.as_ref(), &mut fail);
         let email = self.email.check(&mut fail);
         let unsubscribe = self.unsubscribe.check(&mut fail);
+        let delivery = self.delivery.check(&mut fail);
 
         if !ok {
             return None;
@@ -470,6 +473,7 @@ impl RawConfig {
             segments,
             email,
             unsubscribe,
+            delivery,
         })
     }
 }

@@ -171,7 +171,7 @@ pub fn collapse(text: &str) -> String {
 }
 
 /// Elements whose end tag HTML lets authors leave out: not counted by
-/// [`depth`], which only sees explicit end tags.
+/// [`nesting`], which only sees explicit end tags.
 const OPTIONAL_END: &[&str] = &[
     "p", "li", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "option", "optgroup", "rb",
     "rt", "rtc", "rp", "colgroup", "caption", "html", "head", "body",

@@ -32,8 +32,9 @@ pub use hygiene::xml_allowed;
 pub use slug::slugify;
 pub use slug::tag_key;
 
-/// One published post, fully read and checked.
-#[derive(Debug, Clone)]
+/// One published post, fully read and checked. Serializable, so an issue
+/// can freeze its posts in the ledger.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Post {
     /// The file, relative to the project directory.
     pub source: PathBuf,
@@ -62,14 +63,14 @@ pub struct Post {
 }
 
 /// A tag as written (for display) and its folded key (for matching and paths).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tag {
     pub name: String,
     pub key: String,
 }
 
 /// A post's own call to action.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cta {
     pub text: String,
     pub url: Option<Url>,

@@ -1,7 +1,9 @@
-//! Deliver stage: where finished messages go — for now an [`EmlDir`] of
-//! `.eml` files (dry runs); SMTP joins it here. Only this stage will touch
-//! the network.
+//! Deliver stage: where finished messages go — an [`EmlDir`] of `.eml`
+//! files (dry runs), or an SMTP relay through a [`pool::Pool`] of
+//! sessions. Only this stage touches the network.
 
 mod files;
+pub mod pool;
+pub mod smtp;
 
 pub use files::EmlDir;

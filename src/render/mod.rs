@@ -265,10 +265,10 @@ impl<'c> Renderer<'c> {
             };
             for subject in &segment.subjects {
                 for cta in &ctas {
-                    if let Err(problem) = self.compile(segment, &picks, subject, *cta) {
-                        if !problems.contains(&problem) {
-                            problems.push(problem);
-                        }
+                    if let Err(problem) = self.compile(segment, &picks, subject, *cta)
+                        && !problems.contains(&problem)
+                    {
+                        problems.push(problem);
                     }
                 }
             }

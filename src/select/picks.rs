@@ -45,7 +45,7 @@ impl Mode {
 }
 
 /// Why a post is in a reader's digest, in words the reader is shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Reason {
     /// It has a tag the reader follows (the tag as the post spells it).
     Follows(String),

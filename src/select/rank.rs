@@ -28,7 +28,7 @@ const STOP_WORDS: &[&str] = &[
 ];
 
 /// The parts of one post's score, for `explain`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Score {
     /// Tag overlap with the interests, 0–1.
     pub tags: f64,

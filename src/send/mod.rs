@@ -2,10 +2,9 @@
 //! rendered and handed to the outbox, feeds rewritten alongside, and a
 //! summary per segment.
 //!
-//! A dry run (and, until SMTP is configured, every run) writes `.eml`
-//! files under `outbox/<issue>/` and never writes the ledger: it reads the
-//! suppression list and the issues sent before, so it shows exactly what a
-//! real send would do now.
+//! A dry run (and every run without SMTP configured) writes `.eml` files
+//! under `outbox/<issue>/` and never writes the ledger; a real send goes
+//! through the ledger ([`send`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +23,11 @@ use crate::diagnostics::{Diagnostic, display_path};
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Reader};
 use crate::unsubscribe::Secret;
+
+mod live;
+pub mod lock;
+
+pub use live::{Ended, send};
 
 /// What one segment's readers came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -101,7 +105,11 @@ pub struct Run<'a> {
 /// rows, template errors).
 pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let config = run.config;
-    let history = History::default();
+    // What a real send would do now: after the issues already sent.
+    let history = match crate::ledger::Ledger::open_existing(run.root)? {
+        Some(ledger) => live::history(&ledger)?,
+        None => History::default(),
+    };
     let window = select::Window {
         now: run.now,
         timezone: config.site.timezone,

@@ -1,0 +1,141 @@
+//! Config stage: `delivery:` — how `gazette send` talks to the relay and
+//! when it gives up, raw and checked.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `delivery:` — the relay and the limits of a send.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// `smtp://host:port`, `smtp://host:587?tls=required`, `smtps://host`;
+    /// `GAZETTE_SMTP_URL` and `--smtp` override it. None: dry runs only.
+    pub smtp: Option<String>,
+    /// Connections used at once.
+    pub concurrency: usize,
+    /// Most messages per second and per hour, if limited.
+    pub per_second: Option<f64>,
+    pub per_hour: Option<u32>,
+    /// How long to wait for the server at each step.
+    pub timeout: Duration,
+    /// Attempts of a deferred (4xx) message before it counts as failed.
+    pub max_attempts: u32,
+    /// The wait before the first retry of a deferred message; it doubles.
+    pub retry_after: Duration,
+    /// Connection failures in a row after which the run stops (exit 75).
+    pub max_connection_failures: u32,
+    /// Whether messages whose 250 was lost in flight are sent again.
+    pub resend_unknown: bool,
+}
+
+impl Default for DeliverySettings {
+    /// The documented defaults (README, "Configuration").
+    fn default() -> Self {
+        DeliverySettings {
+            smtp: None,
+            concurrency: 4,
+            per_second: None,
+            per_hour: None,
+            timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            retry_after: Duration::from_secs(15 * 60),
+            max_connection_failures: 5,
+            resend_unknown: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDelivery {
+    smtp: Option<String>,
+    concurrency: usize,
+    per_second: Option<f64>,
+    per_hour: Option<u32>,
+    timeout_seconds: u64,
+    max_attempts: u32,
+    retry_after_minutes: u64,
+    max_connection_failures: u32,
+    resend_unknown: bool,
+}
+
+impl Default for RawDelivery {
+    fn default() -> Self {
+        let d = DeliverySettings::default();
+        RawDelivery {
+            smtp: None,
+            concurrency: d.concurrency,
+            per_second: None,
+            per_hour: None,
+            timeout_seconds: d.timeout.as_secs(),
+            max_attempts: d.max_attempts,
+            retry_after_minutes: d.retry_after.as_secs() / 60,
+            max_connection_failures: d.max_connection_failures,
+            resend_unknown: d.resend_unknown,
+        }
+    }
+}
+
+impl RawDelivery {
+    pub fn check(self, fail: &mut impl FnMut(&str, String)) -> DeliverySettings {
+        if !(1..=64).contains(&self.concurrency) {
+            fail(
+                "delivery.concurrency",
+                "concurrency must be from 1 to 64 connections".into(),
+            );
+        }
+        if self.per_second.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            fail(
+                "delivery.per_second",
+                "per_second must be a number above 0".into(),
+            );
+        }
+        if self.per_hour == Some(0) {
+            fail("delivery.per_hour", "per_hour must be at least 1".into());
+        }
+        if self.timeout_seconds == 0 {
+            fail(
+                "delivery.timeout_seconds",
+                "timeout_seconds must be at least 1".into(),
+            );
+        }
+        if self.max_attempts == 0 {
+            fail(
+                "delivery.max_attempts",
+                "max_attempts must be at least 1".into(),
+            );
+        }
+        if self.max_connection_failures == 0 {
+            fail(
+                "delivery.max_connection_failures",
+                "max_connection_failures must be at least 1".into(),
+            );
+        }
+        if let Some(text) = &self.smtp {
+            match url::Url::parse(text.trim()) {
+                Ok(url) if url.password().is_some() => fail(
+                    "delivery.smtp",
+                    "put the SMTP password in GAZETTE_SMTP_PASSWORD, not in gazette.yaml".into(),
+                ),
+                Ok(url) if matches!(url.scheme(), "smtp" | "smtps") => {}
+                _ => fail(
+                    "delivery.smtp",
+                    format!(
+                        "smtp must be a URL such as smtp://localhost:1025 or smtps://mail.example.com, got '{text}'"
+                    ),
+                ),
+            }
+        }
+        DeliverySettings {
+            smtp: self.smtp,
+            concurrency: self.concurrency,
+            per_second: self.per_second,
+            per_hour: self.per_hour,
+            timeout: Duration::from_secs(self.timeout_seconds),
+            max_attempts: self.max_attempts,
+            retry_after: Duration::from_secs(self.retry_after_minutes * 60),
+            max_connection_failures: self.max_connection_failures,
+            resend_unknown: self.resend_unknown,
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Deliver stage: a pool of SMTP sessions fed from a bounded queue.
+//!
+//! Each worker owns one connection, opens it when it first needs it and
+//! again when the server closed it, and reports every message's outcome as
+//! an [`Event`]. Before handing a message over (after the server's 354) a
+//! worker asks for the point to be recorded and waits until it is: the
+//! caller owns the ledger. After too many connection failures in a row the
+//! pool stops taking work and says so.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use lettre::Address;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::smtp::{Outcome, Session, SmtpSettings};
+use crate::unsubscribe::AddressKey;
+
+/// One message to send.
+#[derive(Debug)]
+pub struct Job {
+    pub key: AddressKey,
+    pub to: Address,
+    pub bytes: Vec<u8>,
+}
+
+/// What a worker tells the owner of the ledger.
+#[derive(Debug)]
+pub enum Event {
+    /// About to hand `key`'s message over: record it, then answer.
+    HandingOver(AddressKey, oneshot::Sender<()>),
+    /// What became of `key`'s message.
+    Done(AddressKey, Outcome),
+}
+
+/// How hard the pool may push.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub concurrency: usize,
+    /// The shortest time between two messages (from the rate limits).
+    pub interval: Option<Duration>,
+    pub max_connection_failures: u32,
+}
+
+/// Shared by the workers.
+struct Shared {
+    settings: SmtpSettings,
+    from: Address,
+    jobs: Mutex<mpsc::Receiver<Job>>,
+    events: mpsc::Sender<Event>,
+    next_slot: Mutex<Instant>,
+    interval: Option<Duration>,
+    failures: AtomicU32,
+    max_failures: u32,
+    stopped: AtomicBool,
+}
+
+/// A running pool: send jobs in, read events out.
+pub struct Pool {
+    pub jobs: mpsc::Sender<Job>,
+    pub events: mpsc::Receiver<Event>,
+    shared: Arc<Shared>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts the workers (connections open on first use).
+    pub fn start(settings: SmtpSettings, from: Address, limits: &Limits) -> Pool {
+        let (jobs_tx, jobs_rx) = mpsc::channel(limits.concurrency * 2);
+        let (events_tx, events_rx) = mpsc::channel(limits.concurrency * 4);
+        let shared = Arc::new(Shared {
+            settings,
+            from,
+            jobs: Mutex::new(jobs_rx),
+            events: events_tx,
+            next_slot: Mutex::new(Instant::now()),
+            interval: limits.interval,
+            failures: AtomicU32::new(0),
+            max_failures: limits.max_connection_failures,
+            stopped: AtomicBool::new(false),
+        });
+        let workers = (0..limits.concurrency)
+            .map(|_| tokio::spawn(work(shared.clone())))
+            .collect();
+        Pool {
+            jobs: jobs_tx,
+            events: events_rx,
+            shared,
+            workers,
+        }
+    }
+
+    /// Whether the pool gave up after connection failures in a row.
+    pub fn stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Closes the queue and waits for the workers, answering their last
+    /// events through `handle`.
+    pub async fn finish(mut self, mut handle: impl FnMut(Event)) {
+        drop(self.jobs);
+        let mut workers = std::mem::take(&mut self.workers);
+        let waiting = async {
+            for worker in workers.drain(..) {
+                let _ = worker.await;
+            }
+        };
+        tokio::pin!(waiting);
+        loop {
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(event) => handle(event),
+                    None => break,
+                },
+                () = &mut waiting => {
+                    // Drain what is left.
+                    while let Ok(event) = self.events.try_recv() {
+                        handle(event);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn work(shared: Arc<Shared>) {
+    let mut session: Option<Session> = None;
+    loop {
+        let job = { shared.jobs.lock().await.recv().await };
+        let Some(job) = job else { break };
+        if shared.stopped.load(Ordering::SeqCst) {
+            let outcome = Outcome::NotSent("the run stopped after connection failures".into());
+            let _ = shared.events.send(Event::Done(job.key, outcome)).await;
+            continue;
+        }
+        let outcome = send_one(&shared, &mut session, &job).await;
+        let _ = shared.events.send(Event::Done(job.key, outcome)).await;
+    }
+    if let Some(session) = session {
+        session.quit().await;
+    }
+}
+
+/// Sends one job, opening (or reopening once) the connection as needed.
+async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> Outcome {
+    for _ in 0..2 {
+        if session.as_ref().is_none_or(Session::is_broken) {
+            match Session::open(&shared.settings).await {
+                Ok(opened) => {
+                    shared.failures.store(0, Ordering::SeqCst);
+                    *session = Some(opened);
+                }
+                Err(err) => {
+                    let failures = shared.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                    if failures >= shared.max_failures {
+                        shared.stopped.store(true, Ordering::SeqCst);
+                    }
+                    *session = None;
+                    return Outcome::NotSent(format!("{err:#}"));
+                }
+            }
+        }
+        pace(shared).await;
+        let Some(open) = session.as_mut() else {
+            continue;
+        };
+        let events = shared.events.clone();
+        let key = job.key;
+        let outcome = open
+            .send(
+                &shared.from,
+                &job.to,
+                &job.bytes,
+                shared.settings.timeout,
+                || async move {
+                    let (tx, rx) = oneshot::channel();
+                    if events.send(Event::HandingOver(key, tx)).await.is_ok() {
+                        let _ = rx.await;
+                    }
+                },
+            )
+            .await;
+        match outcome {
+            // A connection the server closed while idle: open a new one and try again.
+            Outcome::NotSent(_) => *session = None,
+            done => {
+                if open.is_broken() {
+                    *session = None;
+                }
+                return done;
+            }
+        }
+    }
+    Outcome::NotSent("the connection failed twice".into())
+}
+
+/// Waits for this worker's turn under the rate limit.
+async fn pace(shared: &Shared) {
+    let Some(interval) = shared.interval else {
+        return;
+    };
+    let wait_until = {
+        let mut next = shared.next_slot.lock().await;
+        let now = Instant::now();
+        let slot = (*next).max(now);
+        *next = slot + interval;
+        slot
+    };
+    tokio::time::sleep_until(wait_until).await;
+}

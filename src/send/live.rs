@@ -1,0 +1,488 @@
+//! Send stage: a real send. The issue is frozen in the ledger at its first
+//! attempt — its posts, and each reader's segment, variant, picks and
+//! fields — so a resumed run sends the same digests whatever changed since.
+//! Every message is recorded as `sending` before it is handed over and as
+//! `sent` only after the server's 250; a run that dies in between leaves
+//! `unknown`, never a silent duplicate.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Run, SegmentCounts, Summary};
+use crate::audience::segments::segment_of;
+use crate::audience::subscribers::{self, Status, Subscriber};
+use crate::audience::suppressed::Suppressed;
+use crate::config::{Config, Segment};
+use crate::content::{Post, Tag};
+use crate::deliver::pool::{Event, Job, Limits, Pool};
+use crate::deliver::smtp::{Outcome, SmtpSettings};
+use crate::diagnostics::{Diagnostic, display_path};
+use crate::ledger::{IssueRecord, Ledger, NewDelivery, Reason as Bounce};
+use crate::render::Renderer;
+use crate::select::{self, History, Index, Issue, Pick, Reader, Reason, Score};
+use crate::unsubscribe::{AddressKey, Secret};
+
+/// How a real send ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every due message was tried.
+    Done,
+    /// The relay could not be reached too many times in a row: the rest is
+    /// left for the next run (exit 75).
+    Unreachable,
+}
+
+/// What the ledger keeps of a reader's digest, in `deliveries.picks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Frozen {
+    name: Option<String>,
+    interests: Vec<Tag>,
+    personalize: bool,
+    attrs: BTreeMap<String, String>,
+    picks: Vec<FrozenPick>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FrozenPick {
+    slug: String,
+    reason: Reason,
+    score: Score,
+}
+
+/// Sends the issue due now through `smtp`.
+pub fn send(run: &Run, smtp: SmtpSettings) -> Result<(Summary, Vec<Diagnostic>, Ended)> {
+    let config = run.config;
+    let ledger = Ledger::open(run.root)?;
+    let mut problems = Vec::new();
+    let (record, posts) = match ledger.unfinished_issue()? {
+        Some(record) => {
+            let posts: Vec<Post> = serde_json::from_str(&record.posts)
+                .with_context(|| format!("cannot read the posts of issue {}", record.id))?;
+            (record, posts)
+        }
+        None => match freeze(run, &ledger, &mut problems)? {
+            Some(frozen) => frozen,
+            None => {
+                let summary = Summary {
+                    issue: String::new(),
+                    dry_run: false,
+                    posts: Vec::new(),
+                    outbox: None,
+                    segments: BTreeMap::new(),
+                };
+                return Ok((summary, problems, Ended::Done));
+            }
+        },
+    };
+    ledger.recover(&record.id, run.now)?;
+    let issue = Issue {
+        id: record.id.clone(),
+        cutoff: record.cutoff,
+        since: record.since,
+        posts: posts.iter().collect(),
+    };
+    let mut summary = Summary {
+        issue: record.id.clone(),
+        dry_run: false,
+        posts: posts.iter().map(|p| p.slug.clone()).collect(),
+        outbox: None,
+        segments: config
+            .segments
+            .iter()
+            .map(|s| (s.id.clone(), SegmentCounts::default()))
+            .collect(),
+    };
+    let due = ledger.due(&record.id, run.now, config.delivery.resend_unknown)?;
+    let mut attrs: Vec<String> = Vec::new();
+    let mut frozen: HashMap<AddressKey, Frozen> = HashMap::new();
+    for delivery in &due {
+        let reader: Frozen = serde_json::from_str(&delivery.picks)
+            .with_context(|| format!("cannot read the digest of {}", delivery.address))?;
+        for column in reader.attrs.keys() {
+            if !attrs.contains(column) {
+                attrs.push(column.clone());
+            }
+        }
+        frozen.insert(delivery.key, reader);
+    }
+    let secret = Secret::load(run.root)?;
+    let (renderer, found) =
+        Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
+    problems.extend(found);
+    let Some(mut renderer) = renderer else {
+        return Ok((summary, problems, Ended::Done));
+    };
+    let from = config
+        .email
+        .from
+        .as_ref()
+        .map(|m| m.email.clone())
+        .context("email.from is required to send")?;
+    let segment_of_key: HashMap<AddressKey, String> =
+        due.iter().map(|d| (d.key, d.segment.clone())).collect();
+    let attempts: HashMap<AddressKey, u32> = due.iter().map(|d| (d.key, d.attempts)).collect();
+    let limits = Limits {
+        concurrency: config.delivery.concurrency,
+        interval: interval(config),
+        max_connection_failures: config.delivery.max_connection_failures,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the sending runtime")?;
+    let mut errors: Vec<anyhow::Error> = Vec::new();
+    let ended = runtime.block_on(async {
+        let mut pool = Pool::start(smtp, from, &limits);
+        let mut queue = due.iter();
+        let mut pending: Option<Job> = None;
+        let mut record_event = |event: Event, summary: &mut Summary| {
+            let result = apply(
+                &ledger,
+                &record.id,
+                event,
+                run,
+                &attempts,
+                &segment_of_key,
+                summary,
+            );
+            if let Err(err) = result {
+                errors.push(err);
+            }
+        };
+        loop {
+            if pending.is_none() && !pool.stopped() {
+                pending = next_job(
+                    &mut queue,
+                    &ledger,
+                    &record.id,
+                    &posts,
+                    &frozen,
+                    config,
+                    &mut renderer,
+                    run.now,
+                    &mut summary,
+                    &mut problems,
+                )?;
+            }
+            let Some(job) = pending.take() else { break };
+            tokio::select! {
+                permit = pool.jobs.reserve() => match permit {
+                    Ok(permit) => permit.send(job),
+                    Err(_) => break,
+                },
+                event = pool.events.recv() => {
+                    pending = Some(job);
+                    if let Some(event) = event {
+                        record_event(event, &mut summary);
+                    }
+                }
+            }
+        }
+        let stopped = pool.stopped();
+        pool.finish(|event| record_event(event, &mut summary)).await;
+        Ok::<Ended, anyhow::Error>(if stopped {
+            Ended::Unreachable
+        } else {
+            Ended::Done
+        })
+    })?;
+    if let Some(err) = errors.into_iter().next() {
+        return Err(err);
+    }
+    // Handed over without a reply: the message may have arrived.
+    let unknown = ledger.recover(&record.id, run.now)?;
+    if unknown > 0 {
+        problems.push(Diagnostic::warning(
+            display_path(run.root, &crate::ledger::ledger_path(run.root)),
+            format!(
+                "{unknown} message(s) were handed over but not confirmed; they keep their Message-ID and are not sent again unless delivery.resend_unknown is true"
+            ),
+        ));
+    }
+    renderer.warnings.drain(..).for_each(|w| problems.push(w));
+    ledger.complete_if_done(&record.id, run.now)?;
+    Ok((summary, problems, ended))
+}
+
+/// The issue made now, frozen with its deliveries; `None` when nothing is new.
+fn freeze(
+    run: &Run,
+    ledger: &Ledger,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<Option<(IssueRecord, Vec<Post>)>> {
+    let config = run.config;
+    let history = history(ledger)?;
+    let window = select::Window {
+        now: run.now,
+        timezone: config.site.timezone,
+        since: run.since,
+        first_issue_posts: config.digest.first_issue_posts,
+    };
+    let planned = select::plan(run.library, &history, window);
+    if planned.posts.is_empty() {
+        return Ok(None);
+    }
+    let posts: Vec<Post> = planned.posts.iter().map(|p| (*p).clone()).collect();
+    let json = serde_json::to_string(&posts)?;
+    let record = IssueRecord {
+        id: ledger.next_issue_id(&planned.id)?,
+        cutoff: run.now,
+        since: planned.since,
+        content_hash: Sha256::digest(json.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        posts: json,
+        created: run.now,
+        completed: None,
+    };
+    let index = Index::new(&planned.posts, run.now, &config.digest);
+    let path = run.root.join(&config.audience.file);
+    let shown = display_path(run.root, &path);
+    let suppressed = Suppressed::load(run.root)?;
+    let secret = Secret::load(run.root)?;
+    let host = config
+        .site
+        .base_url
+        .host_str()
+        .unwrap_or("localhost")
+        .to_string();
+    let mut deliveries = Vec::new();
+    problems.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
+        suppressed.apply(&mut subscriber);
+        if !subscriber.status.mailable() {
+            return;
+        }
+        let segment = segment_of(&subscriber, &config.segments);
+        let reader = Reader {
+            interests: &subscriber.interests,
+            personalize: subscriber.personalize,
+        };
+        let (_, picks) = select::digest(&index, segment, reader, &config.digest);
+        if picks.is_empty() {
+            return;
+        }
+        let frozen = Frozen {
+            name: subscriber.name.clone(),
+            interests: subscriber.interests.clone(),
+            personalize: subscriber.personalize,
+            attrs: subscriber.attrs.clone(),
+            picks: picks
+                .iter()
+                .map(|p| FrozenPick {
+                    slug: p.post.slug.clone(),
+                    reason: p.reason.clone(),
+                    score: p.score,
+                })
+                .collect(),
+        };
+        deliveries.push(NewDelivery {
+            key: AddressKey::of(&subscriber.email),
+            address: subscriber.email.clone(),
+            segment: segment.id.clone(),
+            variant: variant_of(segment, &record.id, &subscriber.email),
+            picks: serde_json::to_string(&frozen).unwrap_or_default(),
+            message_id: format!(
+                "<{}.{}@{host}>",
+                record.id,
+                secret.message_key(&record.id, &subscriber.email)
+            ),
+        });
+    }));
+    ledger.create_issue(&record, &mut deliveries.into_iter(), run.now)?;
+    Ok(Some((record, posts)))
+}
+
+/// What earlier issues sent: the last cutoff and every post's slug.
+pub fn history(ledger: &Ledger) -> Result<History> {
+    let mut sent = HashSet::new();
+    for json in ledger.issue_posts()? {
+        let posts: Vec<Post> =
+            serde_json::from_str(&json).context("cannot read an earlier issue")?;
+        sent.extend(posts.into_iter().map(|p| p.slug));
+    }
+    Ok(History {
+        last_cutoff: ledger.last_issue()?.map(|r| r.cutoff),
+        sent,
+    })
+}
+
+/// The variant label a reader gets (as the renderer names it).
+fn variant_of(segment: &Segment, issue: &str, email: &str) -> String {
+    let subject = select::variant::choose(&segment.subjects, issue, email, "subject");
+    let cta = select::variant::choose(&segment.ctas, issue, email, "cta");
+    let mut parts = Vec::new();
+    if segment.subjects.len() > 1 {
+        parts.extend(subject.map(|v| v.id.clone()));
+    }
+    if segment.ctas.len() > 1 {
+        parts.extend(cta.map(|v| v.id.clone()));
+    }
+    if parts.is_empty() {
+        "default".into()
+    } else {
+        parts.join(".")
+    }
+}
+
+/// The next delivery that is still to be mailed, rendered; suppressed
+/// readers are recorded and passed over.
+#[allow(clippy::too_many_arguments)]
+fn next_job<'d>(
+    queue: &mut impl Iterator<Item = &'d crate::ledger::Delivery>,
+    ledger: &Ledger,
+    issue_id: &str,
+    posts: &[Post],
+    frozen: &HashMap<AddressKey, Frozen>,
+    config: &Config,
+    renderer: &mut Renderer,
+    now: DateTime<FixedOffset>,
+    summary: &mut Summary,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<Option<Job>> {
+    for delivery in queue.by_ref() {
+        let counts = summary
+            .segments
+            .entry(delivery.segment.clone())
+            .or_default();
+        // Re-checked right before each message: an unsubscribe recorded
+        // during a long run takes effect at once.
+        if ledger.suppression(delivery.key)?.is_some() {
+            ledger.mark_suppressed(issue_id, delivery.key, now)?;
+            counts.suppressed += 1;
+            continue;
+        }
+        let Some(reader) = frozen.get(&delivery.key) else {
+            continue;
+        };
+        let segment = config
+            .segments
+            .iter()
+            .find(|s| s.id == delivery.segment)
+            .or(config.segments.last())
+            .context("no segment to render with")?;
+        let subscriber = Subscriber {
+            email: delivery.address.clone(),
+            name: reader.name.clone(),
+            segment: Some(delivery.segment.clone()),
+            interests: reader.interests.clone(),
+            status: Status::Active,
+            timezone: None,
+            locale: None,
+            personalize: reader.personalize,
+            attrs: reader.attrs.clone(),
+            line: 0,
+        };
+        let picks: Vec<Pick> = reader
+            .picks
+            .iter()
+            .filter_map(|p| {
+                let post = posts.iter().find(|post| post.slug == p.slug)?;
+                Some(Pick {
+                    post,
+                    score: p.score,
+                    reason: p.reason.clone(),
+                })
+            })
+            .collect();
+        let email = match renderer.email(segment, &subscriber, &picks) {
+            Ok(email) => email,
+            Err(problem) => {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+                continue;
+            }
+        };
+        let mut email = email;
+        email.message_id = delivery.message_id.clone();
+        let bytes = renderer.eml(&email, now)?;
+        let to = delivery
+            .address
+            .parse()
+            .with_context(|| format!("cannot address {}", delivery.address))?;
+        return Ok(Some(Job {
+            key: delivery.key,
+            to,
+            bytes,
+        }));
+    }
+    Ok(None)
+}
+
+/// Records one event of the pool.
+fn apply(
+    ledger: &Ledger,
+    issue_id: &str,
+    event: Event,
+    run: &Run,
+    attempts: &HashMap<AddressKey, u32>,
+    segments: &HashMap<AddressKey, String>,
+    summary: &mut Summary,
+) -> Result<()> {
+    let now = run.now;
+    match event {
+        Event::HandingOver(key, ack) => {
+            ledger.mark_sending(issue_id, key, now)?;
+            let _ = ack.send(());
+        }
+        Event::Done(key, outcome) => {
+            let segment = segments.get(&key).cloned().unwrap_or_default();
+            let counts = summary.segments.entry(segment).or_default();
+            match outcome {
+                Outcome::Sent(reply) => {
+                    ledger.mark_sent(issue_id, key, &reply, now)?;
+                    counts.sent += 1;
+                }
+                Outcome::Deferred(reply) => {
+                    let tried = attempts.get(&key).copied().unwrap_or(0) + 1;
+                    if tried >= run.config.delivery.max_attempts {
+                        ledger.mark_failed(issue_id, key, &reply, now)?;
+                        counts.failed += 1;
+                    } else {
+                        let wait = run.config.delivery.retry_after * 2u32.pow(tried.min(16) - 1);
+                        let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                        ledger.mark_deferred(issue_id, key, &reply, next, now)?;
+                        counts.deferred += 1;
+                    }
+                }
+                Outcome::Failed(reply) => {
+                    ledger.mark_failed(issue_id, key, &reply, now)?;
+                    if let Some(delivery) = ledger.delivery(issue_id, key)? {
+                        ledger.suppress(key, Some(&delivery.address), Bounce::Bounced, now)?;
+                    }
+                    counts.failed += 1;
+                }
+                Outcome::NotSent(reply) => {
+                    ledger.mark_pending(issue_id, key, &reply, now)?;
+                    counts.deferred += 1;
+                }
+                Outcome::Unknown(_) => {
+                    // Left `sending`: recovered as `unknown` at the end.
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shortest time between two messages under the rate limits.
+fn interval(config: &Config) -> Option<std::time::Duration> {
+    let per_second = config
+        .delivery
+        .per_second
+        .map(|r| std::time::Duration::from_secs_f64(1.0 / r));
+    let per_hour = config
+        .delivery
+        .per_hour
+        .map(|r| std::time::Duration::from_secs_f64(3600.0 / f64::from(r)));
+    match (per_second, per_hour) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}

@@ -1,0 +1,195 @@
+//! Sending over SMTP to a real server process (mailin-embedded, in this
+//! test process): the ledger, idempotent re-runs, faults and the lock.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use mailin_embedded::response::{self, Response};
+use mailin_embedded::{Handler, Server};
+
+use crate::support::Project;
+
+const SECRET: (&str, &str) = ("GAZETTE_SECRET", "the test suite's unsubscribe key");
+
+/// One message as the server got it.
+#[derive(Debug, Clone, Default)]
+struct Received {
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+/// An SMTP server that keeps what it gets; RCPT to an address containing
+/// `defer` gets 451, one containing `bounce` gets 550.
+#[derive(Clone, Default)]
+struct Catcher {
+    received: Arc<Mutex<Vec<Received>>>,
+    transactions: Arc<Mutex<u32>>,
+    current: Received,
+}
+
+impl Handler for Catcher {
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> Response {
+        *self.transactions.lock().unwrap() += 1;
+        self.current = Received::default();
+        response::OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        if to.contains("defer") {
+            return Response::custom(451, "try again later".into());
+        }
+        if to.contains("bounce") {
+            return response::NO_MAILBOX;
+        }
+        self.current.to.push(to.to_string());
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        self.received.lock().unwrap().push(self.current.clone());
+        response::OK
+    }
+}
+
+/// A running catcher and its port.
+fn catcher() -> (Catcher, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let catcher = Catcher::default();
+    let mut server = Server::new(catcher.clone());
+    server.with_tcp_listener(listener).with_num_threads(8);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (catcher, port)
+}
+
+fn send(project: &Project, port: u16) -> crate::support::Run {
+    let url = format!("smtp://127.0.0.1:{port}");
+    project.run_env(&["send", "--smtp", &url], &[SECRET])
+}
+
+#[test]
+fn every_reader_gets_one_message_and_a_second_run_sends_nothing() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    let run = send(&project, port).expect(0);
+    assert!(
+        run.stdout.contains("issue 2026-06-01: 5 posts\n"),
+        "{}",
+        run.stdout
+    );
+    let received = catcher.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 11, "{}", run.stdout);
+    let mut recipients: Vec<String> = received.iter().flat_map(|r| r.to.clone()).collect();
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), 11);
+    assert!(
+        !recipients
+            .iter()
+            .any(|r| r.contains("former") || r.contains("old-address"))
+    );
+    for message in &received {
+        let mail = mailparse::parse_mail(&message.data).unwrap();
+        use mailparse::MailHeaderMap;
+        assert_eq!(mail.headers.get_all_values("List-Unsubscribe").len(), 1);
+        assert_eq!(mail.subparts.len(), 2);
+    }
+    // Cron fires again: nothing new, no SMTP transaction.
+    let before = *catcher.transactions.lock().unwrap();
+    let again = send(&project, port).expect(0);
+    assert!(
+        again.stdout.contains("nothing new to send"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(*catcher.transactions.lock().unwrap(), before);
+    // A dry run now shows what a real run would do: nothing.
+    let dry = project.run_env(&["send", "--dry-run"], &[SECRET]).expect(0);
+    assert!(dry.stdout.contains("nothing new to send"), "{}", dry.stdout);
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status[0]["issue"], "2026-06-01");
+    assert_eq!(status[0]["deliveries"]["sent"], 11);
+    assert!(status[0]["completed"].is_string());
+}
+
+#[test]
+fn a_4xx_is_deferred_and_a_5xx_bounces_into_the_suppression_list() {
+    let (catcher, port) = catcher();
+    let project = Project::sample().file(
+        "subscribers.csv",
+        "email,name\nok@example.com,Ok\ndefer@example.com,Later\nbounce@example.com,Gone\n",
+    );
+    let run = send(&project, port).expect(1);
+    assert!(run.stdout.contains("default"), "{}", run.stdout);
+    assert_eq!(catcher.received.lock().unwrap().len(), 1);
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let counts = &status[0]["deliveries"];
+    assert_eq!(
+        (
+            counts["sent"].as_u64(),
+            counts["deferred"].as_u64(),
+            counts["failed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert!(
+        status[0]["completed"].is_null(),
+        "a deferred message keeps the issue open"
+    );
+    // The bounce is suppressed from now on.
+    let explain = project
+        .run(&["-q", "explain", "bounce@example.com"])
+        .expect(0);
+    assert!(
+        explain.stdout.contains("status: bounced"),
+        "{}",
+        explain.stdout
+    );
+    // Run again at once: the deferred one is not due yet, nothing is sent.
+    let before = *catcher.transactions.lock().unwrap();
+    send(&project, port).expect(0);
+    assert_eq!(*catcher.transactions.lock().unwrap(), before);
+}
+
+#[test]
+fn an_unreachable_relay_leaves_everything_pending_and_exits_75() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let project = Project::sample();
+    let run = send(&project, port).expect(75);
+    let _ = run;
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status[0]["deliveries"]["sent"], 0);
+    assert_eq!(status[0]["deliveries"]["pending"], 11);
+    // The relay comes back: the same issue is finished.
+    let (catcher, port) = catcher();
+    send(&project, port).expect(0);
+    assert_eq!(catcher.received.lock().unwrap().len(), 11);
+}
+
+#[test]
+fn a_second_send_while_one_runs_exits_75() {
+    let project = Project::sample();
+    std::fs::create_dir_all(project.path().join(".gazette")).unwrap();
+    let lock = std::fs::File::create(project.path().join(".gazette/lock")).unwrap();
+    lock.try_lock().unwrap();
+    let (_catcher, port) = catcher();
+    let run = send(&project, port).expect(75);
+    assert!(
+        run.stderr.contains("another send is in progress"),
+        "{}",
+        run.stderr
+    );
+}
