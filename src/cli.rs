@@ -609,12 +609,7 @@ impl Session {
         library: &'l content::Library,
         since: Option<chrono::DateTime<chrono::FixedOffset>>,
     ) -> (select::Issue<'l>, select::Index<'l>) {
-        let window = select::Window {
-            now: self.clock.now(),
-            timezone: config.site.timezone,
-            since,
-            first_issue_posts: config.digest.first_issue_posts,
-        };
+        let window = select::Window::new(config, self.clock.now(), since);
         let issue = select::plan(library, &select::History::default(), window);
         let index = select::Index::new(&issue.posts, window.now, &config.digest);
         (issue, index)

@@ -53,6 +53,22 @@ pub struct Window {
     pub first_issue_posts: usize,
 }
 
+impl Window {
+    /// The window of an issue made at `now` under `config`.
+    pub fn new(
+        config: &crate::config::Config,
+        now: DateTime<FixedOffset>,
+        since: Option<DateTime<FixedOffset>>,
+    ) -> Window {
+        Window {
+            now,
+            timezone: config.site.timezone,
+            since,
+            first_issue_posts: config.digest.first_issue_posts,
+        }
+    }
+}
+
 /// The posts of the issue made at `window.now`: published after the last
 /// cutoff (or `--since`) and not sent before; for a first issue, the latest
 /// `first_issue_posts`.

@@ -217,12 +217,7 @@ fn freeze(
 ) -> Result<Option<(IssueRecord, Vec<Post>)>> {
     let config = run.config;
     let history = history(ledger)?;
-    let window = select::Window {
-        now: run.now,
-        timezone: config.site.timezone,
-        since: run.since,
-        first_issue_posts: config.digest.first_issue_posts,
-    };
+    let window = select::Window::new(config, run.now, run.since);
     let planned = select::plan(run.library, &history, window);
     if planned.posts.is_empty() {
         return Ok(None);

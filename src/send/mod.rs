@@ -110,12 +110,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         Some(ledger) => live::history(&ledger)?,
         None => History::default(),
     };
-    let window = select::Window {
-        now: run.now,
-        timezone: config.site.timezone,
-        since: run.since,
-        first_issue_posts: config.digest.first_issue_posts,
-    };
+    let window = select::Window::new(config, run.now, run.since);
     let issue = select::plan(run.library, &history, window);
     let mut summary = Summary {
         issue: issue.id.clone(),
