@@ -455,7 +455,7 @@ impl Session {
                     }
                     Err(LockError::Io(err)) => return Err(err),
                 };
-                let (summary, problems, ended) = crate::send::send(&run, settings)?;
+                let (summary, problems, ended) = crate::send::send(&run, settings, self.quiet)?;
                 let failed: u64 = summary.segments.values().map(|c| c.failed).sum();
                 let exit = match ended {
                     crate::send::Ended::Unreachable => Exit::TryLater,
@@ -631,7 +631,14 @@ impl Session {
         // Without a sender or an unsubscribe page nothing can be sent, but
         // the templates are still tried, with stand-ins.
         if config.email.from.is_none() || config.unsubscribe.url.is_none() {
-            if audience {
+            let sending = config.delivery.smtp.is_some()
+                || std::env::var_os("GAZETTE_SMTP_URL").is_some_and(|v| !v.is_empty());
+            if sending {
+                problems.push(Diagnostic::error(
+                    config_shown,
+                    "sending is configured (delivery.smtp or GAZETTE_SMTP_URL), so email.from and an https unsubscribe.url are required",
+                ));
+            } else if audience {
                 problems.push(Diagnostic::warning(
                     config_shown,
                     "digests cannot be rendered until email.from and unsubscribe.url are set",

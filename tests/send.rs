@@ -101,3 +101,38 @@ fn an_unsubscribe_recorded_before_the_run_holds() {
         .expect(0);
     assert!(!project.exists("outbox/2026-06-01/ada_at_example.com-b5fc85e5.eml"));
 }
+
+#[test]
+fn check_refuses_sending_without_an_unsubscribe_page() {
+    let project = Project::new()
+        .file(
+            "gazette.yaml",
+            "site:\n  title: T\n  base_url: https://example.com\n\
+             email:\n  from: t@example.com\n\
+             delivery:\n  smtp: smtp://localhost:1025\n",
+        )
+        .file(
+            "content/a.md",
+            "---\ntitle: A\ndate: 2024-01-01\n---\nText.\n",
+        );
+    let run = project.run(&["check"]).expect(1);
+    assert_eq!(
+        run.stderr,
+        "gazette.yaml: sending is configured (delivery.smtp or GAZETTE_SMTP_URL), so email.from and an https unsubscribe.url are required\n"
+    );
+}
+
+#[test]
+fn a_new_project_can_dry_run_at_once() {
+    let project = Project::empty();
+    project.run(&["init", "blog"]).expect(0);
+    let run = project
+        .run_env(&["-C", "blog", "send", "--dry-run"], &[SECRET])
+        .expect(0);
+    assert!(
+        run.stdout
+            .contains("dry run: wrote 2 messages to outbox/2026-06-01"),
+        "{}",
+        run.stdout
+    );
+}

@@ -12,6 +12,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::progress::Progress;
 use super::{Run, SegmentCounts, Summary};
 use crate::audience::segments::segment_of;
 use crate::audience::subscribers::{self, Status, Subscriber};
@@ -54,7 +55,11 @@ struct FrozenPick {
 }
 
 /// Sends the issue due now through `smtp`.
-pub fn send(run: &Run, smtp: SmtpSettings) -> Result<(Summary, Vec<Diagnostic>, Ended)> {
+pub fn send(
+    run: &Run,
+    smtp: SmtpSettings,
+    quiet: bool,
+) -> Result<(Summary, Vec<Diagnostic>, Ended)> {
     let config = run.config;
     let ledger = Ledger::open(run.root)?;
     let mut problems = Vec::new();
@@ -136,11 +141,15 @@ pub fn send(run: &Run, smtp: SmtpSettings) -> Result<(Summary, Vec<Diagnostic>, 
         .build()
         .context("cannot start the sending runtime")?;
     let mut errors: Vec<anyhow::Error> = Vec::new();
+    let mut progress = Progress::new(due.len() as u64, quiet);
     let ended = runtime.block_on(async {
         let mut pool = Pool::start(smtp, from, &limits);
         let mut queue = due.iter();
         let mut pending: Option<Job> = None;
         let mut record_event = |event: Event, summary: &mut Summary| {
+            if matches!(event, Event::Done(..)) {
+                progress.step();
+            }
             let result = apply(
                 &ledger,
                 &record.id,
@@ -191,6 +200,7 @@ pub fn send(run: &Run, smtp: SmtpSettings) -> Result<(Summary, Vec<Diagnostic>, 
             Ended::Done
         })
     })?;
+    progress.finish();
     if let Some(err) = errors.into_iter().next() {
         return Err(err);
     }

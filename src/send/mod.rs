@@ -26,6 +26,7 @@ use crate::unsubscribe::Secret;
 
 mod live;
 pub mod lock;
+mod progress;
 
 pub use live::{Ended, send};
 

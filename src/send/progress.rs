@@ -1,0 +1,76 @@
+//! Send stage: progress while a send runs — a bar with rate and ETA on a
+//! terminal, a plain log line every few seconds under cron, nothing with
+//! `-q`. Elapsed time only (a monotonic clock); no wall-clock reads.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How often a log line is written when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress of one send.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    log: bool,
+    total: u64,
+    done: u64,
+    started: Instant,
+    last_log: Instant,
+}
+
+impl Progress {
+    /// Progress over `total` messages; silent when `quiet`.
+    pub fn new(total: u64, quiet: bool) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = (!quiet && terminal && total > 0).then(|| {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} messages · {per_sec} · ETA {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        let now = Instant::now();
+        Progress {
+            bar,
+            log: !quiet && !terminal && total > 0,
+            total,
+            done: 0,
+            started: now,
+            last_log: now,
+        }
+    }
+
+    /// One more message settled (sent, deferred, failed…).
+    pub fn step(&mut self) {
+        self.done += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        } else if self.log && self.last_log.elapsed() >= LOG_EVERY {
+            self.last_log = Instant::now();
+            eprintln!("{}", self.line());
+        }
+    }
+
+    /// Clears the bar; under cron, a last line.
+    pub fn finish(self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        } else if self.log {
+            eprintln!("{}", self.line());
+        }
+    }
+
+    fn line(&self) -> String {
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        format!(
+            "send: {} of {} messages settled ({:.1}/s)",
+            self.done,
+            self.total,
+            self.done as f64 / seconds
+        )
+    }
+}
