@@ -29,7 +29,8 @@ pub struct Job {
 /// What a worker tells the owner of the ledger.
 #[derive(Debug)]
 pub enum Event {
-    /// About to hand `key`'s message over: record it, then answer.
+    /// About to hand `key`'s message over: record it, then answer (an
+    /// unanswered event means "do not send").
     HandingOver(AddressKey, oneshot::Sender<()>),
     /// What became of `key`'s message.
     Done(AddressKey, Outcome),
@@ -177,9 +178,7 @@ async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> 
                 shared.settings.timeout,
                 || async move {
                     let (tx, rx) = oneshot::channel();
-                    if events.send(Event::HandingOver(key, tx)).await.is_ok() {
-                        let _ = rx.await;
-                    }
+                    events.send(Event::HandingOver(key, tx)).await.is_ok() && rx.await.is_ok()
                 },
             )
             .await;

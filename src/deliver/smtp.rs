@@ -189,7 +189,9 @@ impl Session {
 
     /// Sends one message to one recipient. `before_data` runs once the
     /// server has agreed to take the message (354), just before it is
-    /// handed over: the caller records that point durably.
+    /// handed over: the caller records that point durably, and answers
+    /// `false` if it could not — then nothing is handed over and the
+    /// connection is dropped, so the server discards the transaction.
     pub async fn send<F, Fut>(
         &mut self,
         from: &Address,
@@ -200,7 +202,7 @@ impl Session {
     ) -> Outcome
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = ()>,
+        Fut: std::future::Future<Output = bool>,
     {
         let mut options = Vec::new();
         if !from.to_string().is_ascii() || !to.to_string().is_ascii() {
@@ -231,7 +233,10 @@ impl Session {
             Ok(Err(err)) => return classify(&err, false),
             Ok(Ok(())) => {}
         }
-        before_data().await;
+        if !before_data().await {
+            self.conn.abort().await;
+            return Outcome::NotSent("the ledger could not record the message; not sent".into());
+        }
         match tokio::time::timeout(timeout, self.conn.message(message)).await {
             Err(_) => Outcome::Unknown("no reply to the message in time".into()),
             Ok(Ok(response)) => {
