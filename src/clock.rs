@@ -1,11 +1,11 @@
 //! Clock: the one place that reads the current time.
 //!
-//! Everything that depends on "now" (scheduled posts, later the issue window and
-//! the Date header) asks this module, so tests can pin time with the
+//! Everything that depends on "now" (scheduled posts, the issue window, the
+//! Date header, the ledger's times) asks this module, so tests can pin time with the
 //! `GAZETTE_NOW` environment variable (an RFC 3339 timestamp).
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, Timelike, Utc};
 
 /// The environment variable that pins the clock, for tests and reproducible runs.
 pub const PIN_VAR: &str = "GAZETTE_NOW";
@@ -22,9 +22,13 @@ impl Clock {
         match std::env::var(PIN_VAR) {
             Ok(pinned) => Clock::pinned(&pinned),
             #[allow(clippy::disallowed_methods)] // the one sanctioned wall-clock read
-            Err(_) => Ok(Clock {
-                now: Utc::now().fixed_offset(),
-            }),
+            // Whole seconds: what mail headers and the ledger show.
+            Err(_) => {
+                let now = Utc::now().fixed_offset();
+                Ok(Clock {
+                    now: now.with_nanosecond(0).unwrap_or(now),
+                })
+            }
         }
     }
 
