@@ -79,11 +79,14 @@ fn every_reader_gets_one_message_and_a_second_run_sends_nothing() {
     let (catcher, port) = catcher();
     let project = Project::sample();
     let run = send(&project, port).expect(0);
-    assert!(
-        run.stdout.contains("issue 2026-06-01: 5 posts\n"),
-        "{}",
-        run.stdout
-    );
+    insta::assert_snapshot!(run.stdout, @"
+    issue 2026-06-01: 5 posts
+    segment                  sent deferred   failed suppressed  skipped
+    data-ai                     4        0        0          1        0
+    default                     3        0        0          0        0
+    leaders                     1        0        0          0        0
+    marketing                   3        0        0          1        0
+    ");
     let received = catcher.received.lock().unwrap().clone();
     assert_eq!(received.len(), 11, "{}", run.stdout);
     let mut recipients: Vec<String> = received.iter().flat_map(|r| r.to.clone()).collect();

@@ -63,17 +63,26 @@ pub fn send(
     let config = run.config;
     let ledger = Ledger::open(run.root)?;
     let mut problems = Vec::new();
+    let mut segments: BTreeMap<String, SegmentCounts> = config
+        .segments
+        .iter()
+        .map(|s| (s.id.clone(), SegmentCounts::default()))
+        .collect();
     let (record, posts) = match ledger.unfinished_issue()? {
         Some(record) => {
             let posts: Vec<Post> = serde_json::from_str(&record.posts)
                 .with_context(|| format!("cannot read the posts of issue {}", record.id))?;
             (record, posts)
         }
-        None => match freeze(run, &ledger, &mut problems)? {
+        None => match freeze(run, &ledger, &mut problems, &mut segments)? {
             Some(frozen) => frozen,
             None => {
                 let summary = Summary {
-                    issue: String::new(),
+                    issue: run
+                        .now
+                        .with_timezone(&config.site.timezone)
+                        .format("%Y-%m-%d")
+                        .to_string(),
                     dry_run: false,
                     posts: Vec::new(),
                     outbox: None,
@@ -95,11 +104,7 @@ pub fn send(
         dry_run: false,
         posts: posts.iter().map(|p| p.slug.clone()).collect(),
         outbox: None,
-        segments: config
-            .segments
-            .iter()
-            .map(|s| (s.id.clone(), SegmentCounts::default()))
-            .collect(),
+        segments,
     };
     let due = ledger.due(&record.id, run.now, config.delivery.resend_unknown)?;
     let mut attrs: Vec<String> = Vec::new();
@@ -220,10 +225,13 @@ pub fn send(
 }
 
 /// The issue made now, frozen with its deliveries; `None` when nothing is new.
+/// Readers left out at this point are counted into `segments`
+/// (suppressed: not mailable; skipped: no new post for them).
 fn freeze(
     run: &Run,
     ledger: &Ledger,
     problems: &mut Vec<Diagnostic>,
+    segments: &mut BTreeMap<String, SegmentCounts>,
 ) -> Result<Option<(IssueRecord, Vec<Post>)>> {
     let config = run.config;
     let history = history(ledger)?;
@@ -260,16 +268,19 @@ fn freeze(
     let mut deliveries = Vec::new();
     problems.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
         suppressed.apply(&mut subscriber);
+        let segment = segment_of(&subscriber, &config.segments);
+        let counts = segments.entry(segment.id.clone()).or_default();
         if !subscriber.status.mailable() {
+            counts.suppressed += 1;
             return;
         }
-        let segment = segment_of(&subscriber, &config.segments);
         let reader = Reader {
             interests: &subscriber.interests,
             personalize: subscriber.personalize,
         };
         let (_, picks) = select::digest(&index, segment, reader, &config.digest);
         if picks.is_empty() {
+            counts.skipped += 1;
             return;
         }
         let frozen = Frozen {
