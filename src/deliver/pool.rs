@@ -99,8 +99,9 @@ impl Pool {
     }
 
     /// Closes the queue and waits for the workers, answering their last
-    /// events through `handle`.
-    pub async fn finish(mut self, mut handle: impl FnMut(Event)) {
+    /// events through `handle`; returns whether the pool gave up after
+    /// connection failures in a row.
+    pub async fn finish(mut self, mut handle: impl FnMut(Event)) -> bool {
         drop(self.jobs);
         let mut workers = std::mem::take(&mut self.workers);
         let waiting = async {
@@ -124,6 +125,7 @@ impl Pool {
                 }
             }
         }
+        self.shared.stopped.load(Ordering::SeqCst)
     }
 }
 
@@ -146,25 +148,25 @@ async fn work(shared: Arc<Shared>) {
 }
 
 /// Sends one job, opening (or reopening once) the connection as needed.
+/// Connection trouble — a refused or broken connection, a refused sender,
+/// no reply — counts towards the failures in a row that stop the pool; a
+/// verdict on the message (sent, deferred, failed) ends the streak.
 async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> Outcome {
+    // Once per message, before any connection is opened: a connection is
+    // never left idle waiting for the rate limit.
+    pace(shared).await;
+    let mut last = Outcome::NotSent("not tried".into());
     for _ in 0..2 {
         if session.as_ref().is_none_or(Session::is_broken) {
+            *session = None;
             match Session::open(&shared.settings).await {
-                Ok(opened) => {
-                    shared.failures.store(0, Ordering::SeqCst);
-                    *session = Some(opened);
-                }
+                Ok(opened) => *session = Some(opened),
                 Err(err) => {
-                    let failures = shared.failures.fetch_add(1, Ordering::SeqCst) + 1;
-                    if failures >= shared.max_failures {
-                        shared.stopped.store(true, Ordering::SeqCst);
-                    }
-                    *session = None;
+                    trouble(shared);
                     return Outcome::NotSent(format!("{err:#}"));
                 }
             }
         }
-        pace(shared).await;
         let Some(open) = session.as_mut() else {
             continue;
         };
@@ -182,18 +184,38 @@ async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> 
                 },
             )
             .await;
+        if open.is_broken() {
+            *session = None;
+        }
         match outcome {
-            // A connection the server closed while idle: open a new one and try again.
-            Outcome::NotSent(_) => *session = None,
-            done => {
-                if open.is_broken() {
-                    *session = None;
-                }
-                return done;
+            // Not handed over: try once more on a new connection (a server
+            // may close a connection that was idle).
+            Outcome::NotSent(_) => {
+                trouble(shared);
+                last = outcome;
+            }
+            Outcome::Unknown(_) => {
+                trouble(shared);
+                return outcome;
+            }
+            verdict => {
+                shared.failures.store(0, Ordering::SeqCst);
+                return verdict;
             }
         }
+        if shared.stopped.load(Ordering::SeqCst) {
+            break;
+        }
     }
-    Outcome::NotSent("the connection failed twice".into())
+    last
+}
+
+/// One more connection problem in a row; too many stop the pool.
+fn trouble(shared: &Shared) {
+    let failures = shared.failures.fetch_add(1, Ordering::SeqCst) + 1;
+    if failures >= shared.max_failures {
+        shared.stopped.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Waits for this worker's turn under the rate limit.

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use url::Url;
 
@@ -123,6 +123,8 @@ pub enum Outcome {
 /// One open SMTP connection.
 pub struct Session {
     conn: AsyncSmtpConnection,
+    /// Set when the connection must not be used again.
+    broken: bool,
 }
 
 impl Session {
@@ -174,17 +176,26 @@ impl Session {
             }
         };
         if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
+            if !conn.is_encrypted() && settings.security != Security::Plain {
+                bail!(
+                    "{} offers no TLS; gazette will not send the password in clear text (use tls=none to allow it)",
+                    settings.shown()
+                );
+            }
             let credentials = Credentials::new(user.clone(), password.clone());
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
                 .with_context(|| format!("{} refused the login of '{user}'", settings.shown()))?;
         }
-        Ok(Session { conn })
+        Ok(Session {
+            conn,
+            broken: false,
+        })
     }
 
     /// Whether the connection is still usable.
     pub fn is_broken(&self) -> bool {
-        self.conn.has_broken()
+        self.broken || self.conn.has_broken()
     }
 
     /// Sends one message to one recipient. `before_data` runs once the
@@ -220,30 +231,93 @@ impl Session {
         if !message.is_ascii() {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        let steps = async {
-            self.conn
-                .command(Mail::new(Some(from.clone()), options))
-                .await?;
-            self.conn.command(Rcpt::new(to.clone(), vec![])).await?;
-            self.conn.command(Data).await?;
-            Ok::<(), lettre::transport::smtp::Error>(())
-        };
-        match tokio::time::timeout(timeout, steps).await {
-            Err(_) => return Outcome::NotSent("the server did not answer in time".into()),
-            Ok(Err(err)) => return classify(&err, false),
-            Ok(Ok(())) => {}
+        // MAIL: a refusal here is about the sender or the relay, not this reader.
+        let mail = Mail::new(Some(from.clone()), options);
+        if let Some(outcome) = self.step(mail, timeout, Stage::Mail).await {
+            return outcome;
+        }
+        if let Some(outcome) = self
+            .step(Rcpt::new(to.clone(), vec![]), timeout, Stage::Reader)
+            .await
+        {
+            return outcome;
+        }
+        if let Some(outcome) = self.step(Data, timeout, Stage::Reader).await {
+            return outcome;
         }
         if !before_data().await {
-            self.conn.abort().await;
+            self.abort().await;
             return Outcome::NotSent("the ledger could not record the message; not sent".into());
         }
         match tokio::time::timeout(timeout, self.conn.message(message)).await {
-            Err(_) => Outcome::Unknown("no reply to the message in time".into()),
-            Ok(Ok(response)) => {
+            Err(_) => {
+                // A late reply would answer the next command: never reuse.
+                self.abort().await;
+                Outcome::Unknown("no reply to the message in time".into())
+            }
+            Ok(Ok(response)) if response.code().to_string().starts_with('2') => {
                 Outcome::Sent(reply_text(&response.code().to_string(), response.message()))
             }
-            Ok(Err(err)) => classify(&err, true),
+            Ok(Ok(response)) => {
+                self.abort().await;
+                Outcome::Unknown(format!(
+                    "unexpected reply to the message: {}",
+                    reply_text(&response.code().to_string(), response.message())
+                ))
+            }
+            Ok(Err(err)) if closing(&err) => {
+                self.abort().await;
+                Outcome::Unknown(err.to_string())
+            }
+            Ok(Err(err)) if err.is_transient() => Outcome::Deferred(err.to_string()),
+            Ok(Err(err)) if err.is_permanent() => Outcome::Failed(err.to_string()),
+            Ok(Err(err)) => {
+                self.abort().await;
+                Outcome::Unknown(err.to_string())
+            }
         }
+    }
+
+    /// One command before the message; `None` when it was accepted. After a
+    /// refusal the transaction is reset (RSET), so the connection stays
+    /// usable; after anything else the connection is dropped.
+    async fn step<C: std::fmt::Display>(
+        &mut self,
+        command: C,
+        timeout: Duration,
+        stage: Stage,
+    ) -> Option<Outcome> {
+        let err = match tokio::time::timeout(timeout, self.conn.command(command)).await {
+            Ok(Ok(_)) => return None,
+            Err(_) => {
+                self.abort().await;
+                return Some(Outcome::NotSent("the server did not answer in time".into()));
+            }
+            Ok(Err(err)) => err,
+        };
+        let text = err.to_string();
+        if closing(&err) || !(err.is_transient() || err.is_permanent()) {
+            self.abort().await;
+            return Some(Outcome::NotSent(text));
+        }
+        let reset = tokio::time::timeout(timeout, self.conn.command(Rset)).await;
+        if !matches!(reset, Ok(Ok(_))) {
+            self.abort().await;
+        }
+        Some(match stage {
+            Stage::Mail => {
+                self.abort().await;
+                Outcome::NotSent(format!("the relay refused the sender: {text}"))
+            }
+            Stage::Reader if err.is_transient() => Outcome::Deferred(text),
+            Stage::Reader => Outcome::Failed(text),
+        })
+    }
+
+    /// Drops the connection: it is not used again.
+    async fn abort(&mut self) {
+        self.broken = true;
+        self.conn.abort().await;
     }
 
     /// Says goodbye (best effort).
@@ -252,18 +326,18 @@ impl Session {
     }
 }
 
-/// An error's outcome; `handed_over`: after the message bytes were sent.
-fn classify(err: &lettre::transport::smtp::Error, handed_over: bool) -> Outcome {
-    let text = err.to_string();
-    if err.is_transient() {
-        Outcome::Deferred(text)
-    } else if err.is_permanent() {
-        Outcome::Failed(text)
-    } else if handed_over {
-        Outcome::Unknown(text)
-    } else {
-        Outcome::NotSent(text)
-    }
+/// Which command a refusal answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// MAIL FROM: the sender or the relay.
+    Mail,
+    /// RCPT TO or DATA: this reader.
+    Reader,
+}
+
+/// A 421: the server is closing the connection, whatever the command.
+fn closing(err: &lettre::transport::smtp::Error) -> bool {
+    err.status().is_some_and(|code| code.to_string() == "421")
 }
 
 fn reply_text<'a>(code: &str, lines: impl Iterator<Item = &'a str>) -> String {

@@ -248,7 +248,8 @@ impl Ledger {
         self.mark(issue, key, &change, at)
     }
 
-    /// `deferred` until `next_attempt`, after a 4xx `reply`.
+    /// `deferred` until `next_attempt`, after a 4xx `reply`; counts an
+    /// attempt unless the message was `sending` (already counted).
     pub fn mark_deferred(
         &self,
         issue: &str,
@@ -352,7 +353,12 @@ impl Ledger {
             // `sent` is final: a bug must not make a sent message look unsent.
             let changed = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET status = ?3, attempts = attempts + ?4,
+                    // A verdict (deferred, failed) on a message that never
+                    // reached DATA is an attempt too.
+                    "UPDATE deliveries SET status = ?3,
+                         attempts = attempts + CASE WHEN ?4 = 1 THEN 1
+                             WHEN ?3 IN ('deferred', 'failed') AND status <> 'sending' THEN 1
+                             ELSE 0 END,
                          last_reply = coalesce(?5, last_reply), next_attempt = ?6, updated = ?7
                      WHERE issue_id = ?1 AND address_key = ?2
                          AND (status <> 'sent' OR ?3 = 'sent')",

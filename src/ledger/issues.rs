@@ -161,17 +161,24 @@ impl Ledger {
     }
 
     /// Sets `completed` (if it was not) when no delivery of `issue` is
-    /// pending, sending or deferred; returns whether it is completed.
-    pub fn complete_if_done(&self, issue: &str, at: DateTime<FixedOffset>) -> Result<bool> {
+    /// pending, sending or deferred (or `unknown`, when `unknown_open`:
+    /// those are to be sent again); returns whether it is completed.
+    pub fn complete_if_done(
+        &self,
+        issue: &str,
+        unknown_open: bool,
+        at: DateTime<FixedOffset>,
+    ) -> Result<bool> {
         let complete = || -> Result<bool> {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             require_issue(&tx, issue)?;
             let open = tx
                 .prepare_cached(
                     "SELECT 1 FROM deliveries
-                     WHERE issue_id = ?1 AND status IN ('pending', 'sending', 'deferred')",
+                     WHERE issue_id = ?1 AND (status IN ('pending', 'sending', 'deferred')
+                         OR (?2 AND status = 'unknown'))",
                 )?
-                .exists([issue])?;
+                .exists(params![issue, unknown_open])?;
             if open {
                 return Ok(false);
             }
@@ -441,28 +448,28 @@ mod tests {
             AddressKey::of("bo@example.com"),
         );
         let at = time("2026-06-01T06:00:00Z");
-        assert!(!ledger.complete_if_done("2026-06-01", at).unwrap());
+        assert!(!ledger.complete_if_done("2026-06-01", false, at).unwrap());
         ledger.mark_sending("2026-06-01", ana, at).unwrap();
         ledger.mark_sent("2026-06-01", ana, "250 OK", at).unwrap();
         ledger.mark_sending("2026-06-01", bo, at).unwrap();
         ledger
             .mark_deferred("2026-06-01", bo, "451", time("2026-06-02T00:00:00Z"), at)
             .unwrap();
-        assert!(!ledger.complete_if_done("2026-06-01", at).unwrap());
+        assert!(!ledger.complete_if_done("2026-06-01", false, at).unwrap());
         assert_eq!(ledger.unfinished_issue().unwrap(), Some(record.clone()));
         ledger.mark_sending("2026-06-01", bo, at).unwrap();
-        assert!(!ledger.complete_if_done("2026-06-01", at).unwrap());
+        assert!(!ledger.complete_if_done("2026-06-01", false, at).unwrap());
         // Unknown is settled for completion: only a resend may change it.
         ledger.recover("2026-06-01", at).unwrap();
         let done = time("2026-06-02T01:00:00+01:00");
-        assert!(ledger.complete_if_done("2026-06-01", done).unwrap());
+        assert!(ledger.complete_if_done("2026-06-01", false, done).unwrap());
         // Completed once: the first time is kept.
         let later = time("2026-06-03T00:00:00Z");
-        assert!(ledger.complete_if_done("2026-06-01", later).unwrap());
+        assert!(ledger.complete_if_done("2026-06-01", false, later).unwrap());
         let completed = ledger.last_issue().unwrap().unwrap().completed;
         assert_eq!(completed, Some(done));
         assert_eq!(ledger.unfinished_issue().unwrap(), None);
-        assert!(ledger.complete_if_done("2026-06-02", at).is_err());
+        assert!(ledger.complete_if_done("2026-06-02", false, at).is_err());
     }
 
     #[test]
@@ -472,7 +479,11 @@ mod tests {
         create(&ledger, &old, &["ana@example.com"]);
         let new = issue("2026-06-01", "2026-06-01T06:00:00Z");
         create(&ledger, &new, &[]);
-        assert!(ledger.complete_if_done("2026-06-01", new.created).unwrap());
+        assert!(
+            ledger
+                .complete_if_done("2026-06-01", false, new.created)
+                .unwrap()
+        );
         assert_eq!(ledger.unfinished_issue().unwrap(), Some(old));
         assert_eq!(ledger.last_issue().unwrap().unwrap().id, "2026-06-01");
     }

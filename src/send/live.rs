@@ -22,7 +22,7 @@ use crate::content::{Post, Tag};
 use crate::deliver::pool::{Event, Job, Limits, Pool};
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::{Diagnostic, display_path};
-use crate::ledger::{IssueRecord, Ledger, NewDelivery, Reason as Bounce};
+use crate::ledger::{DeliveryStatus, IssueRecord, Ledger, NewDelivery, Reason as Bounce};
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Issue, Pick, Reader, Reason, Score};
 use crate::unsubscribe::{AddressKey, Secret};
@@ -68,7 +68,7 @@ pub fn send(
         .iter()
         .map(|s| (s.id.clone(), SegmentCounts::default()))
         .collect();
-    let (record, posts) = match ledger.unfinished_issue()? {
+    let (record, posts) = match unfinished(&ledger, config.delivery.resend_unknown)? {
         Some(record) => {
             let posts: Vec<Post> = serde_json::from_str(&record.posts)
                 .with_context(|| format!("cannot read the posts of issue {}", record.id))?;
@@ -93,6 +93,7 @@ pub fn send(
         },
     };
     ledger.recover(&record.id, run.now)?;
+    let allowed = mailable_now(run, &mut problems)?;
     let issue = Issue {
         id: record.id.clone(),
         cutoff: record.cutoff,
@@ -172,6 +173,7 @@ pub fn send(
             if pending.is_none() && !pool.stopped() {
                 pending = next_job(
                     &mut queue,
+                    &allowed,
                     &ledger,
                     &record.id,
                     &posts,
@@ -197,8 +199,7 @@ pub fn send(
                 }
             }
         }
-        let stopped = pool.stopped();
-        pool.finish(|event| record_event(event, &mut summary)).await;
+        let stopped = pool.finish(|event| record_event(event, &mut summary)).await;
         Ok::<Ended, anyhow::Error>(if stopped {
             Ended::Unreachable
         } else {
@@ -220,8 +221,44 @@ pub fn send(
         ));
     }
     renderer.warnings.drain(..).for_each(|w| problems.push(w));
-    ledger.complete_if_done(&record.id, run.now)?;
+    ledger.complete_if_done(&record.id, config.delivery.resend_unknown, run.now)?;
     Ok((summary, problems, ended))
+}
+
+/// The issue a run must finish first: one not completed, or — when
+/// `resend_unknown` — the last one if it still has `unknown` messages.
+fn unfinished(ledger: &Ledger, resend_unknown: bool) -> Result<Option<IssueRecord>> {
+    if let Some(record) = ledger.unfinished_issue()? {
+        return Ok(Some(record));
+    }
+    if !resend_unknown {
+        return Ok(None);
+    }
+    match ledger.last_issue()? {
+        Some(record) if ledger.counts(&record.id)?.unknown > 0 => Ok(Some(record)),
+        _ => Ok(None),
+    }
+}
+
+/// The readers the subscribers file allows now (mailable, not suppressed):
+/// a frozen issue still skips anyone who left or was removed since.
+fn mailable_now(run: &Run, problems: &mut Vec<Diagnostic>) -> Result<HashSet<AddressKey>> {
+    let path = run.root.join(&run.config.audience.file);
+    let shown = display_path(run.root, &path);
+    let suppressed = Suppressed::load(run.root)?;
+    let mut keys = HashSet::new();
+    let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
+        suppressed.apply(&mut subscriber);
+        if subscriber.status.mailable() {
+            keys.insert(AddressKey::of(&subscriber.email));
+        }
+    });
+    // The file's problems are reported once: by the freeze, or here when
+    // resuming.
+    if problems.is_empty() {
+        problems.extend(found);
+    }
+    Ok(keys)
 }
 
 /// The issue made now, frozen with its deliveries; `None` when nothing is new.
@@ -351,6 +388,7 @@ fn variant_of(segment: &Segment, issue: &str, email: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 fn next_job<'d>(
     queue: &mut impl Iterator<Item = &'d crate::ledger::Delivery>,
+    allowed: &HashSet<AddressKey>,
     ledger: &Ledger,
     issue_id: &str,
     posts: &[Post],
@@ -368,7 +406,7 @@ fn next_job<'d>(
             .or_default();
         // Re-checked right before each message: an unsubscribe recorded
         // during a long run takes effect at once.
-        if ledger.suppression(delivery.key)?.is_some() {
+        if !allowed.contains(&delivery.key) || ledger.suppression(delivery.key)?.is_some() {
             ledger.mark_suppressed(issue_id, delivery.key, now)?;
             counts.suppressed += 1;
             continue;
@@ -444,6 +482,12 @@ fn apply(
     let now = run.now;
     match event {
         Event::HandingOver(key, ack) => {
+            // The last moment to honour an unsubscribe recorded during the
+            // run: an unanswered ack means the message is not handed over.
+            if ledger.suppression(key)?.is_some() {
+                ledger.mark_suppressed(issue_id, key, now)?;
+                return Ok(());
+            }
             ledger.mark_sending(issue_id, key, now)?;
             let _ = ack.send(());
         }
@@ -475,8 +519,15 @@ fn apply(
                     counts.failed += 1;
                 }
                 Outcome::NotSent(reply) => {
-                    ledger.mark_pending(issue_id, key, &reply, now)?;
-                    counts.deferred += 1;
+                    let suppressed = ledger
+                        .delivery(issue_id, key)?
+                        .is_some_and(|d| d.status == DeliveryStatus::Suppressed);
+                    if suppressed {
+                        counts.suppressed += 1;
+                    } else {
+                        ledger.mark_pending(issue_id, key, &reply, now)?;
+                        counts.deferred += 1;
+                    }
                 }
                 Outcome::Unknown(_) => {
                     // Left `sending`: recovered as `unknown` at the end.

@@ -2,7 +2,6 @@
 //! held for the whole run and freed by the OS when its holder dies.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -11,6 +10,14 @@ use anyhow::{Context, Result};
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
+    pid_file: std::path::PathBuf,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Best effort: a holder that crashed leaves a pid nobody has.
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
 }
 
 /// Why the lock was not taken.
@@ -22,12 +29,38 @@ pub enum LockError {
     Io(#[from] anyhow::Error),
 }
 
+/// The pid the lock's holder wrote. Just after another run took the lock
+/// the file may still name an earlier holder, who has exited: wait
+/// (briefly) for a pid that is alive.
+fn holder(dir: &Path) -> String {
+    let mut last = None;
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(dir.join("lock.pid")) {
+            let pid = text.trim().to_string();
+            if !pid.is_empty() {
+                if alive(&pid) {
+                    return pid;
+                }
+                last = Some(pid);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    last.unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether process `pid` exists (where `/proc` says; elsewhere, assume so).
+fn alive(pid: &str) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid).exists()
+}
+
 impl Lock {
     /// Takes the lock of the project at `root`, or says who holds it.
     pub fn acquire(root: &Path) -> Result<Lock, LockError> {
         let dir = crate::state::create_dir(root)?;
         let path = dir.join("lock");
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -36,27 +69,21 @@ impl Lock {
             .with_context(|| format!("cannot open {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                return Err(LockError::Held(if holder.is_empty() {
-                    "unknown".into()
-                } else {
-                    holder.to_string()
-                }));
-            }
+            Err(TryLockError::WouldBlock) => return Err(LockError::Held(holder(&dir))),
             Err(TryLockError::Error(err)) => {
                 return Err(LockError::Io(
                     anyhow::Error::new(err).context(format!("cannot lock {}", path.display())),
                 ));
             }
         }
-        file.set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| writeln!(file, "{}", std::process::id()))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Lock { _file: file })
+        // The holder's pid goes to its own file, replaced whole, so a
+        // reader never sees it half-written.
+        let pid_file = dir.join("lock.pid");
+        crate::output::write_atomic(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
+        Ok(Lock {
+            _file: file,
+            pid_file,
+        })
     }
 }
 

@@ -1,0 +1,1116 @@
+#!/usr/bin/env python3
+"""Delivery checks: `gazette send` against real SMTP server processes.
+
+Usage: check_delivery.py GAZETTE [CHECK ...] [--kills N] [--seed N] [--keep]
+
+GAZETTE is the gazette binary. CHECK is any of the names below (default: all,
+in this order). Every server binds 127.0.0.1 on a free port and is stopped at
+the end, pass or fail. A missing peer is a failure, never a skip.
+
+  faults   aiosmtpd scripted per recipient: 451/550 at RCPT, 451/554 at the
+           end of DATA, a drop right after DATA's end, stalls past
+           `delivery.timeout_seconds`; a peer that closes its connections after
+           every 3 messages (silently, and with a 421), and one whose idle
+           timeout is shorter than the pause the rate limit makes between two
+           messages of a connection. Each case checks
+           the ledger rows, the exit code, what the server got and that nobody
+           got a message twice; later runs check the retries (backoff,
+           max_attempts, resend_unknown).
+  sink     Postfix smtp-sink: a clean send of 300 readers (all `sent`, one
+           message each, Message-IDs as in the ledger), then `-r RCPT` (4xx:
+           deferred, then failed after max_attempts), `-f RCPT` (5xx: failed
+           and bounced, exit 1, never retried), `-Q MAIL` (421 and
+           disconnect: deferred) and `-q .` (no reply to the message: at most
+           max_connection_failures in a row, then exit 75 with the rest
+           pending).
+  crash    kill -9 of `send` (one connection) at random moments against a
+           slow aiosmtpd peer that keeps a message only once its 250 goes out,
+           --kills times (default 50), then a run to completion. After every
+           kill the ledger and the peer agree: nothing received whose row is
+           not sent/sending/unknown, every `sent` received exactly once, at
+           most one row left `sending`. After the last run: every delivery
+           `sent` or `unknown`, nobody has two messages. Then a run with
+           resend_unknown: every reader has a message, and the only
+           duplicates (at most one per kill) are of `unknown` rows, with the
+           same Message-ID.
+  overlap  two `send` started at the same moment (several rounds, with the
+           lock file of an earlier run in place): one proceeds, the other
+           exits 75 with "another send is in progress (pid N)", N the pid of
+           the one that proceeds.
+  maildev  maildev@2.2.1 (scripts/node_modules) end to end with the sample
+           project and `--smtp smtp://127.0.0.1:PORT` only: count,
+           recipients, one List-Unsubscribe, the one-click
+           List-Unsubscribe-Post, no Bcc, both MIME parts, Message-IDs as in
+           the ledger.
+
+Prints `ok …` per case passed and `FAIL: …` per case failed (every case runs;
+the failures are listed again at the end). Exit codes: 0 all passed, 1 some
+failed, 2 wrong usage. --keep leaves the temporary projects in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email
+import email.parser
+import email.policy
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "some-32-byte-test-key-xxxxxxxxxxx"
+NOW = "2026-06-01T12:00:00Z"
+LATER = "2026-06-02T12:00:00Z"  # past every retry time the checks configure
+LATEST = "2026-06-04T12:00:00Z"
+HELD = re.compile(r"another send is in progress \(pid (\d+)\)")
+CHECKS = ("faults", "sink", "crash", "overlap", "maildev")
+
+
+class Failed(Exception):
+    """A check failed; the message says what and how."""
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise Failed(message)
+
+
+def ok(message: str) -> None:
+    print(f"ok {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None, what: str, timeout: float = 20) -> None:
+    """Waits until something accepts on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise Failed(f"{what} exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise Failed(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def mid_of(raw: bytes) -> str | None:
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    value = headers.get("Message-ID")
+    return value.strip() if value else None
+
+
+# --------------------------------------------------------------------------
+# Processes: every one started here is killed at the end.
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(args, **kwargs)
+        self.running.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.running:
+            if proc.poll() is None:
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.running.clear()
+
+
+PROCS = Processes()
+
+
+# --------------------------------------------------------------------------
+# A project: the sample project's config and posts, with its own readers.
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+    pid: int = 0
+
+    def show(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+
+
+class Project:
+    def __init__(self, gazette: Path, base: Path, name: str, readers: list[str] | None = None,
+                 **delivery) -> None:
+        self.gazette = gazette
+        self.dir = base / name
+        self.dir.mkdir(parents=True)
+        shutil.copytree(ROOT / "content", self.dir / "content")
+        shutil.copy(ROOT / "subscribers.csv", self.dir / "subscribers.csv")
+        self.base_config = (ROOT / "gazette.yaml").read_text()
+        check("\ndelivery:" not in self.base_config,
+              "the sample gazette.yaml has a delivery: block; the checks add their own")
+        if readers is not None:
+            rows = "".join(f"{address},Reader {i}\n" for i, address in enumerate(readers))
+            (self.dir / "subscribers.csv").write_text("email,name\n" + rows)
+        self.delivery: dict = {}
+        self.configure(**delivery)
+
+    def configure(self, **delivery) -> None:
+        """Sets `delivery:` keys (None removes one)."""
+        for key, value in delivery.items():
+            if value is None:
+                self.delivery.pop(key, None)
+            else:
+                self.delivery[key] = value
+        text = self.base_config
+        if self.delivery:
+            text += "\ndelivery:\n" + "".join(
+                f"  {k}: {json.dumps(v)}\n" for k, v in self.delivery.items())
+        (self.dir / "gazette.yaml").write_text(text)
+
+    def env(self, now: str) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GAZETTE_")}
+        env.update(GAZETTE_SECRET=SECRET, GAZETTE_NOW=now, NO_COLOR="1")
+        return env
+
+    def args(self, *args: str) -> list[str]:
+        return [str(self.gazette), "-C", str(self.dir), *args]
+
+    def run(self, *args: str, now: str = NOW, timeout: float = 120) -> Result:
+        proc = PROCS.start(self.args(*args), env=self.env(now), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise Failed(f"gazette {' '.join(args)} did not end within {timeout:.0f} s\n{out}{err}")
+        return Result(proc.returncode, out, err, proc.pid)
+
+    def send(self, port: int, now: str = NOW, timeout: float = 120) -> Result:
+        return self.run("send", "--smtp", f"smtp://127.0.0.1:{port}", now=now, timeout=timeout)
+
+    def start_send(self, port: int, now: str = NOW) -> subprocess.Popen:
+        return PROCS.start(self.args("send", "--smtp", f"smtp://127.0.0.1:{port}"),
+                           env=self.env(now), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+
+    def db(self) -> sqlite3.Connection:
+        path = self.dir / ".gazette" / "state.db"
+        check(path.exists(), f"no ledger at {path}")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def rows(self) -> dict[str, dict]:
+        """The deliveries of every issue, by address (one issue per project here)."""
+        with self.db() as conn:
+            rows = [dict(r) for r in conn.execute("SELECT * FROM deliveries")]
+        issues = {r["issue_id"] for r in rows}
+        check(len(issues) <= 1, f"expected one issue in the ledger, found {sorted(issues)}")
+        return {r["address"]: r for r in rows}
+
+    def suppressed(self) -> dict[str, str]:
+        with self.db() as conn:
+            return {r["address"]: r["reason"] for r in conn.execute("SELECT * FROM suppression")}
+
+    def status_json(self) -> list:
+        res = self.run("status", "--format", "json")
+        check(res.code == 0, f"gazette status failed: {res.show()}")
+        return json.loads(res.stdout)
+
+
+def statuses(rows: dict[str, dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows.values():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def expect_exit(res: Result, code: int, what: str) -> None:
+    check(res.code == code, f"{what}: expected exit {code}, got {res.show()}")
+
+
+# --------------------------------------------------------------------------
+# The aiosmtpd peer: one handler, faults chosen by the recipient's local part.
+
+# local-part prefix -> fault
+RCPT_451, RCPT_550 = "rcpt451", "rcpt550"
+DATA_451, DATA_554 = "data451", "data554"
+DROP = "drop"            # the message arrives, then the connection closes: no reply
+STALL = "stall"          # the message arrives, the 250 comes after `stall` seconds
+STALL_RCPT = "slowrcpt"  # RCPT answered after `stall` seconds
+FAULTS = (RCPT_451, RCPT_550, DATA_451, DATA_554, DROP, STALL, STALL_RCPT)
+
+
+@dataclass
+class Got:
+    """A message the peer accepted (or took in before dropping/stalling)."""
+    rcpt: str
+    message_id: str | None
+    reply: str | None   # the reply the peer gave, None when it gave none
+    session: int
+
+
+@dataclass
+class Peer:
+    """aiosmtpd on 127.0.0.1:port with a scriptable handler."""
+    delay: float = 0.0          # wait before every 250 to DATA (a slow peer)
+    stall: float = 3.0          # how long STALL / STALL_RCPT wait
+    idle_timeout: float = 60    # aiosmtpd's own: 421 and close after so long idle
+    close_after: int | None = None   # close each session after N messages
+    close_with_421: bool = False     # … saying 421 first
+    faults: bool = True
+    # True: a message counts as received only once its 250 is being sent (the
+    # client gone during `delay` cancels it), so a duplicate can only come
+    # from a kill between the 250 and the client's commit. False: as soon as
+    # it is in, like a relay that queues before it replies.
+    keep_on_reply: bool = False
+    got: list = field(default_factory=list)
+    transactions: int = 0
+    sessions: int = 0
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.port = 0
+        self.controller = None
+
+    # aiosmtpd hooks (run on the controller's loop thread)
+    def fault(self, address: str) -> str | None:
+        if not self.faults:
+            return None
+        local = address.split("@")[0].lower()
+        return next((f for f in FAULTS if local.startswith(f)), None)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if not hasattr(session, "number"):
+            with self.lock:
+                self.sessions += 1
+                session.number = self.sessions
+                session.messages = 0
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.transactions += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        fault = self.fault(address)
+        if fault == RCPT_451:
+            return "451 4.3.0 try again later"
+        if fault == RCPT_550:
+            return "550 5.1.1 no such mailbox"
+        if fault == STALL_RCPT:
+            await asyncio.sleep(self.stall)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        rcpt = ",".join(envelope.rcpt_tos)
+        fault = self.fault(rcpt)
+        if fault == DATA_451:
+            return "451 4.3.0 queue busy"
+        if fault == DATA_554:
+            return "554 5.7.1 message refused"
+        raw = envelope.original_content or envelope.content
+        number = getattr(session, "number", 0)
+        if self.keep_on_reply and self.delay:
+            await asyncio.sleep(self.delay)  # cancelled if the client goes away
+        with self.lock:
+            index = len(self.got)
+            reply = f"250 2.0.0 OK queued as Q{index:05d}.{rcpt}"
+            got = Got(rcpt, mid_of(raw), None if fault == DROP else reply, number)
+            self.got.append(got)
+        if fault == DROP:
+            server.transport.close()
+            await asyncio.sleep(3600)  # cancelled when the connection is lost
+        if fault == STALL:
+            await asyncio.sleep(self.stall)
+        if self.delay and not self.keep_on_reply:
+            await asyncio.sleep(self.delay)
+        session.messages = getattr(session, "messages", 0) + 1
+        if self.close_after and session.messages % self.close_after == 0:
+            transport = server.transport
+
+            def close() -> None:
+                if self.close_with_421:
+                    transport.write(b"421 4.4.2 closing the connection\r\n")
+                transport.close()
+            # Runs once the 250 is written: the session is idle, and gone
+            # before the client's next command is read.
+            asyncio.get_running_loop().call_soon(close)
+        return reply
+
+    # control
+    def start(self) -> "Peer":
+        try:
+            from aiosmtpd.controller import Controller
+        except ImportError as err:
+            raise Failed(f"aiosmtpd is missing ({err}); pip install -r scripts/requirements.txt")
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port,
+                                     ready_timeout=10, decode_data=False,
+                                     enable_SMTPUTF8=True, timeout=self.idle_timeout)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def __enter__(self) -> "Peer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def snapshot(self) -> list:
+        with self.lock:
+            return list(self.got)
+
+    def by_rcpt(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for got in self.snapshot():
+            out.setdefault(got.rcpt, []).append(got)
+        return out
+
+
+def no_duplicates(received: dict[str, list], what: str) -> None:
+    twice = {a: len(g) for a, g in received.items() if len(g) > 1}
+    check(not twice, f"{what}: readers got a message more than once: {twice}")
+
+
+# --------------------------------------------------------------------------
+# faults: aiosmtpd, per recipient
+
+
+def fault_readers(n: int) -> list[str]:
+    readers = [f"reader{i:02d}@example.com" for i in range(n)]
+    return readers + [f"{f}@example.com" for f in (RCPT_451, RCPT_550, DATA_451, DATA_554, DROP)]
+
+
+def check_replies(gazette: Path, base: Path, concurrency: int) -> None:
+    """451/550 at RCPT, 451/554 at DATA's end, a drop after DATA's end."""
+    what = f"faults (concurrency {concurrency})"
+    project = Project(gazette, base, f"faults-c{concurrency}", fault_readers(16),
+                      concurrency=concurrency, timeout_seconds=2, max_attempts=2,
+                      retry_after_minutes=60)
+    with Peer() as peer:
+        res = project.send(peer.port)
+        expect_exit(res, 1, f"{what}: first run (5xx failures)")
+        rows = project.rows()
+        received = peer.by_rcpt()
+        no_duplicates(received, what)
+        normal = [a for a in rows if a.startswith("reader")]
+        for address in normal:
+            row = rows[address]
+            check(row["status"] == "sent",
+                  f"{what}: {address} should be sent, is {row['status']} ({row['last_reply']})")
+            got = received.get(address, [])
+            check(len(got) == 1, f"{what}: {address} is sent but the peer got {len(got)} copies")
+            check(row["last_reply"] == got[0].reply,
+                  f"{what}: {address}: ledger reply {row['last_reply']!r} is not the peer's "
+                  f"reply to its message {got[0].reply!r}")
+            check(got[0].message_id == row["message_id"],
+                  f"{what}: {address}: Message-ID {got[0].message_id} != ledger {row['message_id']}")
+        expect = {
+            f"{RCPT_451}@example.com": ("deferred", "451"),
+            f"{DATA_451}@example.com": ("deferred", "451"),
+            f"{RCPT_550}@example.com": ("failed", "550"),
+            f"{DATA_554}@example.com": ("failed", "554"),
+        }
+        for address, (status, code) in expect.items():
+            row = rows[address]
+            check(row["status"] == status and code in (row["last_reply"] or ""),
+                  f"{what}: {address} should be {status} with a {code} reply, is "
+                  f"{row['status']} ({row['last_reply']})")
+            check(address not in received, f"{what}: {address} was rejected but the peer kept it")
+        first_retry = datetime.fromisoformat(NOW.replace("Z", "+00:00")) + timedelta(minutes=60)
+        for address in (f"{RCPT_451}@example.com", f"{DATA_451}@example.com"):
+            nxt = rows[address]["next_attempt"]
+            check(nxt is not None and datetime.fromisoformat(nxt) == first_retry,
+                  f"{what}: deferred {address} should next be tried retry_after_minutes=60 "
+                  f"later, at {first_retry.isoformat()}, not {nxt}")
+        drop = rows[f"{DROP}@example.com"]
+        check(drop["status"] == "unknown",
+              f"{what}: a drop right after DATA's end should be unknown, is {drop['status']}")
+        check(len(received.get(f"{DROP}@example.com", [])) == 1,
+              f"{what}: the dropped message should have reached the peer once")
+        bounced = project.suppressed()
+        for address in (f"{RCPT_550}@example.com", f"{DATA_554}@example.com"):
+            check(bounced.get(address) == "bounced",
+                  f"{what}: {address} (5xx) is not in the suppression list as bounced: {bounced}")
+        for address in (f"{RCPT_451}@example.com", f"{DATA_451}@example.com"):
+            check(address not in bounced, f"{what}: a 4xx put {address} in the suppression list")
+        check("not confirmed" in res.stderr or "unknown" in res.stderr,
+              f"{what}: the unknown message is not reported: {res.stderr!r}")
+        ok(f"{what}: 451 at RCPT and DATA deferred, 550/554 failed and bounced, drop after DATA "
+           f"unknown, {len(normal)} others sent once with their own 250, exit 1")
+
+        # Run again at once: nothing due (the deferred wait, unknown is not resent).
+        before = peer.transactions
+        res = project.send(peer.port)
+        expect_exit(res, 0, f"{what}: second run at once")
+        check(peer.transactions == before,
+              f"{what}: second run at once made {peer.transactions - before} SMTP transactions")
+        check(project.rows() == rows, f"{what}: second run at once changed the ledger")
+        ok(f"{what}: a second run at once makes no SMTP transaction and exits 0")
+
+        # A day later: the deferred are due and 4xx again; max_attempts 2 -> failed.
+        res = project.send(peer.port, now=LATER)
+        # They fail for good now: exit 1 ("some messages failed permanently").
+        expect_exit(res, 1, f"{what}: run after the retry time (4xx again, max_attempts reached)")
+        rows2 = project.rows()
+        for address in (f"{RCPT_451}@example.com", f"{DATA_451}@example.com"):
+            row = rows2[address]
+            check(row["status"] == "failed",
+                  f"{what}: {address} got a 4xx on both of its max_attempts=2 attempts and "
+                  f"should now be failed; it is {row['status']} with attempts={row['attempts']} "
+                  f"next_attempt={row['next_attempt']} ({row['last_reply']})")
+            check(address not in project.suppressed(),
+                  f"{what}: {address} failed on 4xx but was added to the suppression list")
+        for address in (f"{RCPT_550}@example.com", f"{DATA_554}@example.com"):
+            check(rows2[address]["attempts"] == rows[address]["attempts"],
+                  f"{what}: a 5xx delivery {address} was tried again")
+        no_duplicates(peer.by_rcpt(), what)
+        ok(f"{what}: deferred retried after the backoff, failed after max_attempts, not bounced")
+
+        # resend_unknown: the dropped message goes again with its Message-ID.
+        project.configure(resend_unknown=True)
+        peer.faults = False
+        res = project.send(peer.port, now=LATEST)
+        expect_exit(res, 0, f"{what}: run with resend_unknown")
+        rows3 = project.rows()
+        received = peer.by_rcpt()
+        got = received[f"{DROP}@example.com"]
+        check(rows3[f"{DROP}@example.com"]["status"] == "sent" and len(got) == 2
+              and got[0].message_id == got[1].message_id == drop["message_id"],
+              f"{what}: resend_unknown should send the unknown message again with the same "
+              f"Message-ID: {rows3[f'{DROP}@example.com']['status']}, {got}")
+        for address in expect:
+            check(address not in received, f"{what}: failed {address} was sent later")
+        twice = {a for a, g in received.items() if len(g) > 1}
+        check(twice == {f"{DROP}@example.com"}, f"{what}: duplicates beyond the unknown: {twice}")
+        ok(f"{what}: resend_unknown sends the unknown message again with the same Message-ID, "
+           f"nothing else")
+
+
+def check_stalls(gazette: Path, base: Path) -> None:
+    """A stall past timeout_seconds at RCPT and after DATA's end."""
+    what = "stalls"
+    readers = [f"reader{i:02d}@example.com" for i in range(10)]
+    readers += [f"{STALL}@example.com", f"{STALL_RCPT}@example.com"]
+    project = Project(gazette, base, "stalls", readers, concurrency=1, timeout_seconds=2)
+    with Peer(stall=3.0) as peer:
+        started = time.monotonic()
+        res = project.send(peer.port, timeout=60)
+        took = time.monotonic() - started
+        expect_exit(res, 0, f"{what}: stall at RCPT and after DATA (no 5xx)")
+        rows = project.rows()
+        received = peer.by_rcpt()
+        no_duplicates(received, what)
+        for address in readers[:10]:
+            row = rows[address]
+            got = received.get(address, [])
+            check(row["status"] == "sent" and len(got) == 1,
+                  f"{what}: {address} should be sent once, is {row['status']} "
+                  f"({row['last_reply']}), received {len(got)}")
+            check(row["last_reply"] == got[0].reply,
+                  f"{what}: {address}: ledger reply {row['last_reply']!r} is not the peer's "
+                  f"reply to its message {got[0].reply!r} (replies out of step after a stall)")
+        stall = rows[f"{STALL}@example.com"]
+        check(stall["status"] == "unknown",
+              f"{what}: no reply to the message within the timeout should be unknown, is "
+              f"{stall['status']} ({stall['last_reply']})")
+        slow = rows[f"{STALL_RCPT}@example.com"]
+        check(slow["status"] in ("pending", "deferred") and f"{STALL_RCPT}@example.com"
+              not in received,
+              f"{what}: a stall at RCPT should leave the message unsent (pending/deferred), is "
+              f"{slow['status']} ({slow['last_reply']})")
+        ok(f"{what}: stall after DATA -> unknown, stall at RCPT -> {slow['status']}, the rest "
+           f"sent with their own replies, exit 0 ({took:.1f} s)")
+        before = len(peer.snapshot())
+        res = project.send(peer.port, timeout=60)
+        check(res.code in (0, 75), f"{what}: second run: {res.show()}")
+        check(f"{STALL}@example.com" not in [g.rcpt for g in peer.snapshot()[before:]],
+              f"{what}: the unknown message was sent again without resend_unknown")
+        no_duplicates(peer.by_rcpt(), what)
+        ok(f"{what}: the next run does not resend the unknown message")
+
+
+def check_idle_close(gazette: Path, base: Path, with_421: bool) -> None:
+    """The peer closes every session right after its 3rd message's 250."""
+    what = f"close after 3 messages{' with 421' if with_421 else ''}"
+    readers = [f"reader{i:02d}@example.com" for i in range(30)]
+    project = Project(gazette, base, f"close{int(with_421)}", readers, concurrency=2,
+                      timeout_seconds=5)
+    with Peer(close_after=3, close_with_421=with_421) as peer:
+        res = project.send(peer.port)
+        expect_all_sent(project, peer, res, readers, what, sessions=10)
+
+
+def check_idle_timeout(gazette: Path, base: Path) -> None:
+    """The peer's idle timeout (421 and close) is shorter than the pause
+    gazette's rate limit makes between two messages of a connection."""
+    what = "server idle timeout"
+    readers = [f"reader{i:02d}@example.com" for i in range(16)]
+    # 5 a second over 2 connections: each idles 0.4 s between two messages.
+    project = Project(gazette, base, "idle-timeout", readers, concurrency=2, per_second=5,
+                      timeout_seconds=5)
+    with Peer(idle_timeout=0.25) as peer:
+        res = project.send(peer.port)
+        expect_all_sent(project, peer, res, readers, what, sessions=6)
+
+
+def expect_all_sent(project: Project, peer: Peer, res: Result, readers: list[str], what: str,
+                    sessions: int) -> None:
+    expect_exit(res, 0, what)
+    rows = project.rows()
+    received = peer.by_rcpt()
+    no_duplicates(received, what)
+    not_sent = {a: (r["status"], r["last_reply"]) for a, r in rows.items()
+                if r["status"] != "sent"}
+    check(not not_sent, f"{what}: connections the server closed while idle must be replaced; "
+                        f"not sent: {not_sent}")
+    check(set(received) == set(readers), f"{what}: the peer did not get every reader")
+    check(peer.sessions >= sessions,
+          f"{what}: expected at least {sessions} sessions, saw {peer.sessions}")
+    ok(f"{what}: {len(readers)} readers over {peer.sessions} sessions, all sent once, exit 0")
+
+
+def check_faults(gazette: Path, base: Path) -> list[str]:
+    return run_parts([
+        lambda: check_replies(gazette, base, 1),
+        lambda: check_replies(gazette, base, 4),
+        lambda: check_stalls(gazette, base),
+        lambda: check_idle_close(gazette, base, False),
+        lambda: check_idle_close(gazette, base, True),
+        lambda: check_idle_timeout(gazette, base),
+    ])
+
+
+def run_parts(parts) -> list[str]:
+    """Runs independent cases, each to its end; returns their failures."""
+    failures = []
+    for part in parts:
+        try:
+            part()
+        except Failed as err:
+            print(f"FAIL: {err}", flush=True)
+            failures.append(str(err))
+        except Exception:  # a surprise is a failure too, with its traceback
+            text = traceback.format_exc()
+            print(f"FAIL: unexpected error\n{text}", flush=True)
+            failures.append(f"unexpected error: {text.strip().splitlines()[-1]}")
+        finally:
+            PROCS.stop_all()
+    return failures
+
+
+# --------------------------------------------------------------------------
+# sink: Postfix smtp-sink
+
+
+class Sink:
+    """smtp-sink on 127.0.0.1:port, dumping each message to a file."""
+
+    def __init__(self, base: Path, name: str, *options: str) -> None:
+        self.binary = shutil.which("smtp-sink") or (
+            "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None)
+        check(self.binary is not None, "smtp-sink is missing (Debian package postfix)")
+        self.dumps = base / f"dumps-{name}"
+        self.dumps.mkdir()
+        self.dumps.chmod(0o777)  # smtp-sink runs as nobody
+        self.options = list(options)
+        self.port = 0
+        self.proc = None
+
+    def __enter__(self) -> "Sink":
+        self.port = free_port()
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        self.log = open(self.dumps.parent / f"{self.dumps.name}.log", "w")
+        self.proc = PROCS.start([self.binary, *user, "-v", "-d", f"{self.dumps}/", *self.options,
+                                 f"127.0.0.1:{self.port}", "256"],
+                                stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.proc, "smtp-sink")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+    def messages(self) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for path in sorted(self.dumps.rglob("*")):
+            if not path.is_file():
+                continue
+            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.compat32)
+            rcpts = [re.sub(r"^TO:|<|>", "", v.strip(), flags=re.I).strip()
+                     for v in msg.get_all("X-Rcpt-Args", [])]
+            check(len(rcpts) == 1, f"smtp-sink dump {path} has recipients {rcpts}")
+            out.setdefault(rcpts[0].lower(), []).append(msg.get("Message-ID", "").strip())
+        return out
+
+    def transactions(self) -> int:
+        time.sleep(0.2)  # let smtp-sink log the last session
+        text = (self.dumps.parent / f"{self.dumps.name}.log").read_text(errors="replace")
+        return len(re.findall(r"^.*\bMAIL FROM:", text, flags=re.M | re.I))
+
+
+def check_sink(gazette: Path, base: Path) -> list[str]:
+    readers = [f"reader{i:03d}@example.com" for i in range(300)]
+    few = readers[:20]
+    return run_parts([
+        lambda: sink_clean(gazette, base, readers),
+        lambda: sink_soft(gazette, base, few),
+        lambda: sink_hard(gazette, base, few),
+        lambda: sink_421(gazette, base, few),
+        lambda: sink_lost(gazette, base, few),
+    ])
+
+
+def sink_clean(gazette: Path, base: Path, readers: list[str]) -> None:
+    """A clean send of a few hundred readers."""
+    project = Project(gazette, base, "sink-clean", readers)
+    with Sink(base, "clean") as sink:
+        started = time.monotonic()
+        res = project.send(sink.port)
+        took = time.monotonic() - started
+        expect_exit(res, 0, "smtp-sink clean send")
+        rows = project.rows()
+        check(statuses(rows) == {"sent": 300}, f"smtp-sink clean send: {statuses(rows)}")
+        time.sleep(0.2)
+        got = sink.messages()
+        no_duplicates(got, "smtp-sink clean send")
+        check(set(got) == set(readers),
+              f"smtp-sink clean send: the sink got {len(got)} readers, expected 300; missing "
+              f"{sorted(set(readers) - set(got))[:5]}")
+        for address, row in rows.items():
+            check(got[address] == [row["message_id"]],
+                  f"smtp-sink: {address}: Message-ID {got[address]} != ledger {row['message_id']}")
+        status = project.status_json()
+        check(status[0]["deliveries"]["sent"] == 300 and status[0]["completed"],
+              f"smtp-sink: status --format json: {status[0]}")
+        before = sink.transactions()
+        res = project.send(sink.port)
+        expect_exit(res, 0, "smtp-sink second run")
+        check("nothing new to send" in res.stdout,
+              f"smtp-sink second run: {res.show()}")
+        check(sink.transactions() == before,
+              "smtp-sink: the second run made SMTP transactions")
+        ok(f"smtp-sink: 300 readers sent once each in {took:.1f} s, Message-IDs as in the ledger; "
+           f"a second run makes no transaction")
+
+
+def sink_soft(gazette: Path, base: Path, few: list[str]) -> None:
+    """-r RCPT: every RCPT gets a 4xx."""
+    project = Project(gazette, base, "sink-soft", few, max_attempts=2, retry_after_minutes=60)
+    with Sink(base, "soft", "-r", "RCPT") as sink:
+        res = project.send(sink.port)
+        rows = project.rows()
+        wrong = {a: (r["status"], r["last_reply"]) for a, r in rows.items()
+                 if r["status"] != "deferred"}
+        check(not wrong, f"smtp-sink -r RCPT: every reader should be deferred, "
+                         f"{statuses(rows)}: {dict(list(wrong.items())[:3])}")
+        expect_exit(res, 0, "smtp-sink -r RCPT (4xx)")
+        check(all(r["last_reply"] and "450" in r["last_reply"] and r["next_attempt"]
+                  for r in rows.values()), f"smtp-sink -r RCPT: {list(rows.values())[0]}")
+        ok("smtp-sink -r RCPT: every reader deferred with the 450 and a next attempt, exit 0")
+        res = project.send(sink.port, now=LATER)
+        expect_exit(res, 1, "smtp-sink -r RCPT, second attempt (failed for good now)")
+        rows = project.rows()
+        check(statuses(rows) == {"failed": 20},
+              f"smtp-sink -r RCPT: after max_attempts=2 4xx attempts every reader should be "
+              f"failed: {statuses(rows)}; e.g. attempts={list(rows.values())[0]['attempts']} "
+              f"next_attempt={list(rows.values())[0]['next_attempt']}")
+        check(not project.suppressed(), "smtp-sink -r RCPT: 4xx failures were suppressed")
+        check(not sink.messages(), "smtp-sink -r RCPT: the sink kept messages")
+        ok("smtp-sink -r RCPT: failed after max_attempts=2, not bounced, exit 1")
+
+
+def sink_hard(gazette: Path, base: Path, few: list[str]) -> None:
+    """-f RCPT: every RCPT gets a 5xx."""
+    project = Project(gazette, base, "sink-hard", few)
+    with Sink(base, "hard", "-f", "RCPT") as sink:
+        res = project.send(sink.port)
+        expect_exit(res, 1, "smtp-sink -f RCPT (5xx)")
+        rows = project.rows()
+        check(statuses(rows) == {"failed": 20}, f"smtp-sink -f RCPT: {statuses(rows)}")
+        wrong = {a: r["last_reply"] for a, r in rows.items() if "500" not in (r["last_reply"] or "")}
+        check(not wrong, f"smtp-sink -f RCPT: every reader should fail on the sink's 500 to "
+                         f"RCPT, but {len(wrong)} did not: {dict(list(wrong.items())[:3])}")
+        bounced = project.suppressed()
+        check(set(bounced) == set(few) and set(bounced.values()) == {"bounced"},
+              f"smtp-sink -f RCPT: suppression list {bounced}")
+        before = sink.transactions()
+        res = project.send(sink.port, now=LATER)
+        expect_exit(res, 0, "smtp-sink -f RCPT, later run")
+        check(sink.transactions() == before, "smtp-sink -f RCPT: a 5xx was retried")
+        ok("smtp-sink -f RCPT: every reader failed and bounced, exit 1; never retried")
+
+
+def sink_421(gazette: Path, base: Path, few: list[str]) -> None:
+    """-Q MAIL: 421 and disconnect at MAIL."""
+    project = Project(gazette, base, "sink-421", few, max_connection_failures=3)
+    with Sink(base, "421", "-Q", "MAIL") as sink:
+        res = project.send(sink.port, timeout=60)
+        check(res.code in (0, 75), f"smtp-sink -Q MAIL: {res.show()}")
+        rows = project.rows()
+        bad = {a: (r["status"], r["last_reply"]) for a, r in rows.items()
+               if r["status"] not in ("deferred", "pending")}
+        check(not bad, f"smtp-sink -Q MAIL: expected deferred/pending only: {bad}")
+        check(not sink.messages(), "smtp-sink -Q MAIL: the sink kept messages")
+        ok(f"smtp-sink -Q MAIL: 421 and disconnect -> {statuses(rows)}, exit {res.code}")
+
+
+def sink_lost(gazette: Path, base: Path, few: list[str]) -> None:
+    """-q .: the message goes over, the connection closes without a reply."""
+    project = Project(gazette, base, "sink-lost", few, max_connection_failures=3, concurrency=1)
+    with Sink(base, "lost", "-q", ".") as sink:
+        res = project.send(sink.port, timeout=60)
+        rows = project.rows()
+        counts = statuses(rows)
+        check(counts.get("sent", 0) == 0, f"smtp-sink -q .: sent with no reply: {counts}")
+        check(set(counts) <= {"unknown", "pending"}, f"smtp-sink -q .: {counts}")
+        check(res.code == 75 and counts.get("unknown", 0) <= 3,
+              f"smtp-sink -q .: every connection drops right after the message: after "
+              f"max_connection_failures=3 drops in a row the run should stop with exit 75 and "
+              f"leave the rest pending; got exit {res.code} and {counts}")
+        ok(f"smtp-sink -q .: stops after 3 lost replies in a row, exit 75, {counts}")
+
+
+# --------------------------------------------------------------------------
+# crash: kill -9 at random moments
+
+
+def check_crash(gazette: Path, base: Path, kills: int, rng: random.Random) -> None:
+    # One connection: a kill can then leave at most one message in flight,
+    # so at most one duplicate per kill. The peer keeps a message only when
+    # its (slow) 250 goes out: a `sent` row it does not have was marked sent
+    # before the 250.
+    concurrency = 1
+    readers = [f"reader{i:03d}@example.com" for i in range(250)]
+    project = Project(gazette, base, "crash", readers, concurrency=concurrency,
+                      timeout_seconds=10)
+    started = time.monotonic()
+    with Peer(delay=0.05, keep_on_reply=True) as peer:
+        # How long a run takes to reach its first message.
+        probe = Project(gazette, base, "crash-probe", readers[:2])
+        t = time.monotonic()
+        expect_exit(probe.send(peer.port), 0, "crash: probe run")
+        startup = time.monotonic() - t
+        peer.got.clear()
+        window = startup + 0.35
+        worst_inflight = 0
+        for kill in range(kills):
+            proc = project.start_send(peer.port)
+            delay = rng.uniform(0, window)
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+            rows = project.rows() if (project.dir / ".gazette" / "state.db").exists() else {}
+            received = peer.by_rcpt()
+            no_duplicates(received, f"crash: after kill {kill + 1} at {delay:.3f} s")
+            inflight = [a for a, r in rows.items() if r["status"] == "sending"]
+            worst_inflight = max(worst_inflight, len(inflight))
+            check(len(inflight) <= concurrency,
+                  f"crash: kill {kill + 1} left {len(inflight)} deliveries sending, more than "
+                  f"the {concurrency} connections")
+            for address, got in received.items():
+                row = rows.get(address)
+                check(row is not None and row["status"] in ("sent", "sending", "unknown"),
+                      f"crash: after kill {kill + 1}: {address} reached the peer but its "
+                      f"ledger row is {row and row['status']} (it would be sent again)")
+                check(got[0].message_id == row["message_id"],
+                      f"crash: {address}: Message-ID {got[0].message_id} != {row['message_id']}")
+            for address, row in rows.items():
+                if row["status"] == "sent":
+                    check(address in received,
+                          f"crash: after kill {kill + 1}: {address} is sent but never arrived")
+        sent_before = sum(1 for r in project.rows().values() if r["status"] == "sent")
+        res = project.send(peer.port)
+        expect_exit(res, 0, "crash: the run to completion")
+        rows = project.rows()
+        received = peer.by_rcpt()
+        no_duplicates(received, "crash: after the final run")
+        counts = statuses(rows)
+        check(set(counts) <= {"sent", "unknown"},
+              f"crash: after the final run every delivery should be sent or unknown: {counts}")
+        check(set(rows) == set(readers), "crash: the ledger does not list every reader")
+        unknown = [a for a, r in rows.items() if r["status"] == "unknown"]
+        check(len(unknown) <= kills * concurrency,
+              f"crash: {len(unknown)} unknown after {kills} kills")
+        for address, row in rows.items():
+            if row["status"] == "sent":
+                check(len(received.get(address, [])) == 1,
+                      f"crash: {address} is sent but arrived {len(received.get(address, []))} times")
+        missing = [a for a in unknown if a not in received]
+        ok(f"crash: {kills} kill -9 at random moments (0–{window:.2f} s), then a full run: "
+           f"{counts}, {sent_before} sent before the last run, nobody got two messages, at most "
+           f"{worst_inflight} left in flight by a kill")
+
+        # The unknown ones, again with resend_unknown: one copy more at most,
+        # with the same Message-ID.
+        project.configure(resend_unknown=True)
+        res = project.send(peer.port)
+        expect_exit(res, 0, "crash: the run with resend_unknown")
+        rows = project.rows()
+        check(statuses(rows) == {"sent": len(readers)},
+              f"crash: a run with delivery.resend_unknown: true should send the unknown "
+              f"messages again, but the ledger still has {statuses(rows)}; stdout: "
+              f"{res.stdout.strip()!r}")
+        received = peer.by_rcpt()
+        check(set(received) == set(readers), "crash: not every reader got a message")
+        twice = {a: g for a, g in received.items() if len(g) > 1}
+        for address, got in received.items():
+            check(len(got) <= 2, f"crash: {address} got {len(got)} copies")
+            check({g.message_id for g in got} == {rows[address]["message_id"]},
+                  f"crash: {address}'s copies have Message-IDs {[g.message_id for g in got]}, "
+                  f"ledger {rows[address]['message_id']}")
+        check(set(twice) <= set(unknown), f"crash: duplicates of messages that were never "
+                                          f"unknown: {sorted(set(twice) - set(unknown))}")
+        check(len(twice) <= kills, f"crash: {len(twice)} duplicates after {kills} kills")
+    ok(f"crash: with resend_unknown every reader has one message, {len(twice)} with one "
+       f"duplicate of the same Message-ID ({len(missing)} unknown had not arrived); "
+       f"{time.monotonic() - started:.1f} s")
+
+
+# --------------------------------------------------------------------------
+# overlap: two sends at once
+
+
+def add_post(project: Project, n: int, date: str) -> None:
+    (project.dir / "content" / f"overlap-{n}.md").write_text(
+        f"---\ntitle: Overlap round {n}\ndate: {date}\ntags: [ai]\n---\n\n"
+        f"Round {n} of the overlap check: a new post, so a new issue.\n")
+
+
+def check_overlap(gazette: Path, base: Path, rounds: int = 6) -> None:
+    readers = [f"reader{i:02d}@example.com" for i in range(20)]
+    project = Project(gazette, base, "overlap", readers, concurrency=2)
+    with Peer(delay=0.05, keep_on_reply=True) as peer:
+        for n in range(rounds):
+            # Each round is a new issue a day later (a new post), with the
+            # lock file of the round before in place, as cron leaves it.
+            day = 1 + n
+            now = f"2026-06-{day:02d}T12:00:00Z"
+            if n:
+                add_post(project, n, f"2026-06-{day:02d}T09:00:00Z")
+            before = len(peer.snapshot())
+            a = project.start_send(peer.port, now)
+            b = project.start_send(peer.port, now)
+            outs = {}
+            for proc in (a, b):
+                try:
+                    out, err = proc.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    raise Failed("overlap: a send did not end within 60 s")
+                outs[proc.pid] = Result(proc.returncode, out, err, proc.pid)
+            codes = sorted(r.code for r in outs.values())
+            check(codes == [0, 75], f"overlap round {n + 1}: expected exits 0 and 75, got "
+                                    + " / ".join(r.show() for r in outs.values()))
+            loser = next(r for r in outs.values() if r.code == 75)
+            winner = next(r for r in outs.values() if r.code == 0)
+            match = HELD.search(loser.stderr)
+            check(match is not None,
+                  f"overlap round {n + 1}: the second send's stderr lacks 'another send is in "
+                  f"progress (pid N)': {loser.stderr!r}")
+            check(int(match.group(1)) == winner.pid,
+                  f"overlap round {n + 1}: the refused send names pid {match.group(1)}, but the "
+                  f"send that proceeds is pid {winner.pid} (pid {loser.pid} was refused)")
+            new = peer.snapshot()[before:]
+            check(sorted(g.rcpt for g in new) == sorted(readers),
+                  f"overlap round {n + 1}: expected one message per reader, the peer got "
+                  f"{len(new)} for {len({g.rcpt for g in new})} readers")
+    ok(f"overlap: {rounds} rounds of two sends at once: one sent to every reader once, the "
+       f"other exited 75 naming the first one's pid")
+
+
+# --------------------------------------------------------------------------
+# maildev end to end
+
+
+def http_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def check_maildev(gazette: Path, base: Path) -> None:
+    node = shutil.which("node")
+    check(node is not None, "node is missing")
+    cli = ROOT / "scripts" / "node_modules" / "maildev" / "bin" / "maildev"
+    check(cli.exists(), f"maildev is missing ({cli}); npm ci --prefix scripts")
+    version = json.loads((cli.parent.parent / "package.json").read_text())["version"]
+    check(version == "2.2.1", f"maildev {version}, expected 2.2.1")
+    project = Project(gazette, base, "maildev")
+    smtp, web = free_port(), free_port()
+    mails = base / "maildev-mails"
+    mails.mkdir()
+    log = open(base / "maildev.log", "w")
+    proc = PROCS.start([node, str(cli), "--smtp", str(smtp), "--web", str(web),
+                        "--ip", "127.0.0.1", "--web-ip", "127.0.0.1",
+                        "--mail-directory", str(mails)],
+                       stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(smtp, proc, "maildev (SMTP)")
+        wait_for_port(web, proc, "maildev (web)")
+        res = project.send(smtp)
+        expect_exit(res, 0, "maildev send")
+        rows = project.rows()
+        check(statuses(rows) == {"sent": len(rows)}, f"maildev: {statuses(rows)}")
+        mailable = mailable_readers(project.dir / "subscribers.csv")
+        check(set(rows) == mailable, f"maildev: the ledger's readers {sorted(rows)} are not "
+                                     f"the mailable ones {sorted(mailable)}")
+        emails = []
+        for _ in range(50):
+            emails = http_json(f"http://127.0.0.1:{web}/email")
+            if len(emails) >= len(mailable):
+                break
+            time.sleep(0.1)
+        check(len(emails) == len(mailable),
+              f"maildev: {len(emails)} messages for {len(mailable)} mailable readers")
+        seen = set()
+        mids = {}
+        for item in emails:
+            rcpts = [t["address"].lower() for t in item.get("envelope", {}).get("to", [])]
+            check(len(rcpts) == 1, f"maildev: message {item['id']} has envelope recipients {rcpts}")
+            rcpt = rcpts[0]
+            check(rcpt not in seen, f"maildev: {rcpt} got two messages")
+            seen.add(rcpt)
+            to = [t["address"].lower() for t in item.get("to", [])]
+            check(to == [rcpt], f"maildev: {rcpt}: To: {to}")
+            raw = urllib.request.urlopen(
+                f"http://127.0.0.1:{web}/email/{item['id']}/source", timeout=10).read()
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
+            unsub = msg.get_all("List-Unsubscribe") or []
+            check(len(unsub) == 1, f"maildev: {rcpt}: {len(unsub)} List-Unsubscribe headers")
+            check(unsub[0].strip().startswith("<https://"),
+                  f"maildev: {rcpt}: List-Unsubscribe {unsub[0]!r}")
+            post = msg.get_all("List-Unsubscribe-Post") or []
+            check(post == ["List-Unsubscribe=One-Click"],
+                  f"maildev: {rcpt}: List-Unsubscribe-Post {post}")
+            check(msg.get_all("Bcc") is None and not item.get("bcc"),
+                  f"maildev: {rcpt}: has a Bcc")
+            check(msg.get_content_type() == "multipart/alternative",
+                  f"maildev: {rcpt}: {msg.get_content_type()}")
+            parts = [p.get_content_type() for p in msg.iter_parts()]
+            check(parts == ["text/plain", "text/html"], f"maildev: {rcpt}: parts {parts}")
+            check(item.get("text", "").strip() and item.get("html", "").strip(),
+                  f"maildev: {rcpt}: maildev parsed no text or no html part")
+            mids[rcpt] = msg["Message-ID"].strip()
+        check(seen == mailable, f"maildev: recipients {sorted(seen)} != {sorted(mailable)}")
+        check(len(set(mids.values())) == len(mids), "maildev: Message-IDs are not distinct")
+        for address, row in rows.items():
+            check(mids[address] == row["message_id"],
+                  f"maildev: {address}: Message-ID {mids[address]} != ledger {row['message_id']}")
+        ok(f"maildev: {len(emails)} messages, one per mailable reader, one List-Unsubscribe, "
+           f"one-click List-Unsubscribe-Post, no Bcc, text+html, Message-IDs as in the ledger")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def mailable_readers(path: Path) -> set[str]:
+    import csv
+    with open(path, newline="") as f:
+        return {row["email"].lower() for row in csv.DictReader(f)
+                if (row.get("status") or "active") == "active"}
+
+
+# --------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("gazette", type=Path)
+    parser.add_argument("checks", nargs="*", metavar="CHECK", help=" ".join(CHECKS))
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    unknown = [c for c in args.checks if c not in CHECKS]
+    if unknown:
+        parser.error(f"unknown check {unknown[0]!r}; choose from {', '.join(CHECKS)}")
+    gazette = args.gazette.resolve()
+    if not os.access(gazette, os.X_OK):
+        parser.error(f"{gazette} is not an executable")
+    # SIGTERM (a CI timeout) unwinds like an error, so every server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    base = Path(tempfile.mkdtemp(prefix="gazette-delivery-"))
+    base.chmod(0o755)
+    started = time.monotonic()
+    failures: list[str] = []
+    try:
+        for name in args.checks or CHECKS:
+            t = time.monotonic()
+            if name == "faults":
+                failures += check_faults(gazette, base)
+            elif name == "sink":
+                failures += check_sink(gazette, base)
+            elif name == "crash":
+                print(f"crash: seed {seed} (--seed {seed} repeats the kill times)", flush=True)
+                failures += run_parts([lambda: check_crash(gazette, base, args.kills, rng)])
+            elif name == "overlap":
+                failures += run_parts([lambda: check_overlap(gazette, base)])
+            elif name == "maildev":
+                failures += run_parts([lambda: check_maildev(gazette, base)])
+            print(f"   ({name}: {time.monotonic() - t:.1f} s)", flush=True)
+    finally:
+        PROCS.stop_all()
+        if args.keep:
+            print(f"(projects kept in {base})", file=sys.stderr)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    took = time.monotonic() - started
+    if failures:
+        print(f"\n{len(failures)} delivery check(s) FAILED ({took:.1f} s):", file=sys.stderr)
+        for failure in failures:
+            print(f"  - {failure.splitlines()[0][:300]}", file=sys.stderr)
+        return 1
+    print(f"all delivery checks passed in {took:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
