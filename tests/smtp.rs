@@ -196,3 +196,32 @@ fn a_second_send_while_one_runs_exits_75() {
         run.stderr
     );
 }
+
+#[test]
+fn a_message_deferred_past_its_age_fails_so_the_next_issue_can_go_out() {
+    let (_catcher, port) = catcher();
+    let project = Project::sample().file(
+        "subscribers.csv",
+        "email,name\nok@example.com,Ok\ndefer@example.com,Later\n",
+    );
+    send(&project, port).expect(0);
+    let url = format!("smtp://127.0.0.1:{port}");
+    let later = project
+        .run_env(
+            &["send", "--smtp", &url],
+            &[SECRET, ("GAZETTE_NOW", "2026-06-05T12:00:00Z")],
+        )
+        .expect(1);
+    assert!(
+        later.stderr.contains(
+            "1 deferred message(s) of issue 2026-06-01 are older than delivery.max_age_hours"
+        ),
+        "{}",
+        later.stderr
+    );
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let first = status.as_array().unwrap().last().unwrap();
+    assert_eq!(first["deliveries"]["failed"], 1);
+    assert!(first["completed"].is_string());
+}

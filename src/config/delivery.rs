@@ -22,6 +22,9 @@ pub struct DeliverySettings {
     pub max_attempts: u32,
     /// The wait before the first retry of a deferred message; it doubles.
     pub retry_after: Duration,
+    /// How long after its issue was made a deferred message is still
+    /// tried; after that it counts as failed.
+    pub max_age: Duration,
     /// Connection failures in a row after which the run stops (exit 75).
     pub max_connection_failures: u32,
     /// Whether messages whose 250 was lost in flight are sent again.
@@ -39,6 +42,7 @@ impl Default for DeliverySettings {
             timeout: Duration::from_secs(30),
             max_attempts: 5,
             retry_after: Duration::from_secs(15 * 60),
+            max_age: Duration::from_secs(72 * 3600),
             max_connection_failures: 5,
             resend_unknown: false,
         }
@@ -55,6 +59,7 @@ pub struct RawDelivery {
     timeout_seconds: u64,
     max_attempts: u32,
     retry_after_minutes: u64,
+    max_age_hours: u64,
     max_connection_failures: u32,
     resend_unknown: bool,
 }
@@ -70,6 +75,7 @@ impl Default for RawDelivery {
             timeout_seconds: d.timeout.as_secs(),
             max_attempts: d.max_attempts,
             retry_after_minutes: d.retry_after.as_secs() / 60,
+            max_age_hours: d.max_age.as_secs() / 3600,
             max_connection_failures: d.max_connection_failures,
             resend_unknown: d.resend_unknown,
         }
@@ -105,6 +111,12 @@ impl RawDelivery {
                 "max_attempts must be at least 1".into(),
             );
         }
+        if self.max_age_hours == 0 {
+            fail(
+                "delivery.max_age_hours",
+                "max_age_hours must be at least 1".into(),
+            );
+        }
         if self.max_connection_failures == 0 {
             fail(
                 "delivery.max_connection_failures",
@@ -134,6 +146,7 @@ impl RawDelivery {
             timeout: Duration::from_secs(self.timeout_seconds),
             max_attempts: self.max_attempts,
             retry_after: Duration::from_secs(self.retry_after_minutes * 60),
+            max_age: Duration::from_secs(self.max_age_hours.saturating_mul(3600)),
             max_connection_failures: self.max_connection_failures,
             resend_unknown: self.resend_unknown,
         }

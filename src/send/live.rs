@@ -93,6 +93,16 @@ pub fn send(
         },
     };
     ledger.recover(&record.id, run.now)?;
+    let expired = expire(&ledger, &record, run, &mut segments)?;
+    if expired > 0 {
+        problems.push(Diagnostic::warning(
+            display_path(run.root, &crate::ledger::ledger_path(run.root)),
+            format!(
+                "{expired} deferred message(s) of issue {} are older than delivery.max_age_hours; counted as failed",
+                record.id
+            ),
+        ));
+    }
     let allowed = mailable_now(run, &mut problems)?;
     let issue = Issue {
         id: record.id.clone(),
@@ -158,7 +168,7 @@ pub fn send(
             }
             let result = apply(
                 &ledger,
-                &record.id,
+                &record,
                 event,
                 run,
                 &attempts,
@@ -472,7 +482,7 @@ fn next_job<'d>(
 /// Records one event of the pool.
 fn apply(
     ledger: &Ledger,
-    issue_id: &str,
+    record: &IssueRecord,
     event: Event,
     run: &Run,
     attempts: &HashMap<AddressKey, u32>,
@@ -480,6 +490,7 @@ fn apply(
     summary: &mut Summary,
 ) -> Result<()> {
     let now = run.now;
+    let issue_id = record.id.as_str();
     match event {
         Event::HandingOver(key, ack) => {
             // The last moment to honour an unsubscribe recorded during the
@@ -501,7 +512,7 @@ fn apply(
                 }
                 Outcome::Deferred(reply) => {
                     let tried = attempts.get(&key).copied().unwrap_or(0) + 1;
-                    if tried >= run.config.delivery.max_attempts {
+                    if tried >= run.config.delivery.max_attempts || too_old(run, record.created) {
                         ledger.mark_failed(issue_id, key, &reply, now)?;
                         counts.failed += 1;
                     } else {
@@ -536,6 +547,37 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// Whether an issue made at `created` is past `delivery.max_age_hours`.
+fn too_old(run: &Run, created: DateTime<FixedOffset>) -> bool {
+    let age = run.now - created;
+    chrono::Duration::from_std(run.config.delivery.max_age).is_ok_and(|max| age >= max)
+}
+
+/// Deferred messages of an issue past its age: failed, so it can complete.
+fn expire(
+    ledger: &Ledger,
+    record: &IssueRecord,
+    run: &Run,
+    segments: &mut BTreeMap<String, SegmentCounts>,
+) -> Result<u64> {
+    if !too_old(run, record.created) {
+        return Ok(0);
+    }
+    let far = run.now + chrono::Duration::days(36_500);
+    let mut expired = 0;
+    for delivery in ledger.due(&record.id, far, false)? {
+        if delivery.status == DeliveryStatus::Deferred {
+            let reply = delivery
+                .last_reply
+                .unwrap_or_else(|| "deferred until too late".into());
+            ledger.mark_failed(&record.id, delivery.key, &reply, run.now)?;
+            segments.entry(delivery.segment.clone()).or_default().failed += 1;
+            expired += 1;
+        }
+    }
+    Ok(expired)
 }
 
 /// The shortest time between two messages under the rate limits.
