@@ -19,11 +19,14 @@ struct Received {
 }
 
 /// An SMTP server that keeps what it gets; RCPT to an address containing
-/// `defer` gets 451, one containing `bounce` gets 550.
+/// `defer` gets 451, one containing `bounce` gets 550, one containing
+/// `greylist` gets 451 the first time only.
 #[derive(Clone, Default)]
 struct Catcher {
     received: Arc<Mutex<Vec<Received>>>,
     transactions: Arc<Mutex<u32>>,
+    /// Recipients refused once already (for `greylist` addresses).
+    greylisted: Arc<Mutex<std::collections::HashSet<String>>>,
     current: Received,
 }
 
@@ -35,6 +38,9 @@ impl Handler for Catcher {
     }
 
     fn rcpt(&mut self, to: &str) -> Response {
+        if to.contains("greylist") && self.greylisted.lock().unwrap().insert(to.to_string()) {
+            return Response::custom(451, "greylisted, try again in a moment".into());
+        }
         if to.contains("defer") {
             return Response::custom(451, "try again later".into());
         }
@@ -67,6 +73,13 @@ fn catcher() -> (Catcher, u16) {
         let _ = server.serve();
     });
     (catcher, port)
+}
+
+/// The sample project with `delivery:` settings added.
+fn sample_with(delivery: &str) -> Project {
+    let project = Project::sample();
+    let config = project.read("gazette.yaml");
+    project.file("gazette.yaml", format!("{config}\ndelivery:\n{delivery}"))
 }
 
 fn send(project: &Project, port: u16) -> crate::support::Run {
@@ -126,7 +139,7 @@ fn every_reader_gets_one_message_and_a_second_run_sends_nothing() {
 #[test]
 fn a_4xx_is_deferred_and_a_5xx_bounces_into_the_suppression_list() {
     let (catcher, port) = catcher();
-    let project = Project::sample().file(
+    let project = sample_with("  retries_in_run: 0\n").file(
         "subscribers.csv",
         "email,name\nok@example.com,Ok\ndefer@example.com,Later\nbounce@example.com,Gone\n",
     );
@@ -200,7 +213,7 @@ fn a_second_send_while_one_runs_exits_75() {
 #[test]
 fn a_message_deferred_past_its_age_fails_so_the_next_issue_can_go_out() {
     let (_catcher, port) = catcher();
-    let project = Project::sample().file(
+    let project = sample_with("  retries_in_run: 0\n").file(
         "subscribers.csv",
         "email,name\nok@example.com,Ok\ndefer@example.com,Later\n",
     );
@@ -224,4 +237,26 @@ fn a_message_deferred_past_its_age_fails_so_the_next_issue_can_go_out() {
     let first = status.as_array().unwrap().last().unwrap();
     assert_eq!(first["deliveries"]["failed"], 1);
     assert!(first["completed"].is_string());
+}
+
+#[test]
+fn a_greylisted_reader_is_tried_again_within_the_run() {
+    let (catcher, port) = catcher();
+    let project = sample_with("  retry_in_run_seconds: 1\n").file(
+        "subscribers.csv",
+        "email,name\nok@example.com,Ok\ngreylist@example.com,Grey\n",
+    );
+    let run = send(&project, port).expect(0);
+    assert!(
+        run.stdout
+            .contains("default                     2        0"),
+        "{}",
+        run.stdout
+    );
+    let received = catcher.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2);
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status[0]["deliveries"]["sent"], 2);
+    assert!(status[0]["completed"].is_string());
 }

@@ -22,6 +22,10 @@ pub struct DeliverySettings {
     pub max_attempts: u32,
     /// The wait before the first retry of a deferred message; it doubles.
     pub retry_after: Duration,
+    /// Second tries of deferred messages within the run, and the pause
+    /// before each (greylisting wants one).
+    pub retries_in_run: u32,
+    pub retry_in_run: Duration,
     /// How long after its issue was made a deferred message is still
     /// tried; after that it counts as failed.
     pub max_age: Duration,
@@ -42,6 +46,8 @@ impl Default for DeliverySettings {
             timeout: Duration::from_secs(30),
             max_attempts: 5,
             retry_after: Duration::from_secs(15 * 60),
+            retries_in_run: 1,
+            retry_in_run: Duration::from_secs(60),
             max_age: Duration::from_secs(72 * 3600),
             max_connection_failures: 5,
             resend_unknown: false,
@@ -59,6 +65,8 @@ pub struct RawDelivery {
     timeout_seconds: u64,
     max_attempts: u32,
     retry_after_minutes: u64,
+    retries_in_run: u32,
+    retry_in_run_seconds: u64,
     max_age_hours: u64,
     max_connection_failures: u32,
     resend_unknown: bool,
@@ -75,6 +83,8 @@ impl Default for RawDelivery {
             timeout_seconds: d.timeout.as_secs(),
             max_attempts: d.max_attempts,
             retry_after_minutes: d.retry_after.as_secs() / 60,
+            retries_in_run: d.retries_in_run,
+            retry_in_run_seconds: d.retry_in_run.as_secs(),
             max_age_hours: d.max_age.as_secs() / 3600,
             max_connection_failures: d.max_connection_failures,
             resend_unknown: d.resend_unknown,
@@ -109,6 +119,13 @@ impl RawDelivery {
             fail(
                 "delivery.max_attempts",
                 "max_attempts must be at least 1".into(),
+            );
+        }
+        if self.retries_in_run > 5 || self.retry_in_run_seconds > 900 {
+            fail(
+                "delivery.retries_in_run",
+                "at most 5 retries within a run, at most 900 seconds apart (later runs retry too)"
+                    .into(),
             );
         }
         if self.max_age_hours == 0 {
@@ -146,6 +163,8 @@ impl RawDelivery {
             timeout: Duration::from_secs(self.timeout_seconds),
             max_attempts: self.max_attempts,
             retry_after: Duration::from_secs(self.retry_after_minutes * 60),
+            retries_in_run: self.retries_in_run,
+            retry_in_run: Duration::from_secs(self.retry_in_run_seconds),
             max_age: Duration::from_secs(self.max_age_hours.saturating_mul(3600)),
             max_connection_failures: self.max_connection_failures,
             resend_unknown: self.resend_unknown,

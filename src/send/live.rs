@@ -5,6 +5,7 @@
 //! `sent` only after the server's 250; a run that dies in between leaves
 //! `unknown`, never a silent duplicate.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
@@ -158,58 +159,102 @@ pub fn send(
         .context("cannot start the sending runtime")?;
     let mut errors: Vec<anyhow::Error> = Vec::new();
     let mut progress = Progress::new(due.len() as u64, quiet);
+    let attempts = RefCell::new(attempts);
+    // Keys deferred in the current round, for the retries within the run.
+    let deferred_now: RefCell<Vec<AddressKey>> = RefCell::new(Vec::new());
     let ended = runtime.block_on(async {
         let mut pool = Pool::start(smtp, from, &limits);
-        let mut queue = due.iter();
-        let mut pending: Option<Job> = None;
-        let mut record_event = |event: Event, summary: &mut Summary| {
+        let mut in_flight = 0usize;
+        let mut record_event = |event: Event, summary: &mut Summary, in_flight: &mut usize| {
             if matches!(event, Event::Done(..)) {
                 progress.step();
+                *in_flight = in_flight.saturating_sub(1);
             }
             let result = apply(
                 &ledger,
                 &record,
                 event,
                 run,
-                &attempts,
+                &attempts.borrow(),
                 &segment_of_key,
                 summary,
             );
-            if let Err(err) = result {
-                errors.push(err);
+            match result {
+                Ok(Some(key)) => deferred_now.borrow_mut().push(key),
+                Ok(None) => {}
+                Err(err) => errors.push(err),
             }
         };
-        loop {
-            if pending.is_none() && !pool.stopped() {
-                pending = next_job(
-                    &mut queue,
-                    &allowed,
-                    &ledger,
-                    &record.id,
-                    &posts,
-                    &frozen,
-                    config,
-                    &mut renderer,
-                    run.now,
-                    &mut summary,
-                    &mut problems,
-                )?;
+        let mut round_due: Vec<crate::ledger::Delivery> = due.clone();
+        for round in 0..=config.delivery.retries_in_run {
+            if round > 0 {
+                // Wait until this round settled, then give the deferred a
+                // second chance after a pause (greylisting wants one).
+                while in_flight > 0 {
+                    match pool.events.recv().await {
+                        Some(event) => record_event(event, &mut summary, &mut in_flight),
+                        None => break,
+                    }
+                }
+                let keys = std::mem::take(&mut *deferred_now.borrow_mut());
+                if keys.is_empty() || pool.stopped() {
+                    break;
+                }
+                tokio::time::sleep(config.delivery.retry_in_run).await;
+                round_due.clear();
+                for key in keys {
+                    if let Some(delivery) = ledger.delivery(&record.id, key)?
+                        && delivery.status == DeliveryStatus::Deferred
+                    {
+                        attempts.borrow_mut().insert(key, delivery.attempts);
+                        let counts = summary
+                            .segments
+                            .entry(delivery.segment.clone())
+                            .or_default();
+                        counts.deferred = counts.deferred.saturating_sub(1);
+                        round_due.push(delivery);
+                    }
+                }
             }
-            let Some(job) = pending.take() else { break };
-            tokio::select! {
-                permit = pool.jobs.reserve() => match permit {
-                    Ok(permit) => permit.send(job),
-                    Err(_) => break,
-                },
-                event = pool.events.recv() => {
-                    pending = Some(job);
-                    if let Some(event) = event {
-                        record_event(event, &mut summary);
+            let mut queue = round_due.iter();
+            let mut pending: Option<Job> = None;
+            loop {
+                if pending.is_none() && !pool.stopped() {
+                    pending = next_job(
+                        &mut queue,
+                        &allowed,
+                        &ledger,
+                        &record.id,
+                        &posts,
+                        &frozen,
+                        config,
+                        &mut renderer,
+                        run.now,
+                        &mut summary,
+                        &mut problems,
+                    )?;
+                }
+                let Some(job) = pending.take() else { break };
+                tokio::select! {
+                    permit = pool.jobs.reserve() => match permit {
+                        Ok(permit) => {
+                            permit.send(job);
+                            in_flight += 1;
+                        }
+                        Err(_) => break,
+                    },
+                    event = pool.events.recv() => {
+                        pending = Some(job);
+                        if let Some(event) = event {
+                            record_event(event, &mut summary, &mut in_flight);
+                        }
                     }
                 }
             }
         }
-        let stopped = pool.finish(|event| record_event(event, &mut summary)).await;
+        let stopped = pool
+            .finish(|event| record_event(event, &mut summary, &mut in_flight))
+            .await;
         Ok::<Ended, anyhow::Error>(if stopped {
             Ended::Unreachable
         } else {
@@ -479,7 +524,8 @@ fn next_job<'d>(
     Ok(None)
 }
 
-/// Records one event of the pool.
+/// Records one event of the pool; returns the key of a message it
+/// deferred (to be tried again within the run).
 fn apply(
     ledger: &Ledger,
     record: &IssueRecord,
@@ -488,7 +534,7 @@ fn apply(
     attempts: &HashMap<AddressKey, u32>,
     segments: &HashMap<AddressKey, String>,
     summary: &mut Summary,
-) -> Result<()> {
+) -> Result<Option<AddressKey>> {
     let now = run.now;
     let issue_id = record.id.as_str();
     match event {
@@ -497,7 +543,7 @@ fn apply(
             // run: an unanswered ack means the message is not handed over.
             if ledger.suppression(key)?.is_some() {
                 ledger.mark_suppressed(issue_id, key, now)?;
-                return Ok(());
+                return Ok(None);
             }
             ledger.mark_sending(issue_id, key, now)?;
             let _ = ack.send(());
@@ -520,6 +566,7 @@ fn apply(
                         let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
                         ledger.mark_deferred(issue_id, key, &reply, next, now)?;
                         counts.deferred += 1;
+                        return Ok(Some(key));
                     }
                 }
                 Outcome::Failed(reply) => {
@@ -546,7 +593,7 @@ fn apply(
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Whether an issue made at `created` is past `delivery.max_age_hours`.
