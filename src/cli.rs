@@ -459,6 +459,13 @@ impl Session {
                 let failed: u64 = summary.segments.values().map(|c| c.failed).sum();
                 let exit = match ended {
                     crate::send::Ended::Unreachable => Exit::TryLater,
+                    crate::send::Ended::LoginRefused => {
+                        eprintln!(
+                            "{} the relay refused the login; check the user in the SMTP URL and GAZETTE_SMTP_PASSWORD (nothing was sent)",
+                            self.style.label(Severity::Error)
+                        );
+                        Exit::BadInput
+                    }
                     crate::send::Ended::Done if failed > 0 => Exit::BadInput,
                     crate::send::Ended::Done => Exit::Done,
                 };

@@ -260,3 +260,48 @@ fn a_greylisted_reader_is_tried_again_within_the_run() {
     assert_eq!(status[0]["deliveries"]["sent"], 2);
     assert!(status[0]["completed"].is_string());
 }
+
+/// A server that asks for a login and refuses every one.
+#[derive(Clone, Default)]
+struct Gatekeeper;
+
+impl Handler for Gatekeeper {
+    fn auth_plain(
+        &mut self,
+        _authorization_id: &str,
+        _authentication_id: &str,
+        _password: &str,
+    ) -> Response {
+        response::INVALID_CREDENTIALS
+    }
+}
+
+#[test]
+fn a_refused_login_is_a_configuration_error_not_an_outage() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut server = Server::new(Gatekeeper);
+    server
+        .with_tcp_listener(listener)
+        .with_auth(mailin_embedded::AuthMechanism::Plain);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    let project = Project::sample();
+    let url = format!("smtp://bob@127.0.0.1:{port}?tls=none");
+    let run = project
+        .run_env(
+            &["send", "--smtp", &url],
+            &[SECRET, ("GAZETTE_SMTP_PASSWORD", "wrong-password")],
+        )
+        .expect(1);
+    assert!(!run.stderr.contains("wrong-password"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the relay refused the login"),
+        "{}",
+        run.stderr
+    );
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status[0]["deliveries"]["pending"], 11);
+}

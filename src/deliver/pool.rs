@@ -15,7 +15,7 @@ use lettre::Address;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::smtp::{Outcome, Session, SmtpSettings};
+use super::smtp::{LoginRefused, Outcome, Session, SmtpSettings};
 use crate::unsubscribe::AddressKey;
 
 /// One message to send.
@@ -34,6 +34,16 @@ pub enum Event {
     HandingOver(AddressKey, oneshot::Sender<()>),
     /// What became of `key`'s message.
     Done(AddressKey, Outcome),
+}
+
+/// Why a pool stopped before its queue was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt {
+    No,
+    /// Connection trouble too many times in a row.
+    Unreachable,
+    /// The relay refused the login.
+    LoginRefused,
 }
 
 /// How hard the pool may push.
@@ -56,6 +66,8 @@ struct Shared {
     failures: AtomicU32,
     max_failures: u32,
     stopped: AtomicBool,
+    /// Set with `stopped` when the relay refused the login.
+    login_refused: AtomicBool,
 }
 
 /// A running pool: send jobs in, read events out.
@@ -81,6 +93,7 @@ impl Pool {
             failures: AtomicU32::new(0),
             max_failures: limits.max_connection_failures,
             stopped: AtomicBool::new(false),
+            login_refused: AtomicBool::new(false),
         });
         let workers = (0..limits.concurrency)
             .map(|_| tokio::spawn(work(shared.clone())))
@@ -99,9 +112,8 @@ impl Pool {
     }
 
     /// Closes the queue and waits for the workers, answering their last
-    /// events through `handle`; returns whether the pool gave up after
-    /// connection failures in a row.
-    pub async fn finish(mut self, mut handle: impl FnMut(Event)) -> bool {
+    /// events through `handle`; returns why the pool stopped early, if it did.
+    pub async fn finish(mut self, mut handle: impl FnMut(Event)) -> Halt {
         drop(self.jobs);
         let mut workers = std::mem::take(&mut self.workers);
         let waiting = async {
@@ -125,7 +137,13 @@ impl Pool {
                 }
             }
         }
-        self.shared.stopped.load(Ordering::SeqCst)
+        if self.shared.login_refused.load(Ordering::SeqCst) {
+            Halt::LoginRefused
+        } else if self.shared.stopped.load(Ordering::SeqCst) {
+            Halt::Unreachable
+        } else {
+            Halt::No
+        }
     }
 }
 
@@ -162,7 +180,13 @@ async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> 
             match Session::open(&shared.settings).await {
                 Ok(opened) => *session = Some(opened),
                 Err(err) => {
-                    trouble(shared);
+                    if err.downcast_ref::<LoginRefused>().is_some() {
+                        // Trying again will not help: stop at once.
+                        shared.login_refused.store(true, Ordering::SeqCst);
+                        shared.stopped.store(true, Ordering::SeqCst);
+                    } else {
+                        trouble(shared);
+                    }
                     return Outcome::NotSent(format!("{err:#}"));
                 }
             }

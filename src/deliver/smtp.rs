@@ -103,6 +103,11 @@ fn percent_decode(text: &str) -> String {
         .map_or_else(|| text.to_string(), |(_, v)| v.into_owned())
 }
 
+/// The relay refused the login: a configuration error, not an outage.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoginRefused(pub String);
+
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -185,7 +190,12 @@ impl Session {
             let credentials = Credentials::new(user.clone(), password.clone());
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                 .await
-                .with_context(|| format!("{} refused the login of '{user}'", settings.shown()))?;
+                .map_err(|err| {
+                    LoginRefused(format!(
+                        "{} refused the login of '{user}': {err}",
+                        settings.shown()
+                    ))
+                })?;
         }
         Ok(Session {
             conn,

@@ -20,7 +20,7 @@ use crate::audience::subscribers::{self, Status, Subscriber};
 use crate::audience::suppressed::Suppressed;
 use crate::config::{Config, Segment};
 use crate::content::{Post, Tag};
-use crate::deliver::pool::{Event, Job, Limits, Pool};
+use crate::deliver::pool::{Event, Halt, Job, Limits, Pool};
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::ledger::{DeliveryStatus, IssueRecord, Ledger, NewDelivery, Reason as Bounce};
@@ -36,6 +36,8 @@ pub enum Ended {
     /// The relay could not be reached too many times in a row: the rest is
     /// left for the next run (exit 75).
     Unreachable,
+    /// The relay refused the login: fix the configuration (exit 1).
+    LoginRefused,
 }
 
 /// What the ledger keeps of a reader's digest, in `deliveries.picks`.
@@ -252,13 +254,13 @@ pub fn send(
                 }
             }
         }
-        let stopped = pool
+        let halt = pool
             .finish(|event| record_event(event, &mut summary, &mut in_flight))
             .await;
-        Ok::<Ended, anyhow::Error>(if stopped {
-            Ended::Unreachable
-        } else {
-            Ended::Done
+        Ok::<Ended, anyhow::Error>(match halt {
+            Halt::No => Ended::Done,
+            Halt::Unreachable => Ended::Unreachable,
+            Halt::LoginRefused => Ended::LoginRefused,
         })
     })?;
     progress.finish();
