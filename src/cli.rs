@@ -282,7 +282,7 @@ impl Session {
             let audience = path.exists();
             if audience {
                 report.extend(subscribers::read(&path, &shown, &mut |subscriber| {
-                    add_columns(&mut attrs, &subscriber);
+                    subscribers::add_columns(&mut attrs, &subscriber.attrs);
                 }));
             } else if config.audience.named {
                 report.push(Diagnostic::error(
@@ -708,7 +708,7 @@ impl Session {
             let suppressed = Suppressed::load(&self.root)?;
             report.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
                 suppressed.apply(&mut subscriber);
-                add_columns(&mut attrs, &subscriber);
+                subscribers::add_columns(&mut attrs, &subscriber.attrs);
                 audience.add(&config, subscriber);
             }));
         }
@@ -815,15 +815,6 @@ impl Session {
         } else {
             Exit::Done
         })
-    }
-}
-
-/// Adds the custom columns `subscriber` has a value in to `columns`.
-fn add_columns(columns: &mut Vec<String>, subscriber: &subscribers::Subscriber) {
-    for column in subscriber.attrs.keys() {
-        if !columns.contains(column) {
-            columns.push(column.clone());
-        }
     }
 }
 

@@ -166,6 +166,12 @@ impl Secret {
         Ok(AddressKey(key))
     }
 
+    /// The Message-ID of `email`'s message in issue `issue`:
+    /// `<issue.key@host>`, the same for a re-send, naming no address.
+    pub fn message_id(&self, issue: &str, email: &str, host: &str) -> String {
+        format!("<{issue}.{}@{host}>", self.message_key(issue, email))
+    }
+
     /// A stable, keyed id of `email` in issue `issue`, for Message-IDs:
     /// 20 hex digits that reveal nothing without the key.
     pub fn message_key(&self, issue: &str, email: &str) -> String {

@@ -115,6 +115,16 @@ pub struct Subscriber {
     pub line: usize,
 }
 
+/// Adds the custom columns of `attrs` that `columns` lacks, in order of
+/// first appearance (the columns every digest of a run can use).
+pub fn add_columns(columns: &mut Vec<String>, attrs: &BTreeMap<String, String>) {
+    for column in attrs.keys() {
+        if !columns.contains(column) {
+            columns.push(column.clone());
+        }
+    }
+}
+
 /// Reads the subscribers file at `path` (shown in messages as `shown`),
 /// calling `each` for every accepted subscriber in file order, and returns
 /// every problem found (errors for rejected rows, warnings otherwise).

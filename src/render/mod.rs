@@ -361,12 +361,9 @@ impl<'c> Renderer<'c> {
             mjml: compiled.mjml.fill(&values, Escape::Html),
             segment: segment.id.clone(),
             variant: compiled.variant.clone(),
-            message_id: format!(
-                "<{}.{}@{}>",
-                self.issue_id,
-                self.secret.message_key(&self.issue_id, &subscriber.email),
-                self.host
-            ),
+            message_id: self
+                .secret
+                .message_id(&self.issue_id, &subscriber.email, &self.host),
             list_id: format!("<{list}>"),
             list_unsubscribe,
             unsubscribe_url,
@@ -423,6 +420,19 @@ fn context_of(digest: &Digest) -> Result<Context, Diagnostic> {
             format!("cannot pass data to templates: {err}"),
         )
     })
+}
+
+/// The variant `email` gets in issue `issue`: its name, as
+/// [`variant_label`] gives it.
+pub fn variant_of(segment: &Segment, issue: &str, email: &str) -> String {
+    match variant::choose(&segment.subjects, issue, email, "subject") {
+        Some(subject) => variant_label(
+            segment,
+            subject,
+            variant::choose(&segment.ctas, issue, email, "cta"),
+        ),
+        None => "default".into(),
+    }
 }
 
 /// The variant's name: the ids of the tests this segment runs.

@@ -18,7 +18,7 @@ use super::{Run, SegmentCounts, Summary};
 use crate::audience::segments::segment_of;
 use crate::audience::subscribers::{self, Status, Subscriber};
 use crate::audience::suppressed::Suppressed;
-use crate::config::{Config, Segment};
+use crate::config::Config;
 use crate::content::{Post, Tag};
 use crate::deliver::pool::{Event, Halt, Job, Limits, Pool};
 use crate::deliver::smtp::{Outcome, SmtpSettings};
@@ -71,11 +71,14 @@ pub fn send(
         .iter()
         .map(|s| (s.id.clone(), SegmentCounts::default()))
         .collect();
-    let (record, posts) = match unfinished(&ledger, config.delivery.resend_unknown)? {
+    // Who the subscribers file allows now: read while freezing a new
+    // issue, or once more when resuming one.
+    let (record, posts, allowed) = match unfinished(&ledger, config.delivery.resend_unknown)? {
         Some(record) => {
             let posts: Vec<Post> = serde_json::from_str(&record.posts)
                 .with_context(|| format!("cannot read the posts of issue {}", record.id))?;
-            (record, posts)
+            let allowed = mailable_now(run, &mut problems)?;
+            (record, posts, allowed)
         }
         None => match freeze(run, &ledger, &mut problems, &mut segments)? {
             Some(frozen) => frozen,
@@ -106,7 +109,6 @@ pub fn send(
             ),
         ));
     }
-    let allowed = mailable_now(run, &mut problems)?;
     let issue = Issue {
         id: record.id.clone(),
         cutoff: record.cutoff,
@@ -126,11 +128,7 @@ pub fn send(
     for delivery in &due {
         let reader: Frozen = serde_json::from_str(&delivery.picks)
             .with_context(|| format!("cannot read the digest of {}", delivery.address))?;
-        for column in reader.attrs.keys() {
-            if !attrs.contains(column) {
-                attrs.push(column.clone());
-            }
-        }
+        subscribers::add_columns(&mut attrs, &reader.attrs);
         frozen.insert(delivery.key, reader);
     }
     let secret = Secret::load(run.root)?;
@@ -282,6 +280,10 @@ pub fn send(
     Ok((summary, problems, ended))
 }
 
+/// An issue as a run works on it: its record, its frozen posts, and the
+/// readers the subscribers file allows now.
+type FrozenIssue = (IssueRecord, Vec<Post>, HashSet<AddressKey>);
+
 /// The issue a run must finish first: one not completed, or — when
 /// `resend_unknown` — the last one if it still has `unknown` messages.
 fn unfinished(ledger: &Ledger, resend_unknown: bool) -> Result<Option<IssueRecord>> {
@@ -310,23 +312,20 @@ fn mailable_now(run: &Run, problems: &mut Vec<Diagnostic>) -> Result<HashSet<Add
             keys.insert(AddressKey::of(&subscriber.email));
         }
     });
-    // The file's problems are reported once: by the freeze, or here when
-    // resuming.
-    if problems.is_empty() {
-        problems.extend(found);
-    }
+    problems.extend(found);
     Ok(keys)
 }
 
 /// The issue made now, frozen with its deliveries; `None` when nothing is new.
 /// Readers left out at this point are counted into `segments`
-/// (suppressed: not mailable; skipped: no new post for them).
+/// (suppressed: not mailable; skipped: no new post for them); the
+/// mailable readers' keys come back with the issue.
 fn freeze(
     run: &Run,
     ledger: &Ledger,
     problems: &mut Vec<Diagnostic>,
     segments: &mut BTreeMap<String, SegmentCounts>,
-) -> Result<Option<(IssueRecord, Vec<Post>)>> {
+) -> Result<Option<FrozenIssue>> {
     let config = run.config;
     let history = history(ledger)?;
     let window = select::Window::new(config, run.now, run.since);
@@ -360,6 +359,7 @@ fn freeze(
         .unwrap_or("localhost")
         .to_string();
     let mut deliveries = Vec::new();
+    let mut allowed = HashSet::new();
     problems.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
         suppressed.apply(&mut subscriber);
         let segment = segment_of(&subscriber, &config.segments);
@@ -368,6 +368,7 @@ fn freeze(
             counts.suppressed += 1;
             return;
         }
+        allowed.insert(AddressKey::of(&subscriber.email));
         let reader = Reader {
             interests: &subscriber.interests,
             personalize: subscriber.personalize,
@@ -395,17 +396,13 @@ fn freeze(
             key: AddressKey::of(&subscriber.email),
             address: subscriber.email.clone(),
             segment: segment.id.clone(),
-            variant: variant_of(segment, &record.id, &subscriber.email),
+            variant: crate::render::variant_of(segment, &record.id, &subscriber.email),
             picks: serde_json::to_string(&frozen).unwrap_or_default(),
-            message_id: format!(
-                "<{}.{}@{host}>",
-                record.id,
-                secret.message_key(&record.id, &subscriber.email)
-            ),
+            message_id: secret.message_id(&record.id, &subscriber.email, &host),
         });
     }));
     ledger.create_issue(&record, &mut deliveries.into_iter(), run.now)?;
-    Ok(Some((record, posts)))
+    Ok(Some((record, posts, allowed)))
 }
 
 /// What earlier issues sent: the last cutoff and every post's slug.
@@ -420,24 +417,6 @@ pub fn history(ledger: &Ledger) -> Result<History> {
         last_cutoff: ledger.last_issue()?.map(|r| r.cutoff),
         sent,
     })
-}
-
-/// The variant label a reader gets (as the renderer names it).
-fn variant_of(segment: &Segment, issue: &str, email: &str) -> String {
-    let subject = select::variant::choose(&segment.subjects, issue, email, "subject");
-    let cta = select::variant::choose(&segment.ctas, issue, email, "cta");
-    let mut parts = Vec::new();
-    if segment.subjects.len() > 1 {
-        parts.extend(subject.map(|v| v.id.clone()));
-    }
-    if segment.ctas.len() > 1 {
-        parts.extend(cta.map(|v| v.id.clone()));
-    }
-    if parts.is_empty() {
-        "default".into()
-    } else {
-        parts.join(".")
-    }
 }
 
 /// The next delivery that is still to be mailed, rendered; suppressed

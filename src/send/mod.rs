@@ -135,11 +135,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     // Columns first: every reader's digest can use every custom column.
     let mut attrs: Vec<String> = Vec::new();
     problems.extend(subscribers::read(&path, &shown, &mut |s| {
-        for column in s.attrs.keys() {
-            if !attrs.contains(column) {
-                attrs.push(column.clone());
-            }
-        }
+        subscribers::add_columns(&mut attrs, &s.attrs);
     }));
     let secret = Secret::load(run.root)?;
     let (renderer, found) =
