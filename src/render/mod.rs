@@ -422,8 +422,8 @@ fn context_of(digest: &Digest) -> Result<Context, Diagnostic> {
     })
 }
 
-/// The variant `email` gets in issue `issue`: its name, as
-/// [`variant_label`] gives it.
+/// The name of the variant `email` gets in issue `issue`: the ids of the
+/// subject and CTA variants the segment tests, or `default`.
 pub fn variant_of(segment: &Segment, issue: &str, email: &str) -> String {
     match variant::choose(&segment.subjects, issue, email, "subject") {
         Some(subject) => variant_label(
