@@ -460,3 +460,39 @@ fn a_token_is_never_checked_with_a_made_up_key() {
     );
     assert!(!project.exists(".gazette"), "nothing created");
 }
+
+#[test]
+fn mjml_problems_name_the_template_line_they_come_from() {
+    // The MJML the template produces has other line numbers: the comment,
+    // the loop and the trimmed tags move everything.
+    let template = "{#- a comment\n   on two lines -#}\n<mjml>\n\
+                    \x20 <mj-head><mj-title>{{ site.title }}</mj-title><mj-style inline=\"inline\">.a { color: red }</mj-style></mj-head>\n\
+                    \x20 <mj-body>\n\
+                    \x20   {%- for pick in picks %}\n\
+                    \x20   <mj-section><mj-column><mj-text>{{ pick.title }}</mj-text></mj-column></mj-section>\n\
+                    \x20   {%- endfor %}\n\
+                    \x20   <mj-section><mj-column>\n\
+                    \x20     <mj-text>{{ subscriber.greeting_name }}</mj-text>\n\
+                    \x20   </mj-column></mj-section>\n{MORE}  </mj-body>\n</mjml>\n";
+    let warned = renderable("").file("templates/digest.mjml.tera", template.replace("{MORE}", ""));
+    let run = warned.run(&["check"]).expect(0);
+    insta::assert_snapshot!(run.stderr, @r#"templates/digest.mjml.tera:4:59: warning: MJML warning inline-style-unsupported (line 2, column 44 of the MJML it produced: <mj-head><mj-title>T</mj-title><mj-style inline="inline">.a { color: red }</mj-s)"#);
+    let broken = renderable("").file(
+        "templates/digest.mjml.tera",
+        template.replace("{MORE}", "    <mj-include path=\"/etc/passwd\" />\n"),
+    );
+    let run = broken.run(&["check"]).expect(1);
+    insta::assert_snapshot!(run.stderr, @r#"templates/digest.mjml.tera:12:6: invalid MJML: unable to load included template in root template (line 8, column 6 of the MJML it produced: <mj-include path="/etc/passwd" />)"#);
+    // A problem in an included template is placed in that file.
+    let included = renderable("")
+        .file(
+            "templates/digest.mjml.tera",
+            template.replace("{MORE}", "    {% include \"footer.mjml.tera\" %}\n"),
+        )
+        .file(
+            "templates/footer.mjml.tera",
+            "<mj-section>\n  <mj-column><mj-include path=\"../gazette.yaml\" /></mj-column>\n</mj-section>\n",
+        );
+    let run = included.run(&["check"]).expect(1);
+    insta::assert_snapshot!(run.stderr, @r#"templates/footer.mjml.tera:2:15: invalid MJML: unable to load included template in root template (line 9, column 15 of the MJML it produced: <mj-column><mj-include path="../gazette.yaml" /></mj-column>)"#);
+}

@@ -12,6 +12,7 @@ mod mjml;
 mod sanitize;
 pub mod splice;
 pub mod templates;
+mod trace;
 mod view;
 
 use std::collections::HashMap;
@@ -207,8 +208,19 @@ impl<'c> Renderer<'c> {
         let context = context_of(&digest)?;
         let mjml_name = format!("{}.mjml.tera", segment.template);
         let mjml = self.templates.render(&mjml_name, &context)?;
-        let (html, warnings) =
-            mjml::compile(&mjml, &self.parser, &self.templates.shown(&mjml_name))?;
+        let traced = std::cell::OnceCell::new();
+        let place = |offset| {
+            traced
+                .get_or_init(|| self.templates.trace(&mjml_name, &context, &mjml))
+                .as_ref()?
+                .place(offset)
+        };
+        let (html, warnings) = mjml::compile(
+            &mjml,
+            &self.parser,
+            &self.templates.shown(&mjml_name),
+            place,
+        )?;
         self.warnings.extend(warnings);
         let mut text = self
             .templates

@@ -10,6 +10,7 @@ use mrml::prelude::parser::ParserOptions;
 use mrml::prelude::parser::memory_loader::MemoryIncludeLoader;
 use tera::{Context, ErrorKind, Tera};
 
+use super::trace::{self, Trace};
 use crate::config::Config;
 use crate::diagnostics::{Diagnostic, display_path};
 
@@ -29,7 +30,19 @@ pub struct Templates {
     origins: HashMap<String, Origin>,
     /// `templates/*.mjml` files, for `<mj-include>` (and nothing else).
     includes: HashMap<String, String>,
+    /// Each template's name and text, in load order, to [`Templates::trace`].
+    sources: Vec<(String, String)>,
 }
+
+/// A template's output traced back to the template lines that produced it.
+pub struct Traced<'a> {
+    templates: &'a Templates,
+    trace: Trace,
+}
+
+/// A place in a template: its file as shown, line, and column (0 when
+/// only the line is known).
+pub type Place = (PathBuf, usize, usize);
 
 /// Where a template's text is.
 #[derive(Debug, Clone)]
@@ -126,11 +139,35 @@ impl Templates {
                 Origin::Config(config_shown.to_path_buf(), what),
             ));
         }
-        for (name, text, origin) in sources {
-            if let Err(err) = tera.add_raw_template(&name, &text) {
-                problems.push(located(&err, &origin));
+        let mut texts = Vec::with_capacity(sources.len());
+        // One at a time, so each error is placed in its own template; a
+        // template whose include is not added yet is tried again after the
+        // others, until a round adds nothing.
+        let mut pending = sources;
+        loop {
+            let tried = pending.len();
+            let mut failed = Vec::new();
+            for (name, text, origin) in pending {
+                match tera.add_raw_template(&name, &text) {
+                    Ok(()) => {
+                        origins.insert(name.clone(), origin);
+                        texts.push((name, text));
+                    }
+                    Err(err) => failed.push((name, text, origin, err)),
+                }
             }
-            origins.insert(name, origin);
+            if failed.is_empty() || failed.len() == tried {
+                for (name, text, origin, err) in failed {
+                    problems.push(located(&err, &origin));
+                    origins.insert(name.clone(), origin);
+                    texts.push((name, text));
+                }
+                break;
+            }
+            pending = failed
+                .into_iter()
+                .map(|(name, text, origin, _)| (name, text, origin))
+                .collect();
         }
         for segment in &config.segments {
             for kind in ["mjml", "txt"] {
@@ -153,6 +190,7 @@ impl Templates {
             tera,
             origins,
             includes,
+            sources: texts,
         };
         (Some(templates), problems)
     }
@@ -163,6 +201,22 @@ impl Templates {
         self.tera.render(name, context).map_err(|err| {
             let origin = self.origins.get(name).cloned().unwrap_or(Origin::BuiltIn);
             located(&err, &origin)
+        })
+    }
+
+    /// `output`, which template `name` rendered with `context`, traced back
+    /// to template lines by rendering again with every line marked; `None`
+    /// when the marked render is not the same output.
+    pub fn trace(&self, name: &str, context: &Context, output: &str) -> Option<Traced<'_>> {
+        let mut tera = Tera::default();
+        tera.autoescape_on(vec![".mjml.tera"]);
+        for (id, (name, text)) in self.sources.iter().enumerate() {
+            tera.add_raw_template(name, &trace::mark(text, id)?).ok()?;
+        }
+        let trace = Trace::strip(&tera.render(name, context).ok()?);
+        (trace.text == output).then_some(Traced {
+            templates: self,
+            trace,
         })
     }
 
@@ -180,6 +234,18 @@ impl Templates {
         ParserOptions {
             include_loader: Box::new(MemoryIncludeLoader::from(self.includes.clone())),
         }
+    }
+}
+
+impl Traced<'_> {
+    /// The template place of byte `offset` of the output.
+    pub fn place(&self, offset: usize) -> Option<Place> {
+        let (id, line, before) = self.trace.line_of(offset)?;
+        let (name, text) = self.templates.sources.get(id)?;
+        let at = self.trace.text.get(offset..).unwrap_or("");
+        let template_line = text.lines().nth(line - 1).unwrap_or("");
+        let col = trace::column(template_line, before, at).unwrap_or(0);
+        Some((self.templates.shown(name), line, col))
     }
 }
 
