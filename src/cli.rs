@@ -105,6 +105,10 @@ enum Command {
         /// Where .eml files go [default: outbox/]
         #[arg(long, value_name = "DIR")]
         outbox: Option<PathBuf>,
+        /// With --dry-run: render every message completely, then discard
+        /// it (write no .eml files): to time rendering or try a big audience
+        #[arg(long, requires = "dry_run", conflicts_with = "outbox")]
+        discard: bool,
         /// Send through this SMTP server (smtp://host:port, smtps://host:465)
         #[arg(long, value_name = "URL", env = "GAZETTE_SMTP_URL")]
         smtp: Option<String>,
@@ -225,10 +229,18 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Send {
             dry_run,
             outbox,
+            discard,
             smtp,
             since,
             format,
-        } => session.send(dry_run, outbox, smtp, since.as_deref(), format),
+        } => session.send(
+            dry_run,
+            outbox.filter(|_| !discard),
+            discard,
+            smtp,
+            since.as_deref(),
+            format,
+        ),
         Command::Explain { email, since } => session.audience(since.as_deref(), Some(&email)),
     }
 }
@@ -395,6 +407,7 @@ impl Session {
         &self,
         dry_run: bool,
         outbox: Option<PathBuf>,
+        discard: bool,
         smtp: Option<String>,
         since: Option<&str>,
         format: Format,
@@ -427,7 +440,7 @@ impl Session {
             library: &loaded.library,
             now: self.clock.now(),
             since,
-            outbox: &outbox,
+            outbox: (!discard).then_some(outbox.as_path()),
         };
         let relay = smtp.or_else(|| config.delivery.smtp.clone());
         let (summary, problems, exit) = match relay.filter(|_| !dry_run) {

@@ -136,3 +136,19 @@ fn a_new_project_can_dry_run_at_once() {
         run.stdout
     );
 }
+
+#[test]
+fn a_discarding_dry_run_renders_everyone_and_writes_nothing() {
+    let project = Project::sample();
+    let run = project
+        .run_env(&["send", "--dry-run", "--discard"], &[SECRET])
+        .expect(0);
+    assert!(
+        run.stdout
+            .contains("dry run: rendered 11 messages and discarded them"),
+        "{}",
+        run.stdout
+    );
+    assert!(!project.exists("outbox"));
+    project.run(&["send", "--discard"]).expect(2);
+}

@@ -79,12 +79,16 @@ impl Summary {
                 c.sent, c.deferred, c.failed, c.suppressed, c.skipped
             ));
         }
-        if let Some(outbox) = &self.outbox {
-            let sent: u64 = self.segments.values().map(|c| c.sent).sum();
-            out.push_str(&format!(
-                "dry run: wrote {sent} message{} to {outbox}\n",
-                if sent == 1 { "" } else { "s" }
-            ));
+        let sent: u64 = self.segments.values().map(|c| c.sent).sum();
+        let messages = if sent == 1 { "message" } else { "messages" };
+        match &self.outbox {
+            Some(outbox) => {
+                out.push_str(&format!("dry run: wrote {sent} {messages} to {outbox}\n"))
+            }
+            None if self.dry_run => out.push_str(&format!(
+                "dry run: rendered {sent} {messages} and discarded them\n"
+            )),
+            None => {}
         }
         out
     }
@@ -98,7 +102,8 @@ pub struct Run<'a> {
     pub library: &'a Library,
     pub now: DateTime<FixedOffset>,
     pub since: Option<DateTime<FixedOffset>>,
-    pub outbox: &'a Path,
+    /// Where a dry run writes `.eml` files; `None` renders and discards.
+    pub outbox: Option<&'a Path>,
 }
 
 /// A dry run: every reader's email written as a `.eml` file; nothing
@@ -144,14 +149,17 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let Some(mut renderer) = renderer else {
         return Ok((summary, problems));
     };
-    let outbox = EmlDir::create(run.outbox, &issue.id)?;
+    let outbox = run
+        .outbox
+        .map(|dir| EmlDir::create(dir, &issue.id))
+        .transpose()?;
     let mut failure = None;
     subscribers::read(&path, &shown, &mut |mut subscriber| {
         if failure.is_some() {
             return;
         }
         suppressed.apply(&mut subscriber);
-        let result = deliver_one(&mut renderer, &index, &subscriber, run, &outbox);
+        let result = deliver_one(&mut renderer, &index, &subscriber, run, outbox.as_ref());
         match result {
             Ok(outcome) => {
                 let segment = segment_of(&subscriber, &config.segments);
@@ -175,8 +183,10 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         return Err(err);
     }
     problems.append(&mut renderer.warnings);
-    summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
-    outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
+    if let Some(outbox) = outbox {
+        summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
+        outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
+    }
     Ok((summary, problems))
 }
 
@@ -196,7 +206,7 @@ fn deliver_one(
     index: &Index,
     subscriber: &Subscriber,
     run: &Run,
-    outbox: &EmlDir,
+    outbox: Option<&EmlDir>,
 ) -> Result<Outcome, Failure> {
     if !subscriber.status.mailable() {
         return Ok(Outcome::Suppressed);
@@ -215,8 +225,10 @@ fn deliver_one(
         .email(segment, subscriber, &picks)
         .map_err(Failure::Render)?;
     let bytes = renderer.eml(&email, run.now).map_err(Failure::Write)?;
-    outbox
-        .write(&subscriber.email, &bytes)
-        .map_err(Failure::Write)?;
+    if let Some(outbox) = outbox {
+        outbox
+            .write(&subscriber.email, &bytes)
+            .map_err(Failure::Write)?;
+    }
     Ok(Outcome::Written)
 }
