@@ -2,10 +2,14 @@
 //!
 //! Each worker owns one connection, opens it when it first needs it and
 //! again when the server closed it, and reports every message's outcome as
-//! an [`Event`]. Before handing a message over (after the server's 354) a
-//! worker asks for the point to be recorded and waits until it is: the
-//! caller owns the ledger. After too many connection failures in a row the
-//! pool stops taking work and says so.
+//! an [`Event`]. As a message's transaction starts (MAIL) a worker asks
+//! for it to be recorded — the caller owns the ledger — and goes on with
+//! MAIL and RCPT while that is written; it sends DATA only once the answer
+//! came, so the record is durable before the message goes and the wait
+//! overlaps the round trips. The queue is bounded: a caller that renders
+//! faster than the relay takes messages waits (back-pressure) instead of
+//! buffering. After too many connection failures in a row the pool stops
+//! taking work and says so.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -29,9 +33,9 @@ pub struct Job {
 /// What a worker tells the owner of the ledger.
 #[derive(Debug)]
 pub enum Event {
-    /// About to hand `key`'s message over: record it, then answer (an
-    /// unanswered event means "do not send").
-    HandingOver(AddressKey, oneshot::Sender<()>),
+    /// `key`'s transaction starts: record it as `sending`, then answer
+    /// true to send it, false (or nothing) to withhold it.
+    Asking(AddressKey, oneshot::Sender<bool>),
     /// What became of `key`'s message.
     Done(AddressKey, Outcome),
 }
@@ -194,18 +198,22 @@ async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> 
         let Some(open) = session.as_mut() else {
             continue;
         };
-        let events = shared.events.clone();
-        let key = job.key;
+        let (answer, answered) = oneshot::channel();
+        if shared
+            .events
+            .send(Event::Asking(job.key, answer))
+            .await
+            .is_err()
+        {
+            return Outcome::NotSent("the run is over".into());
+        }
         let outcome = open
             .send(
                 &shared.from,
                 &job.to,
                 &job.bytes,
                 shared.settings.timeout,
-                || async move {
-                    let (tx, rx) = oneshot::channel();
-                    events.send(Event::HandingOver(key, tx)).await.is_ok() && rx.await.is_ok()
-                },
+                async { answered.await.unwrap_or(false) },
             )
             .await;
         if open.is_broken() {
@@ -222,6 +230,8 @@ async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> 
                 trouble(shared);
                 return outcome;
             }
+            // Not a verdict on the relay either way.
+            Outcome::Withheld => return outcome,
             verdict => {
                 shared.failures.store(0, Ordering::SeqCst);
                 return verdict;

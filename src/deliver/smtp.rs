@@ -123,6 +123,9 @@ pub enum Outcome {
     /// The connection broke after the message was handed over, before the
     /// reply: it may have been delivered (RFC 5321 §4.5.3.2).
     Unknown(String),
+    /// The caller withheld it (the reader was suppressed meanwhile, or the
+    /// ledger could not record it): nothing was handed over.
+    Withheld,
 }
 
 /// One open SMTP connection.
@@ -208,56 +211,31 @@ impl Session {
         self.broken || self.conn.has_broken()
     }
 
-    /// Sends one message to one recipient. `before_data` runs once the
-    /// server has agreed to take the message (354), just before it is
-    /// handed over: the caller records that point durably, and answers
-    /// `false` if it could not — then nothing is handed over and the
-    /// connection is dropped, so the server discards the transaction.
-    pub async fn send<F, Fut>(
+    /// Sends one message to one recipient. `permit` was asked for as the
+    /// transaction starts (the caller records it durably meanwhile) and is
+    /// awaited before DATA, whatever MAIL and RCPT answered: `false` means
+    /// the message must not go — then nothing is handed over, the
+    /// transaction is reset, and the outcome is [`Outcome::Withheld`].
+    pub async fn send(
         &mut self,
         from: &Address,
         to: &Address,
         message: &[u8],
         timeout: Duration,
-        before_data: F,
-    ) -> Outcome
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let mut options = Vec::new();
-        if !from.to_string().is_ascii() || !to.to_string().is_ascii() {
-            if !self
-                .conn
-                .server_info()
-                .supports_feature(Extension::SmtpUtfEight)
-            {
-                return Outcome::Failed(
-                    "the address is not ASCII and the server does not offer SMTPUTF8".into(),
-                );
+        permit: impl std::future::Future<Output = bool>,
+    ) -> Outcome {
+        let refused = self.envelope(from, to, message, timeout).await;
+        if !permit.await {
+            if refused.is_none() {
+                self.reset(timeout).await;
             }
-            options.push(MailParameter::SmtpUtfEight);
+            return Outcome::Withheld;
         }
-        if !message.is_ascii() {
-            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        // MAIL: a refusal here is about the sender or the relay, not this reader.
-        let mail = Mail::new(Some(from.clone()), options);
-        if let Some(outcome) = self.step(mail, timeout, Stage::Mail).await {
-            return outcome;
-        }
-        if let Some(outcome) = self
-            .step(Rcpt::new(to.clone(), vec![]), timeout, Stage::Reader)
-            .await
-        {
+        if let Some(outcome) = refused {
             return outcome;
         }
         if let Some(outcome) = self.step(Data, timeout, Stage::Reader).await {
             return outcome;
-        }
-        if !before_data().await {
-            self.abort().await;
-            return Outcome::NotSent("the ledger could not record the message; not sent".into());
         }
         match tokio::time::timeout(timeout, self.conn.message(message)).await {
             Err(_) => {
@@ -288,6 +266,48 @@ impl Session {
         }
     }
 
+    /// MAIL and RCPT for `message`; `None` when both were accepted.
+    async fn envelope(
+        &mut self,
+        from: &Address,
+        to: &Address,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Option<Outcome> {
+        let mut options = Vec::new();
+        let ascii = |address: &Address| AsRef::<str>::as_ref(address).is_ascii();
+        if !ascii(from) || !ascii(to) {
+            if !self
+                .conn
+                .server_info()
+                .supports_feature(Extension::SmtpUtfEight)
+            {
+                return Some(Outcome::Failed(
+                    "the address is not ASCII and the server does not offer SMTPUTF8".into(),
+                ));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !message.is_ascii() {
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        // MAIL: a refusal here is about the sender or the relay, not this reader.
+        let mail = Mail::new(Some(from.clone()), options);
+        if let Some(outcome) = self.step(mail, timeout, Stage::Mail).await {
+            return Some(outcome);
+        }
+        self.step(Rcpt::new(to.clone(), vec![]), timeout, Stage::Reader)
+            .await
+    }
+
+    /// Resets the transaction (RSET); drops the connection if that fails.
+    async fn reset(&mut self, timeout: Duration) {
+        let reset = tokio::time::timeout(timeout, self.conn.command(Rset)).await;
+        if !matches!(reset, Ok(Ok(_))) {
+            self.abort().await;
+        }
+    }
+
     /// One command before the message; `None` when it was accepted. After a
     /// refusal the transaction is reset (RSET), so the connection stays
     /// usable; after anything else the connection is dropped.
@@ -310,10 +330,7 @@ impl Session {
             self.abort().await;
             return Some(Outcome::NotSent(text));
         }
-        let reset = tokio::time::timeout(timeout, self.conn.command(Rset)).await;
-        if !matches!(reset, Ok(Ok(_))) {
-            self.abort().await;
-        }
+        self.reset(timeout).await;
         Some(match stage {
             Stage::Mail => {
                 self.abort().await;

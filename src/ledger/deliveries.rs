@@ -1,21 +1,24 @@
 //! Ledger stage: deliveries, one per reader of an issue, and the status
 //! each has reached.
 //!
-//! A delivery is `sending` from just before DATA until the server's reply
-//! is recorded; a later run that finds it so cannot know whether the 250
-//! came (RFC 5321 §4.5.3.2), and [`recover`](Ledger::recover) makes it
-//! `unknown`. Each status change commits before it returns, and `sent` is
-//! final: nothing but `sent` again may be written over it.
+//! A delivery is `sending` from the moment its message is asked for until
+//! the server's reply is recorded; a later run that finds it so cannot
+//! know whether the 250 came (RFC 5321 §4.5.3.2), and
+//! [`recover`](Ledger::recover) makes it `unknown`. Marks are written in
+//! batches, each batch one transaction committed before
+//! [`record`](Ledger::record) returns, and `sent` is final: nothing but
+//! `sent` again may be written over it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::issues::require_issue;
-use super::{Ledger, parse_time};
+use super::suppression::suppress_in;
+use super::{Ledger, Reason, parse_time};
 use crate::unsubscribe::AddressKey;
 
 /// Where a delivery stands.
@@ -140,15 +143,58 @@ impl Counts {
 
 /// The reply recorded on a delivery [`recover`](Ledger::recover) found
 /// `sending`.
-const INTERRUPTED: &str = "interrupted after DATA; the message may have been delivered";
+const INTERRUPTED: &str = "interrupted while being sent; the message may have been delivered";
 
-/// Reads deliveries; `WHERE` and `ORDER BY` follow.
+/// Reads deliveries with their rowid; `WHERE` and `ORDER BY` follow.
 const SELECT: &str = "SELECT issue_id, address_key, address, segment, variant, picks, message_id, \
-     status, attempts, last_reply, next_attempt, updated FROM deliveries";
+     status, attempts, last_reply, next_attempt, updated, rowid FROM deliveries";
+
+/// How many deliveries [`Due`] reads at a time.
+const PAGE: i64 = 1000;
+
+/// A change of a delivery's status, as [`Ledger::record`] writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// `sending`: the message is about to go. One more attempt, unless it
+    /// was `sending` already (the same attempt on a new connection).
+    /// Refused — the delivery becomes `suppressed` — when the address is
+    /// in the suppression list.
+    Sending,
+    /// `sent`: the server answered this (a 250) to the message.
+    Sent(String),
+    /// `deferred` after this 4xx, until the time given.
+    Deferred(String, DateTime<FixedOffset>),
+    /// `failed` for good after this reply; with the address in `bounced`,
+    /// which joins the suppression list.
+    Failed {
+        reply: String,
+        bounced: Option<String>,
+    },
+    /// Back to `pending`, with why: the message was not handed over. An
+    /// attempt counted by `Sending` is taken back.
+    Pending(String),
+    /// `suppressed`: the reader left, or unsubscribed, before it went out.
+    /// The last reply, if any, is kept.
+    Suppressed,
+}
+
+impl Mark {
+    /// The status the mark asks for.
+    fn status(&self) -> DeliveryStatus {
+        match self {
+            Mark::Sending => DeliveryStatus::Sending,
+            Mark::Sent(_) => DeliveryStatus::Sent,
+            Mark::Deferred(..) => DeliveryStatus::Deferred,
+            Mark::Failed { .. } => DeliveryStatus::Failed,
+            Mark::Pending(_) => DeliveryStatus::Pending,
+            Mark::Suppressed => DeliveryStatus::Suppressed,
+        }
+    }
+}
 
 impl Ledger {
-    /// `sending` deliveries of `issue` (a run died between DATA and its
-    /// reply) become `unknown`; returns how many.
+    /// `sending` deliveries of `issue` (a run died between their `sending`
+    /// mark and the reply) become `unknown`; returns how many.
     pub fn recover(&self, issue: &str, at: DateTime<FixedOffset>) -> Result<u64> {
         let recover = || -> Result<u64> {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
@@ -166,37 +212,71 @@ impl Ledger {
             .with_context(|| format!("cannot recover the interrupted deliveries of issue {issue}"))
     }
 
-    /// Deliveries of `issue` due at `now`: `pending`, `deferred` whose
-    /// next attempt has come, and `unknown` when `resend_unknown`; ordered
-    /// by segment, then key, so every run goes in the same order.
+    /// Deliveries of `issue` due at `now` — `pending`, `deferred` whose
+    /// next attempt has come, and `unknown` when `resend_unknown` — in the
+    /// order they were frozen (the subscribers file's), so every run goes
+    /// in the same order. They are read a page at a time as the iterator
+    /// is consumed: a million need not be held, and marks written
+    /// meanwhile do not disturb the walk.
     pub fn due(
         &self,
         issue: &str,
         now: DateTime<FixedOffset>,
         resend_unknown: bool,
-    ) -> Result<Vec<Delivery>> {
-        let due = || -> Result<Vec<Delivery>> {
+    ) -> Result<Due<'_>> {
+        let start = || -> Result<Option<i64>> {
             require_issue(&self.conn, issue)?;
-            // `IN (…, NULL)` matches nothing more.
-            let unknown = resend_unknown.then_some(DeliveryStatus::Unknown.as_str());
-            let mut statement = self.conn.prepare_cached(&format!(
-                "{SELECT} WHERE issue_id = ?1 AND status IN ('pending', 'deferred', ?2)
-                 ORDER BY segment, address_key"
-            ))?;
-            let mut due = Vec::new();
-            for stored in statement.query_map(params![issue, unknown], Stored::read)? {
-                let delivery = stored?.check()?;
-                // Times are compared here, not in SQL: their text carries
-                // offsets. A deferral without a time is due rather than stuck.
-                let waiting = delivery.status == DeliveryStatus::Deferred
-                    && delivery.next_attempt.is_some_and(|next| next > now);
-                if !waiting {
-                    due.push(delivery);
+            let mut first = self.conn.prepare_cached(
+                "SELECT min(rowid) FROM deliveries WHERE issue_id = ?1 AND status = ?2",
+            )?;
+            let mut start: Option<i64> = None;
+            for status in due_statuses(resend_unknown) {
+                let min: Option<i64> =
+                    first.query_row(params![issue, status.as_str()], |row| row.get(0))?;
+                start = match (start, min) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Ok(start)
+        };
+        let start = start()
+            .with_context(|| format!("cannot read the deliveries of issue {issue} due now"))?;
+        Ok(Due {
+            ledger: self,
+            issue: issue.to_string(),
+            now,
+            resend_unknown,
+            after: start.map_or(i64::MAX, |first| first - 1),
+            page: Vec::new().into_iter(),
+            done: start.is_none(),
+        })
+    }
+
+    /// How many deliveries [`due`](Ledger::due) would list now.
+    pub fn due_count(
+        &self,
+        issue: &str,
+        now: DateTime<FixedOffset>,
+        resend_unknown: bool,
+    ) -> Result<u64> {
+        let count = || -> Result<u64> {
+            let counts = self.counts(issue)?;
+            let mut due = counts.pending + if resend_unknown { counts.unknown } else { 0 };
+            let mut statement = self.conn.prepare_cached(
+                "SELECT next_attempt FROM deliveries WHERE issue_id = ?1 AND status = 'deferred'",
+            )?;
+            let mut rows = statement.query([issue])?;
+            while let Some(row) = rows.next()? {
+                let next: Option<String> = row.get(0)?;
+                let next = next.as_deref().map(parse_time).transpose()?;
+                if !waiting(DeliveryStatus::Deferred, next, now) {
+                    due += 1;
                 }
             }
             Ok(due)
         };
-        due().with_context(|| format!("cannot read the deliveries of issue {issue} due now"))
+        count().with_context(|| format!("cannot count the deliveries of issue {issue} due now"))
     }
 
     /// The delivery of `key` in `issue`.
@@ -215,108 +295,70 @@ impl Ledger {
             .with_context(|| format!("cannot read the delivery of issue {issue} to {}", key.hex()))
     }
 
-    /// `sending`, with one more attempt: written just before DATA.
-    pub fn mark_sending(
+    /// Writes `marks` on deliveries of `issue`, in order, in one
+    /// transaction that commits before this returns. Says, for each mark,
+    /// whether it went as asked: only a [`Mark::Sending`] of a suppressed
+    /// address does not (its delivery is made `suppressed`). `sent` is
+    /// final: a mark that would change it is an error, and records nothing.
+    pub fn record(
         &self,
         issue: &str,
-        key: AddressKey,
+        marks: &[(AddressKey, Mark)],
         at: DateTime<FixedOffset>,
-    ) -> Result<()> {
-        let change = Change {
-            status: DeliveryStatus::Sending,
-            attempt: true,
-            reply: None,
-            next_attempt: None,
-        };
-        self.mark(issue, key, &change, at)
+    ) -> Result<Vec<bool>> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .with_context(|| format!("cannot record deliveries of issue {issue}"))?;
+        let at = at.to_rfc3339();
+        let mut went = Vec::with_capacity(marks.len());
+        for (key, mark) in marks {
+            let applied = apply(&tx, issue, *key, mark, &at).with_context(|| {
+                format!(
+                    "cannot mark the delivery of issue {issue} to {} {}",
+                    key.hex(),
+                    mark.status().as_str()
+                )
+            })?;
+            went.push(applied);
+        }
+        tx.commit()
+            .with_context(|| format!("cannot record deliveries of issue {issue}"))?;
+        Ok(went)
     }
 
-    /// `sent`: the server answered `reply` (a 250) to DATA.
-    pub fn mark_sent(
+    /// Deferred deliveries of `issue` become `failed` (their last reply
+    /// kept, else `reply`): the issue is too old to try them again. Returns
+    /// how many, by segment.
+    pub fn expire_deferred(
         &self,
         issue: &str,
-        key: AddressKey,
         reply: &str,
         at: DateTime<FixedOffset>,
-    ) -> Result<()> {
-        let change = Change {
-            status: DeliveryStatus::Sent,
-            attempt: false,
-            reply: Some(reply),
-            next_attempt: None,
+    ) -> Result<BTreeMap<String, u64>> {
+        let expire = || -> Result<BTreeMap<String, u64>> {
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            require_issue(&tx, issue)?;
+            let mut expired = BTreeMap::new();
+            {
+                let mut statement = tx.prepare_cached(
+                    "SELECT segment, count(*) FROM deliveries
+                     WHERE issue_id = ?1 AND status = 'deferred' GROUP BY segment",
+                )?;
+                let mut rows = statement.query([issue])?;
+                while let Some(row) = rows.next()? {
+                    let (segment, n): (String, i64) = (row.get(0)?, row.get(1)?);
+                    expired.insert(segment, u64::try_from(n)?);
+                }
+            }
+            tx.prepare_cached(
+                "UPDATE deliveries SET status = 'failed', last_reply = coalesce(last_reply, ?2),
+                     next_attempt = NULL, updated = ?3
+                 WHERE issue_id = ?1 AND status = 'deferred'",
+            )?
+            .execute(params![issue, reply, at.to_rfc3339()])?;
+            tx.commit()?;
+            Ok(expired)
         };
-        self.mark(issue, key, &change, at)
-    }
-
-    /// `deferred` until `next_attempt`, after a 4xx `reply`; counts an
-    /// attempt unless the message was `sending` (already counted).
-    pub fn mark_deferred(
-        &self,
-        issue: &str,
-        key: AddressKey,
-        reply: &str,
-        next_attempt: DateTime<FixedOffset>,
-        at: DateTime<FixedOffset>,
-    ) -> Result<()> {
-        let change = Change {
-            status: DeliveryStatus::Deferred,
-            attempt: false,
-            reply: Some(reply),
-            next_attempt: Some(next_attempt),
-        };
-        self.mark(issue, key, &change, at)
-    }
-
-    /// `failed` for good, after `reply` (a 5xx, or the last 4xx allowed).
-    pub fn mark_failed(
-        &self,
-        issue: &str,
-        key: AddressKey,
-        reply: &str,
-        at: DateTime<FixedOffset>,
-    ) -> Result<()> {
-        let change = Change {
-            status: DeliveryStatus::Failed,
-            attempt: false,
-            reply: Some(reply),
-            next_attempt: None,
-        };
-        self.mark(issue, key, &change, at)
-    }
-
-    /// `suppressed`: the reader left, or bounced, before it went out. The
-    /// last reply, if any, is kept.
-    pub fn mark_suppressed(
-        &self,
-        issue: &str,
-        key: AddressKey,
-        at: DateTime<FixedOffset>,
-    ) -> Result<()> {
-        let change = Change {
-            status: DeliveryStatus::Suppressed,
-            attempt: false,
-            reply: None,
-            next_attempt: None,
-        };
-        self.mark(issue, key, &change, at)
-    }
-
-    /// Back to `pending` without counting an attempt (a connection failed
-    /// before DATA), with why in `reply`.
-    pub fn mark_pending(
-        &self,
-        issue: &str,
-        key: AddressKey,
-        reply: &str,
-        at: DateTime<FixedOffset>,
-    ) -> Result<()> {
-        let change = Change {
-            status: DeliveryStatus::Pending,
-            attempt: false,
-            reply: Some(reply),
-            next_attempt: None,
-        };
-        self.mark(issue, key, &change, at)
+        expire().with_context(|| format!("cannot expire the deferred deliveries of issue {issue}"))
     }
 
     /// Deliveries of `issue` by status.
@@ -339,72 +381,175 @@ impl Ledger {
         };
         counts().with_context(|| format!("cannot count the deliveries of issue {issue}"))
     }
+}
 
-    /// Applies `change` to the delivery of `key` in `issue`, and commits.
-    fn mark(
-        &self,
-        issue: &str,
-        key: AddressKey,
-        change: &Change<'_>,
-        at: DateTime<FixedOffset>,
-    ) -> Result<()> {
-        let mark = || -> Result<()> {
-            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-            // `sent` is final: a bug must not make a sent message look unsent.
-            let changed = tx
-                .prepare_cached(
-                    // A verdict (deferred, failed) on a message that never
-                    // reached DATA is an attempt too.
-                    "UPDATE deliveries SET status = ?3,
-                         attempts = attempts + CASE WHEN ?4 = 1 THEN 1
-                             WHEN ?3 IN ('deferred', 'failed') AND status <> 'sending' THEN 1
-                             ELSE 0 END,
-                         last_reply = coalesce(?5, last_reply), next_attempt = ?6, updated = ?7
-                     WHERE issue_id = ?1 AND address_key = ?2
-                         AND (status <> 'sent' OR ?3 = 'sent')",
-                )?
-                .execute(params![
-                    issue,
-                    key.hex(),
-                    change.status.as_str(),
-                    i64::from(change.attempt),
-                    change.reply,
-                    change.next_attempt.map(|next| next.to_rfc3339()),
-                    at.to_rfc3339(),
-                ])?;
-            if changed == 0 {
-                let exists = tx
-                    .prepare_cached(
-                        "SELECT 1 FROM deliveries WHERE issue_id = ?1 AND address_key = ?2",
-                    )?
-                    .exists((issue, key.hex()))?;
-                if exists {
-                    bail!("it was sent already, and a sent delivery never changes");
-                }
-                bail!("the ledger has no such delivery");
-            }
-            tx.commit()?;
-            Ok(())
-        };
-        mark().with_context(|| {
-            format!(
-                "cannot mark the delivery of issue {issue} to {} {}",
-                key.hex(),
-                change.status.as_str()
-            )
-        })
+/// The statuses [`Ledger::due`] lists.
+fn due_statuses(resend_unknown: bool) -> impl Iterator<Item = DeliveryStatus> {
+    [DeliveryStatus::Pending, DeliveryStatus::Deferred]
+        .into_iter()
+        .chain(resend_unknown.then_some(DeliveryStatus::Unknown))
+}
+
+/// Whether a delivery must wait past `now`: deferred until later. Times
+/// are compared here, not in SQL: their text carries offsets. A deferral
+/// without a time is due rather than stuck.
+fn waiting(
+    status: DeliveryStatus,
+    next_attempt: Option<DateTime<FixedOffset>>,
+    now: DateTime<FixedOffset>,
+) -> bool {
+    status == DeliveryStatus::Deferred && next_attempt.is_some_and(|next| next > now)
+}
+
+/// Writes `mark` on the delivery of `key`; false when a `Sending` mark met
+/// a suppressed address (and made the delivery `suppressed` instead).
+fn apply(tx: &Connection, issue: &str, key: AddressKey, mark: &Mark, at: &str) -> Result<bool> {
+    let hex = key.hex();
+    if *mark == Mark::Sending {
+        let changed = tx
+            .prepare_cached(
+                "UPDATE deliveries SET status = 'sending',
+                     attempts = attempts + (status <> 'sending'), next_attempt = NULL, updated = ?3
+                 WHERE issue_id = ?1 AND address_key = ?2 AND status <> 'sent'
+                     AND NOT EXISTS (SELECT 1 FROM suppression WHERE address_key = ?2)",
+            )?
+            .execute(params![issue, hex, at])?;
+        if changed == 1 {
+            return Ok(true);
+        }
+        let suppressed = tx
+            .prepare_cached("SELECT 1 FROM suppression WHERE address_key = ?1")?
+            .exists([&hex])?;
+        if !suppressed {
+            return Err(missing(tx, issue, &hex));
+        }
+        apply(tx, issue, key, &Mark::Suppressed, at)?;
+        return Ok(false);
+    }
+    let (reply, next_attempt) = match mark {
+        Mark::Sent(reply) | Mark::Pending(reply) | Mark::Failed { reply, .. } => {
+            (Some(reply.as_str()), None)
+        }
+        Mark::Deferred(reply, next) => (Some(reply.as_str()), Some(next.to_rfc3339())),
+        Mark::Sending | Mark::Suppressed => (None, None),
+    };
+    let changed = tx
+        .prepare_cached(
+            // A verdict (deferred, failed) on a message whose attempt was
+            // not counted yet is an attempt too; `pending` takes back the
+            // attempt of a `sending` mark that never reached the server's
+            // door.
+            "UPDATE deliveries SET status = ?3,
+                 attempts = attempts + CASE
+                     WHEN ?3 IN ('deferred', 'failed') AND status <> 'sending' THEN 1
+                     WHEN ?3 = 'pending' AND status = 'sending' THEN -1
+                     ELSE 0 END,
+                 last_reply = coalesce(?4, last_reply), next_attempt = ?5, updated = ?6
+             WHERE issue_id = ?1 AND address_key = ?2
+                 AND (status <> 'sent' OR ?3 = 'sent')",
+        )?
+        .execute(params![
+            issue,
+            hex,
+            mark.status().as_str(),
+            reply,
+            next_attempt,
+            at
+        ])?;
+    if changed == 0 {
+        return Err(missing(tx, issue, &hex));
+    }
+    if let Mark::Failed {
+        bounced: Some(address),
+        ..
+    } = mark
+    {
+        suppress_in(tx, key, Some(address), Reason::Bounced, at)?;
+    }
+    Ok(true)
+}
+
+/// Why a mark changed nothing: the delivery is sent (final), or missing.
+fn missing(tx: &Connection, issue: &str, hex: &str) -> anyhow::Error {
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM deliveries WHERE issue_id = ?1 AND address_key = ?2")
+        .and_then(|mut statement| statement.exists((issue, hex)));
+    match exists {
+        Ok(true) => anyhow!("it was sent already, and a sent delivery never changes"),
+        Ok(false) => anyhow!("the ledger has no such delivery"),
+        Err(err) => err.into(),
     }
 }
 
-/// What a `mark_*` writes.
-struct Change<'a> {
-    status: DeliveryStatus,
-    /// Whether DATA is begun once more.
-    attempt: bool,
-    /// The reply to record; `None` keeps the last one.
-    reply: Option<&'a str>,
-    /// Only for `deferred`; cleared otherwise.
-    next_attempt: Option<DateTime<FixedOffset>>,
+/// The deliveries of an issue due at one time, a page at a time (see
+/// [`Ledger::due`]).
+#[derive(Debug)]
+pub struct Due<'l> {
+    ledger: &'l Ledger,
+    issue: String,
+    now: DateTime<FixedOffset>,
+    resend_unknown: bool,
+    /// The rowid of the last delivery read.
+    after: i64,
+    page: std::vec::IntoIter<Delivery>,
+    done: bool,
+}
+
+impl Due<'_> {
+    /// The next page of due deliveries; empty at the end.
+    fn next_page(&mut self) -> Result<Vec<Delivery>> {
+        // The rowid range, not an index: pages come in frozen order, each
+        // from where the last one stopped.
+        let unknown = self
+            .resend_unknown
+            .then_some(DeliveryStatus::Unknown.as_str());
+        let mut statement = self.ledger.conn.prepare_cached(&format!(
+            "{SELECT} NOT INDEXED WHERE rowid > ?3 AND issue_id = ?1
+                 AND status IN ('pending', 'deferred', ?2)
+             ORDER BY rowid LIMIT ?4"
+        ))?;
+        let mut rows = statement.query(params![self.issue, unknown, self.after, PAGE])?;
+        let mut page = Vec::new();
+        let mut read = 0;
+        while let Some(row) = rows.next()? {
+            let stored = Stored::read(row)?;
+            read += 1;
+            self.after = stored.rowid;
+            let delivery = stored.check()?;
+            if !waiting(delivery.status, delivery.next_attempt, self.now) {
+                page.push(delivery);
+            }
+        }
+        if read < PAGE {
+            self.done = true;
+        }
+        Ok(page)
+    }
+}
+
+impl Iterator for Due<'_> {
+    type Item = Result<Delivery>;
+
+    fn next(&mut self) -> Option<Result<Delivery>> {
+        loop {
+            if let Some(delivery) = self.page.next() {
+                return Some(Ok(delivery));
+            }
+            if self.done {
+                return None;
+            }
+            match self.next_page() {
+                Ok(page) => self.page = page.into_iter(),
+                Err(err) => {
+                    self.done = true;
+                    let issue = &self.issue;
+                    return Some(Err(err.context(format!(
+                        "cannot read the deliveries of issue {issue} due now"
+                    ))));
+                }
+            }
+        }
+    }
 }
 
 /// Deliveries by issue id, then status.
@@ -441,6 +586,7 @@ struct Stored {
     last_reply: Option<String>,
     next_attempt: Option<String>,
     updated: String,
+    rowid: i64,
 }
 
 impl Stored {
@@ -458,6 +604,7 @@ impl Stored {
             last_reply: row.get(9)?,
             next_attempt: row.get(10)?,
             updated: row.get(11)?,
+            rowid: row.get(12)?,
         })
     }
 
@@ -502,7 +649,7 @@ impl Stored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::fixtures::{create, issue, ledger, time, to};
+    use crate::ledger::fixtures::{create, failed, issue, ledger, time, to};
 
     const ISSUE: &str = "2026-06-01";
 
@@ -539,36 +686,93 @@ mod tests {
         );
     }
 
+    /// The addresses of `issue` due at `now`.
+    fn due_at(ledger: &Ledger, issue: &str, now: &str, resend: bool) -> Vec<String> {
+        ledger
+            .due(issue, time(now), resend)
+            .unwrap()
+            .map(|d| d.unwrap().address)
+            .collect()
+    }
+
     #[test]
-    fn due_deliveries_come_by_segment_then_key() {
+    fn due_deliveries_come_in_the_order_they_were_frozen() {
         let (_root, ledger) = ledger();
+        // An earlier issue's deliveries come first in the table.
+        create(
+            &ledger,
+            &issue("2026-05-25", "2026-05-25T06:00:00Z"),
+            &["zed@example.com"],
+        );
         let record = issue(ISSUE, "2026-06-01T06:00:00Z");
         let mut deliveries = [
-            to("ana@example.com", "weekly"),
+            to("ed@example.com", "weekly"),
             to("bo@example.com", "daily"),
             to("cy@example.com", "weekly"),
-            to("di@example.com", "daily"),
-            to("ed@example.com", "weekly"),
+            to("ana@example.com", "daily"),
         ]
         .into_iter();
         ledger
             .create_issue(&record, &mut deliveries, record.created)
             .unwrap();
-        let due = ledger
+        let due: Vec<Delivery> = ledger
             .due(ISSUE, time("2026-06-01T06:00:00Z"), false)
-            .unwrap();
-        let order: Vec<(String, String)> = due
-            .iter()
-            .map(|d| (d.segment.clone(), d.key.hex()))
+            .unwrap()
+            .map(Result::unwrap)
             .collect();
-        let mut expected = order.clone();
-        expected.sort();
-        assert_eq!(order, expected);
-        assert_eq!(order.len(), 5);
-        assert_eq!(&order[0].0, "daily");
+        let order: Vec<&str> = due.iter().map(|d| d.address.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "ed@example.com",
+                "bo@example.com",
+                "cy@example.com",
+                "ana@example.com"
+            ]
+        );
         assert!(due.iter().all(|d| d.issue_id == ISSUE));
         let missing = ledger.due("2026-06-02", time("2026-06-01T06:00:00Z"), false);
         assert!(format!("{:#}", missing.unwrap_err()).contains("no issue 2026-06-02"));
+    }
+
+    #[test]
+    fn due_deliveries_are_read_page_by_page_past_those_done() {
+        let addresses: Vec<String> = (0..2_500)
+            .map(|n| format!("reader{n:04}@example.com"))
+            .collect();
+        let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+        let (_root, ledger) = with_issue(&refs);
+        let at = time("2026-06-01T06:00:00Z");
+        // Every third one sent before the walk; the first of each page
+        // sent during it.
+        let sent: Vec<(AddressKey, Mark)> = addresses
+            .iter()
+            .step_by(3)
+            .flat_map(|a| {
+                [
+                    (key(a), Mark::Sending),
+                    (key(a), Mark::Sent("250 OK".into())),
+                ]
+            })
+            .collect();
+        ledger.record(ISSUE, &sent, at).unwrap();
+        let expected: Vec<String> = addresses
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 3 != 0)
+            .map(|(_, a)| a.clone())
+            .collect();
+        assert_eq!(ledger.due_count(ISSUE, at, false).unwrap(), 1_666);
+        let mut walked = Vec::new();
+        for delivery in ledger.due(ISSUE, at, false).unwrap() {
+            let delivery = delivery.unwrap();
+            let mark = [(delivery.key, Mark::Sending)];
+            assert_eq!(ledger.record(ISSUE, &mark, at).unwrap(), [true]);
+            walked.push(delivery.address);
+        }
+        assert_eq!(walked, expected);
+        assert_eq!(ledger.due_count(ISSUE, at, false).unwrap(), 0);
+        assert!(due_at(&ledger, ISSUE, "2026-06-01T06:00:00Z", false).is_empty());
     }
 
     #[test]
@@ -576,24 +780,22 @@ mod tests {
         let (_root, ledger) = with_issue(&["ana@example.com", "bo@example.com"]);
         let ana = key("ana@example.com");
         let at = time("2026-06-01T06:00:00Z");
-        ledger.mark_sending(ISSUE, ana, at).unwrap();
+        ledger.mark(ISSUE, ana, Mark::Sending, at).unwrap();
         // 09:00+02:00 is 07:00Z.
         let next = time("2026-06-01T09:00:00+02:00");
         ledger
-            .mark_deferred(ISSUE, ana, "451 4.7.1 try later", next, at)
+            .mark(
+                ISSUE,
+                ana,
+                Mark::Deferred("451 4.7.1 try later".into(), next),
+                at,
+            )
             .unwrap();
         let stored = ledger.delivery(ISSUE, ana).unwrap().unwrap();
         assert_eq!(stored.status, DeliveryStatus::Deferred);
         assert_eq!(stored.next_attempt, Some(next));
         assert_eq!(stored.last_reply.as_deref(), Some("451 4.7.1 try later"));
-        let due_at = |now: &str| -> Vec<String> {
-            ledger
-                .due(ISSUE, time(now), false)
-                .unwrap()
-                .into_iter()
-                .map(|d| d.address)
-                .collect()
-        };
+        let due_at = |now: &str| due_at(&ledger, ISSUE, now, false);
         // 08:59+02:00 sorts after 07:00Z as text, but is earlier.
         assert_eq!(due_at("2026-06-01T06:59:59Z"), ["bo@example.com"]);
         assert_eq!(due_at("2026-06-01T08:59:59+02:00"), ["bo@example.com"]);
@@ -606,17 +808,10 @@ mod tests {
         let (_root, ledger) = with_issue(&["ana@example.com", "bo@example.com"]);
         let at = time("2026-06-01T06:00:00Z");
         ledger
-            .mark_sending(ISSUE, key("ana@example.com"), at)
+            .mark(ISSUE, key("ana@example.com"), Mark::Sending, at)
             .unwrap();
         assert_eq!(ledger.recover(ISSUE, at).unwrap(), 1);
-        let due = |resend| -> Vec<String> {
-            ledger
-                .due(ISSUE, at, resend)
-                .unwrap()
-                .into_iter()
-                .map(|d| d.address)
-                .collect()
-        };
+        let due = |resend| due_at(&ledger, ISSUE, "2026-06-01T06:00:00Z", resend);
         assert_eq!(due(false), ["bo@example.com"]);
         let mut both = due(true);
         both.sort();
@@ -628,10 +823,15 @@ mod tests {
         let (_root, ledger) = with_issue(&["ana@example.com", "bo@example.com", "cy@example.com"]);
         let at = time("2026-06-01T06:00:00Z");
         for address in ["ana@example.com", "bo@example.com"] {
-            ledger.mark_sending(ISSUE, key(address), at).unwrap();
+            ledger.mark(ISSUE, key(address), Mark::Sending, at).unwrap();
         }
         ledger
-            .mark_sent(ISSUE, key("bo@example.com"), "250 2.0.0 OK", at)
+            .mark(
+                ISSUE,
+                key("bo@example.com"),
+                Mark::Sent("250 2.0.0 OK".into()),
+                at,
+            )
             .unwrap();
         let later = time("2026-06-08T06:00:00Z");
         assert_eq!(ledger.recover(ISSUE, later).unwrap(), 1);
@@ -656,7 +856,7 @@ mod tests {
         let read = || ledger.delivery(ISSUE, ana).unwrap().unwrap();
         let t1 = time("2026-06-01T06:00:01Z");
         ledger
-            .mark_pending(ISSUE, ana, "connection refused", t1)
+            .mark(ISSUE, ana, Mark::Pending("connection refused".into()), t1)
             .unwrap();
         let pending = read();
         assert_eq!(
@@ -666,11 +866,16 @@ mod tests {
         assert_eq!(pending.last_reply.as_deref(), Some("connection refused"));
         assert_eq!(pending.updated, t1);
         let t2 = time("2026-06-01T06:00:02Z");
-        ledger.mark_sending(ISSUE, ana, t2).unwrap();
+        ledger.mark(ISSUE, ana, Mark::Sending, t2).unwrap();
         ledger
-            .mark_deferred(ISSUE, ana, "421 busy", time("2026-06-01T07:00:00Z"), t2)
+            .mark(
+                ISSUE,
+                ana,
+                Mark::Deferred("421 busy".into(), time("2026-06-01T07:00:00Z")),
+                t2,
+            )
             .unwrap();
-        ledger.mark_sending(ISSUE, ana, t2).unwrap();
+        ledger.mark(ISSUE, ana, Mark::Sending, t2).unwrap();
         let sending = read();
         assert_eq!(
             (sending.status, sending.attempts),
@@ -680,11 +885,11 @@ mod tests {
         assert_eq!(sending.last_reply.as_deref(), Some("421 busy"));
         assert_eq!(sending.next_attempt, None);
         ledger
-            .mark_failed(ISSUE, ana, "550 5.1.1 no such user", t2)
+            .mark(ISSUE, ana, failed("550 5.1.1 no such user"), t2)
             .unwrap();
         assert_eq!(read().status, DeliveryStatus::Failed);
         let t3 = time("2026-06-01T06:00:03Z");
-        ledger.mark_suppressed(ISSUE, ana, t3).unwrap();
+        ledger.mark(ISSUE, ana, Mark::Suppressed, t3).unwrap();
         let suppressed = read();
         assert_eq!(suppressed.status, DeliveryStatus::Suppressed);
         assert_eq!(suppressed.attempts, 2);
@@ -700,17 +905,17 @@ mod tests {
         let (_root, ledger) = with_issue(&["ana@example.com"]);
         let ana = key("ana@example.com");
         let at = time("2026-06-01T06:00:00Z");
-        ledger.mark_sending(ISSUE, ana, at).unwrap();
+        ledger.mark(ISSUE, ana, Mark::Sending, at).unwrap();
         ledger
-            .mark_sent(ISSUE, ana, "250 2.0.0 OK id=1", at)
+            .mark(ISSUE, ana, Mark::Sent("250 2.0.0 OK id=1".into()), at)
             .unwrap();
         let later = time("2026-06-01T07:00:00Z");
         let errors = [
-            ledger.mark_sending(ISSUE, ana, later),
-            ledger.mark_pending(ISSUE, ana, "dropped", later),
-            ledger.mark_deferred(ISSUE, ana, "451", later, later),
-            ledger.mark_failed(ISSUE, ana, "550", later),
-            ledger.mark_suppressed(ISSUE, ana, later),
+            ledger.mark(ISSUE, ana, Mark::Sending, later),
+            ledger.mark(ISSUE, ana, Mark::Pending("dropped".into()), later),
+            ledger.mark(ISSUE, ana, Mark::Deferred("451".into(), later), later),
+            ledger.mark(ISSUE, ana, failed("550"), later),
+            ledger.mark(ISSUE, ana, Mark::Suppressed, later),
         ];
         for result in errors {
             let message = format!("{:#}", result.unwrap_err());
@@ -724,7 +929,7 @@ mod tests {
         assert_eq!(sent.updated, at);
         // Sent again is no downgrade.
         ledger
-            .mark_sent(ISSUE, ana, "250 2.0.0 OK id=2", later)
+            .mark(ISSUE, ana, Mark::Sent("250 2.0.0 OK id=2".into()), later)
             .unwrap();
         assert_eq!(status(&ledger, "ana@example.com"), DeliveryStatus::Sent);
     }
@@ -735,11 +940,138 @@ mod tests {
         let at = time("2026-06-01T06:00:00Z");
         let bo = key("bo@example.com");
         for (issue, key) in [(ISSUE, bo), ("2026-06-02", key("ana@example.com"))] {
-            let message = format!("{:#}", ledger.mark_sending(issue, key, at).unwrap_err());
+            let message = format!(
+                "{:#}",
+                ledger.mark(issue, key, Mark::Sending, at).unwrap_err()
+            );
             assert!(message.contains(issue), "{message}");
             assert!(message.contains(&key.hex()), "{message}");
             assert!(message.contains("no such delivery"), "{message}");
         }
+    }
+
+    #[test]
+    fn a_sending_mark_meets_the_suppression_list() {
+        let (_root, ledger) = with_issue(&["ana@example.com", "bo@example.com"]);
+        let at = time("2026-06-01T06:00:00Z");
+        let (ana, bo) = (key("ana@example.com"), key("bo@example.com"));
+        ledger.suppress(bo, None, Reason::Unsubscribed, at).unwrap();
+        let went = ledger
+            .record(ISSUE, &[(ana, Mark::Sending), (bo, Mark::Sending)], at)
+            .unwrap();
+        assert_eq!(went, [true, false]);
+        assert_eq!(status(&ledger, "ana@example.com"), DeliveryStatus::Sending);
+        let bo_now = ledger.delivery(ISSUE, bo).unwrap().unwrap();
+        assert_eq!(
+            (bo_now.status, bo_now.attempts),
+            (DeliveryStatus::Suppressed, 0)
+        );
+    }
+
+    #[test]
+    fn a_try_on_a_new_connection_is_the_same_attempt_and_pending_takes_it_back() {
+        let (_root, ledger) = with_issue(&["ana@example.com"]);
+        let ana = key("ana@example.com");
+        let at = time("2026-06-01T06:00:00Z");
+        let marks = [
+            (ana, Mark::Sending),
+            (ana, Mark::Sending),
+            (ana, Mark::Pending("connection closed".into())),
+        ];
+        ledger.record(ISSUE, &marks, at).unwrap();
+        let read = ledger.delivery(ISSUE, ana).unwrap().unwrap();
+        assert_eq!((read.status, read.attempts), (DeliveryStatus::Pending, 0));
+        assert_eq!(read.last_reply.as_deref(), Some("connection closed"));
+        // A 4xx to RCPT after the `sending` mark is that one attempt.
+        let next = time("2026-06-01T07:00:00Z");
+        let marks = [
+            (ana, Mark::Sending),
+            (ana, Mark::Deferred("451 later".into(), next)),
+        ];
+        ledger.record(ISSUE, &marks, at).unwrap();
+        let read = ledger.delivery(ISSUE, ana).unwrap().unwrap();
+        assert_eq!((read.status, read.attempts), (DeliveryStatus::Deferred, 1));
+    }
+
+    #[test]
+    fn a_bounce_joins_the_suppression_list_with_its_mark() {
+        let (_root, ledger) = with_issue(&["ana@example.com"]);
+        let ana = key("ana@example.com");
+        let at = time("2026-06-01T06:00:00Z");
+        let failed = Mark::Failed {
+            reply: "550 no such user".into(),
+            bounced: Some("ana@example.com".into()),
+        };
+        ledger
+            .record(ISSUE, &[(ana, Mark::Sending), (ana, failed)], at)
+            .unwrap();
+        assert_eq!(status(&ledger, "ana@example.com"), DeliveryStatus::Failed);
+        let bounce = ledger.suppression(ana).unwrap().unwrap();
+        assert_eq!(bounce.reason, Reason::Bounced);
+        assert_eq!(bounce.address.as_deref(), Some("ana@example.com"));
+    }
+
+    #[test]
+    fn a_batch_with_a_wrong_mark_records_nothing() {
+        let (_root, ledger) = with_issue(&["ana@example.com", "bo@example.com"]);
+        let (ana, bo) = (key("ana@example.com"), key("bo@example.com"));
+        let at = time("2026-06-01T06:00:00Z");
+        ledger.mark(ISSUE, bo, Mark::Sending, at).unwrap();
+        ledger
+            .mark(ISSUE, bo, Mark::Sent("250 OK".into()), at)
+            .unwrap();
+        let err = ledger
+            .record(ISSUE, &[(ana, Mark::Sending), (bo, Mark::Sending)], at)
+            .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("sent already"), "{message}");
+        assert!(message.contains(&bo.hex()), "{message}");
+        assert_eq!(status(&ledger, "ana@example.com"), DeliveryStatus::Pending);
+    }
+
+    #[test]
+    fn deferred_deliveries_of_an_old_issue_expire_as_failed() {
+        let (_root, ledger) = ledger();
+        let record = issue(ISSUE, "2026-06-01T06:00:00Z");
+        let mut deliveries = [
+            to("ana@example.com", "weekly"),
+            to("bo@example.com", "daily"),
+            to("cy@example.com", "daily"),
+        ]
+        .into_iter();
+        ledger
+            .create_issue(&record, &mut deliveries, record.created)
+            .unwrap();
+        let at = time("2026-06-01T06:00:00Z");
+        let later = time("2026-06-02T06:00:00Z");
+        for address in ["ana@example.com", "bo@example.com"] {
+            ledger.mark(ISSUE, key(address), Mark::Sending, at).unwrap();
+            ledger
+                .mark(
+                    ISSUE,
+                    key(address),
+                    Mark::Deferred("451 later".into(), later),
+                    at,
+                )
+                .unwrap();
+        }
+        let expired = ledger
+            .expire_deferred(ISSUE, "too late", time("2026-06-05T06:00:00Z"))
+            .unwrap();
+        let expected: BTreeMap<String, u64> =
+            [("daily".to_string(), 1), ("weekly".to_string(), 1)].into();
+        assert_eq!(expired, expected);
+        let ana = ledger
+            .delivery(ISSUE, key("ana@example.com"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ana.status, DeliveryStatus::Failed);
+        assert_eq!(
+            (ana.attempts, ana.last_reply.as_deref()),
+            (1, Some("451 later"))
+        );
+        assert_eq!(ana.next_attempt, None);
+        assert_eq!(status(&ledger, "cy@example.com"), DeliveryStatus::Pending);
     }
 
     #[test]
@@ -760,16 +1092,16 @@ mod tests {
             }
         );
         ledger
-            .mark_sending(ISSUE, key("a@example.com"), at)
+            .mark(ISSUE, key("a@example.com"), Mark::Sending, at)
             .unwrap();
         ledger
-            .mark_sent(ISSUE, key("a@example.com"), "250 OK", at)
+            .mark(ISSUE, key("a@example.com"), Mark::Sent("250 OK".into()), at)
             .unwrap();
         ledger
-            .mark_sending(ISSUE, key("b@example.com"), at)
+            .mark(ISSUE, key("b@example.com"), Mark::Sending, at)
             .unwrap();
         ledger
-            .mark_suppressed(ISSUE, key("c@example.com"), at)
+            .mark(ISSUE, key("c@example.com"), Mark::Suppressed, at)
             .unwrap();
         assert_eq!(
             ledger.counts(ISSUE).unwrap(),
@@ -792,12 +1124,18 @@ mod tests {
         let at = time("2026-06-01T06:00:00Z");
         let seen = || reader.delivery(ISSUE, ana).unwrap().unwrap().status;
         assert_eq!(seen(), DeliveryStatus::Pending);
-        writer.mark_sending(ISSUE, ana, at).unwrap();
+        writer.mark(ISSUE, ana, Mark::Sending, at).unwrap();
         assert_eq!(seen(), DeliveryStatus::Sending);
-        writer.mark_sent(ISSUE, ana, "250 OK", at).unwrap();
+        writer
+            .mark(ISSUE, ana, Mark::Sent("250 OK".into()), at)
+            .unwrap();
         assert_eq!(seen(), DeliveryStatus::Sent);
         // And the guard holds across connections.
-        assert!(reader.mark_pending(ISSUE, ana, "dropped", at).is_err());
+        assert!(
+            reader
+                .mark(ISSUE, ana, Mark::Pending("dropped".into()), at)
+                .is_err()
+        );
         drop(writer);
         drop(reader);
         let reopened = Ledger::open_existing(root.path()).unwrap().unwrap();

@@ -1,10 +1,40 @@
-//! Ledger stage, tests only: a ledger in a temporary folder, and issues and
-//! deliveries to fill it with.
+//! Ledger stage, tests only: a ledger in a temporary folder, issues and
+//! deliveries to fill it with, and marks one at a time.
 
+use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
-use super::{IssueRecord, Ledger, NewDelivery};
+use super::{IssueRecord, Ledger, Mark, NewDelivery};
 use crate::unsubscribe::AddressKey;
+
+impl Ledger {
+    /// Freezes `issue` with `deliveries` and no custom columns.
+    pub(super) fn create_issue(
+        &self,
+        issue: &IssueRecord,
+        deliveries: &mut dyn Iterator<Item = NewDelivery>,
+        at: DateTime<FixedOffset>,
+    ) -> Result<u64> {
+        let mut freezing = self.freeze_issue(issue, at)?;
+        for delivery in deliveries {
+            freezing.add(&delivery)?;
+        }
+        freezing.finish(&[])
+    }
+
+    /// Records one mark, which must go as asked.
+    pub(super) fn mark(
+        &self,
+        issue: &str,
+        key: AddressKey,
+        mark: Mark,
+        at: DateTime<FixedOffset>,
+    ) -> Result<()> {
+        let went = self.record(issue, &[(key, mark)], at)?;
+        anyhow::ensure!(went == [true], "the mark did not go as asked");
+        Ok(())
+    }
+}
 
 pub(super) fn time(rfc3339: &str) -> DateTime<FixedOffset> {
     DateTime::parse_from_rfc3339(rfc3339).unwrap()
@@ -28,6 +58,14 @@ pub(super) fn issue(id: &str, created: &str) -> IssueRecord {
         posts,
         created: time(created),
         completed: None,
+    }
+}
+
+/// A `failed` mark after `reply`, with no bounce.
+pub(super) fn failed(reply: &str) -> Mark {
+    Mark::Failed {
+        reply: reply.into(),
+        bounced: None,
     }
 }
 

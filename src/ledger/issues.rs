@@ -70,7 +70,7 @@ impl Ledger {
 
     /// A free id for an issue made on `date` (`YYYY-MM-DD`): the date
     /// itself, then `-2`, `-3`… Free when asked: if another run takes it
-    /// first, [`create_issue`](Ledger::create_issue) refuses it.
+    /// first, [`freeze_issue`](Ledger::freeze_issue) refuses it.
     pub fn next_issue_id(&self, date: &str) -> Result<String> {
         let valid = NaiveDate::parse_from_str(date, "%Y-%m-%d")
             .is_ok_and(|day| day.format("%Y-%m-%d").to_string() == date);
@@ -90,76 +90,62 @@ impl Ledger {
         }
     }
 
-    /// Freezes an issue and its deliveries (all `pending`, created at `at`)
-    /// in one transaction, with one prepared statement, so a million
-    /// deliveries need not be held. Returns how many were recorded. An id
-    /// that exists, an issue already completed, or two deliveries to one
-    /// key are errors, and record nothing.
-    pub fn create_issue(
+    /// Starts freezing `issue`: its record now, each of its deliveries
+    /// (`pending`, created at `at`) as [`Freezing::add`] gets it, and the
+    /// subscribers file's custom columns at [`Freezing::finish`]. All in one
+    /// transaction, so a million deliveries need not be held at once and a
+    /// freeze that fails — or is dropped unfinished — records nothing. An
+    /// id that exists or an issue completed already is refused here; two
+    /// deliveries to one key, by `add`.
+    pub fn freeze_issue(
         &self,
         issue: &IssueRecord,
-        deliveries: &mut dyn Iterator<Item = NewDelivery>,
         at: DateTime<FixedOffset>,
-    ) -> Result<u64> {
-        self.freeze(issue, deliveries, at)
-            .with_context(|| format!("cannot create issue {}", issue.id))
-    }
-
-    fn freeze(
-        &self,
-        issue: &IssueRecord,
-        deliveries: &mut dyn Iterator<Item = NewDelivery>,
-        at: DateTime<FixedOffset>,
-    ) -> Result<u64> {
-        if issue.completed.is_some() {
-            bail!("a new issue cannot be completed already");
-        }
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        if issue_exists(&tx, &issue.id)? {
-            bail!("an issue with that id exists already");
-        }
-        tx.prepare_cached(
-            "INSERT INTO issues (id, cutoff, since, posts, content_hash, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            issue.id,
-            issue.cutoff.to_rfc3339(),
-            issue.since.map(|since| since.to_rfc3339()),
-            issue.posts,
-            issue.content_hash,
-            issue.created.to_rfc3339(),
-        ])?;
-        let mut inserted = 0;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO deliveries (issue_id, address_key, address, segment, variant,
-                     picks, message_id, status, created, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
-            )?;
-            let at = at.to_rfc3339();
-            for delivery in deliveries {
-                insert
-                    .execute(params![
-                        issue.id,
-                        delivery.key.hex(),
-                        delivery.address,
-                        delivery.segment,
-                        delivery.variant,
-                        delivery.picks,
-                        delivery.message_id,
-                        at,
-                    ])
-                    .with_context(|| {
-                        format!("cannot record its delivery to {}", delivery.key.hex())
-                    })?;
-                inserted += 1;
+    ) -> Result<Freezing<'_>> {
+        let begin = || -> Result<Freezing<'_>> {
+            if issue.completed.is_some() {
+                bail!("a new issue cannot be completed already");
             }
-        }
-        tx.commit()?;
-        Ok(inserted)
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            if issue_exists(&tx, &issue.id)? {
+                bail!("an issue with that id exists already");
+            }
+            tx.prepare_cached(
+                "INSERT INTO issues (id, cutoff, since, posts, content_hash, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                issue.id,
+                issue.cutoff.to_rfc3339(),
+                issue.since.map(|since| since.to_rfc3339()),
+                issue.posts,
+                issue.content_hash,
+                issue.created.to_rfc3339(),
+            ])?;
+            Ok(Freezing {
+                tx,
+                issue: issue.id.clone(),
+                at: at.to_rfc3339(),
+                inserted: 0,
+            })
+        };
+        begin().with_context(|| format!("cannot create issue {}", issue.id))
     }
 
+    /// The custom columns issue `id` was frozen with; `None` for an issue
+    /// frozen before the ledger kept them.
+    pub fn custom_columns(&self, id: &str) -> Result<Option<Vec<String>>> {
+        let read = || -> Result<Option<Vec<String>>> {
+            require_issue(&self.conn, id)?;
+            let json: Option<String> = self
+                .conn
+                .prepare_cached("SELECT custom_columns FROM issues WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))?;
+            json.map(|json| serde_json::from_str(&json).with_context(|| damaged(id)))
+                .transpose()
+        };
+        read().with_context(|| format!("cannot read the custom columns of issue {id}"))
+    }
     /// Sets `completed` (if it was not) when no delivery of `issue` is
     /// pending, sending or deferred (or `unknown`, when `unknown_open`:
     /// those are to be sent again); returns whether it is completed.
@@ -233,6 +219,62 @@ impl Ledger {
         newest
             .map(|(_, id)| read_issue(&self.conn, &id))
             .transpose()
+    }
+}
+
+/// An issue being frozen: an open transaction that takes its deliveries
+/// one at a time (see [`Ledger::freeze_issue`]).
+pub struct Freezing<'l> {
+    tx: Transaction<'l>,
+    issue: String,
+    at: String,
+    inserted: u64,
+}
+
+impl Freezing<'_> {
+    /// Records a `pending` delivery of the issue.
+    pub fn add(&mut self, delivery: &NewDelivery) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO deliveries (issue_id, address_key, address, segment, variant,
+                     picks, message_id, status, created, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    self.issue,
+                    delivery.key.hex(),
+                    delivery.address,
+                    delivery.segment,
+                    delivery.variant,
+                    delivery.picks,
+                    delivery.message_id,
+                    self.at,
+                ])
+            })
+            .with_context(|| {
+                format!(
+                    "cannot create issue {}: cannot record its delivery to {}",
+                    self.issue,
+                    delivery.key.hex()
+                )
+            })?;
+        self.inserted += 1;
+        Ok(())
+    }
+
+    /// Records the custom columns of the subscribers file the issue was
+    /// frozen with, and commits; returns how many deliveries it has.
+    pub fn finish(self, custom_columns: &[String]) -> Result<u64> {
+        let issue = self.issue.clone();
+        let finish = || -> Result<u64> {
+            self.tx
+                .prepare_cached("UPDATE issues SET custom_columns = ?2 WHERE id = ?1")?
+                .execute(params![self.issue, serde_json::to_string(custom_columns)?])?;
+            self.tx.commit()?;
+            Ok(self.inserted)
+        };
+        finish().with_context(|| format!("cannot create issue {issue}"))
     }
 }
 
@@ -311,6 +353,7 @@ impl Stored {
 mod tests {
     use std::time::Instant;
 
+    use crate::ledger::Mark;
     use crate::ledger::fixtures::{create, issue, ledger, time, to};
     use crate::ledger::{Counts, DeliveryStatus};
     use crate::unsubscribe::AddressKey;
@@ -396,6 +439,30 @@ mod tests {
     }
 
     #[test]
+    fn an_issue_keeps_its_custom_columns_and_an_unfinished_freeze_records_nothing() {
+        let (_root, ledger) = ledger();
+        let record = issue("2026-06-01", "2026-06-01T06:00:00Z");
+        {
+            let mut freezing = ledger.freeze_issue(&record, record.created).unwrap();
+            freezing.add(&to("ana@example.com", "all")).unwrap();
+            // Dropped: a failure half-way through.
+        }
+        assert_eq!(ledger.last_issue().unwrap(), None);
+        let mut freezing = ledger.freeze_issue(&record, record.created).unwrap();
+        freezing.add(&to("ana@example.com", "all")).unwrap();
+        let columns = vec!["role".to_string(), "company".to_string()];
+        assert_eq!(freezing.finish(&columns).unwrap(), 1);
+        assert_eq!(ledger.custom_columns("2026-06-01").unwrap(), Some(columns));
+        assert!(ledger.custom_columns("2026-06-02").is_err());
+        // Frozen before the ledger kept them: unknown.
+        ledger
+            .conn
+            .execute("UPDATE issues SET custom_columns = NULL", [])
+            .unwrap();
+        assert_eq!(ledger.custom_columns("2026-06-01").unwrap(), None);
+    }
+
+    #[test]
     fn issue_ids_of_one_day_are_numbered() {
         let (_root, ledger) = ledger();
         assert_eq!(ledger.next_issue_id("2026-06-01").unwrap(), "2026-06-01");
@@ -449,15 +516,22 @@ mod tests {
         );
         let at = time("2026-06-01T06:00:00Z");
         assert!(!ledger.complete_if_done("2026-06-01", false, at).unwrap());
-        ledger.mark_sending("2026-06-01", ana, at).unwrap();
-        ledger.mark_sent("2026-06-01", ana, "250 OK", at).unwrap();
-        ledger.mark_sending("2026-06-01", bo, at).unwrap();
+        ledger.mark("2026-06-01", ana, Mark::Sending, at).unwrap();
         ledger
-            .mark_deferred("2026-06-01", bo, "451", time("2026-06-02T00:00:00Z"), at)
+            .mark("2026-06-01", ana, Mark::Sent("250 OK".into()), at)
+            .unwrap();
+        ledger.mark("2026-06-01", bo, Mark::Sending, at).unwrap();
+        ledger
+            .mark(
+                "2026-06-01",
+                bo,
+                Mark::Deferred("451".into(), time("2026-06-02T00:00:00Z")),
+                at,
+            )
             .unwrap();
         assert!(!ledger.complete_if_done("2026-06-01", false, at).unwrap());
         assert_eq!(ledger.unfinished_issue().unwrap(), Some(record.clone()));
-        ledger.mark_sending("2026-06-01", bo, at).unwrap();
+        ledger.mark("2026-06-01", bo, Mark::Sending, at).unwrap();
         assert!(!ledger.complete_if_done("2026-06-01", false, at).unwrap());
         // Unknown is settled for completion: only a resend may change it.
         ledger.recover("2026-06-01", at).unwrap();
@@ -501,7 +575,9 @@ mod tests {
         create(&ledger, &first, &["ana@example.com"]);
         let ana = AddressKey::of("ana@example.com");
         let at = time("2026-06-01T07:00:00Z");
-        ledger.mark_suppressed("2026-05-25", ana, at).unwrap();
+        ledger
+            .mark("2026-05-25", ana, Mark::Suppressed, at)
+            .unwrap();
         let listed = ledger.issues().unwrap();
         let ids: Vec<&str> = listed.iter().map(|(issue, _)| issue.id.as_str()).collect();
         assert_eq!(ids, ["2026-06-01", "2026-05-25", "2026-05-18"]);
@@ -529,7 +605,7 @@ mod tests {
         ledger
             .conn
             .execute(
-                "INSERT INTO issues VALUES ('2026-06-01', 'soon', NULL, '[]', 'x', '2026-06-01T06:00:00Z', NULL)",
+                "INSERT INTO issues VALUES ('2026-06-01', 'soon', NULL, '[]', 'x', '2026-06-01T06:00:00Z', NULL, '[]')",
                 [],
             )
             .unwrap();

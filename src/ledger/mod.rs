@@ -12,6 +12,7 @@ mod deliveries;
 #[cfg(test)]
 mod fixtures;
 mod issues;
+mod recorder;
 mod schema;
 mod suppression;
 
@@ -22,8 +23,9 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-pub use deliveries::{Counts, Delivery, DeliveryStatus, NewDelivery, UnknownStatus};
-pub use issues::IssueRecord;
+pub use deliveries::{Counts, Delivery, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus};
+pub use issues::{Freezing, IssueRecord};
+pub use recorder::Recorder;
 pub use suppression::{Reason, Suppression, UnknownReason};
 
 use crate::state;
@@ -83,6 +85,17 @@ impl Ledger {
         configure(&conn).with_context(|| format!("cannot set up {}", path.display()))?;
         schema::migrate(&mut conn).with_context(|| format!("cannot use {}", path.display()))?;
         Ok(Ledger { conn })
+    }
+}
+
+impl Ledger {
+    /// Copies the write-ahead log into the database and empties it, if no
+    /// other connection is reading it (then it is left for SQLite's own
+    /// checkpoints).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .context("cannot fold the ledger's write-ahead log into it")
     }
 }
 

@@ -46,6 +46,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (issue_id, address_key)
     );
     CREATE INDEX deliveries_by_status ON deliveries (issue_id, status);",
+    // 3: the custom columns of the subscribers file an issue was frozen
+    // with (a JSON list), so a run can set up its renderer without reading
+    // every delivery first; NULL for issues frozen before.
+    "ALTER TABLE issues ADD COLUMN custom_columns TEXT;",
 ];
 
 /// Runs the migrations the ledger lacks, each in its own transaction.

@@ -10,7 +10,9 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset};
-use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+#[cfg(test)]
+use rusqlite::OptionalExtension;
+use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
 
 use super::Ledger;
 use crate::unsubscribe::AddressKey;
@@ -84,22 +86,14 @@ impl Ledger {
             );
         }
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let added = tx.execute(
-            "INSERT INTO suppression (address_key, address, reason, at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (address_key) DO NOTHING",
-            params![key.hex(), address, reason.as_str(), at.to_rfc3339()],
-        )? == 1;
-        if !added && address.is_some() {
-            tx.execute(
-                "UPDATE suppression SET address = ?2 WHERE address_key = ?1 AND address IS NULL",
-                params![key.hex(), address],
-            )?;
-        }
+        let added = suppress_in(&tx, key, address, reason, &at.to_rfc3339())?;
         tx.commit()?;
         Ok(added)
     }
 
-    /// The suppression of `key`, if any.
+    /// The suppression of `key`, if any (a send checks it as it records
+    /// each `sending` mark, in [`record`](Ledger::record)).
+    #[cfg(test)]
     pub fn suppression(&self, key: AddressKey) -> Result<Option<Suppression>> {
         self.conn
             .query_row(
@@ -126,6 +120,31 @@ impl Ledger {
         all.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.key.0.cmp(&b.key.0)));
         Ok(all)
     }
+}
+
+/// Records `key` as suppressed within the caller's transaction (see
+/// [`Ledger::suppress`]); `at` is RFC 3339.
+pub(super) fn suppress_in(
+    conn: &Connection,
+    key: AddressKey,
+    address: Option<&str>,
+    reason: Reason,
+    at: &str,
+) -> Result<bool> {
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO suppression (address_key, address, reason, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (address_key) DO NOTHING",
+        )?
+        .execute(params![key.hex(), address, reason.as_str(), at])?
+        == 1;
+    if !added && address.is_some() {
+        conn.prepare_cached(
+            "UPDATE suppression SET address = ?2 WHERE address_key = ?1 AND address IS NULL",
+        )?
+        .execute(params![key.hex(), address])?;
+    }
+    Ok(added)
 }
 
 /// A row as stored, before its text is checked.

@@ -4,8 +4,13 @@
 //! Every message is recorded as `sending` before it is handed over and as
 //! `sent` only after the server's 250; a run that dies in between leaves
 //! `unknown`, never a silent duplicate.
+//!
+//! Three stages run at once, joined by bounded queues: this thread streams
+//! the due deliveries from the ledger a page at a time and renders each
+//! reader's message, a pool of SMTP sessions sends them, and the ledger's
+//! writer commits their marks in batches. Memory stays flat however many
+//! readers there are: only messages in flight are held.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result};
@@ -23,7 +28,7 @@ use crate::content::{Post, Tag};
 use crate::deliver::pool::{Event, Halt, Job, Limits, Pool};
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::{Diagnostic, display_path};
-use crate::ledger::{DeliveryStatus, IssueRecord, Ledger, NewDelivery, Reason as Bounce};
+use crate::ledger::{Delivery, DeliveryStatus, IssueRecord, Ledger, Mark, NewDelivery, Recorder};
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Issue, Pick, Reader, Reason, Score};
 use crate::unsubscribe::{AddressKey, Secret};
@@ -71,17 +76,17 @@ pub fn send(
         .iter()
         .map(|s| (s.id.clone(), SegmentCounts::default()))
         .collect();
-    // Who the subscribers file allows now: read while freezing a new
-    // issue, or once more when resuming one.
     let (record, posts, allowed) = match unfinished(&ledger, config.delivery.resend_unknown)? {
         Some(record) => {
             let posts: Vec<Post> = serde_json::from_str(&record.posts)
                 .with_context(|| format!("cannot read the posts of issue {}", record.id))?;
-            let allowed = mailable_now(run, &mut problems)?;
+            let allowed = Allowed::Only(mailable_now(run, &mut problems)?);
             (record, posts, allowed)
         }
         None => match freeze(run, &ledger, &mut problems, &mut segments)? {
-            Some(frozen) => frozen,
+            // Frozen just now from the subscribers file: every reader in it
+            // is allowed.
+            Some((record, posts)) => (record, posts, Allowed::All),
             None => {
                 let summary = Summary {
                     issue: run
@@ -115,27 +120,23 @@ pub fn send(
         since: record.since,
         posts: posts.iter().collect(),
     };
-    let mut summary = Summary {
+    let summary = Summary {
         issue: record.id.clone(),
         dry_run: false,
         posts: posts.iter().map(|p| p.slug.clone()).collect(),
         outbox: None,
         segments,
     };
-    let due = ledger.due(&record.id, run.now, config.delivery.resend_unknown)?;
-    let mut attrs: Vec<String> = Vec::new();
-    let mut frozen: HashMap<AddressKey, Frozen> = HashMap::new();
-    for delivery in &due {
-        let reader: Frozen = serde_json::from_str(&delivery.picks)
-            .with_context(|| format!("cannot read the digest of {}", delivery.address))?;
-        subscribers::add_columns(&mut attrs, &reader.attrs);
-        frozen.insert(delivery.key, reader);
-    }
+    let resend_unknown = config.delivery.resend_unknown;
+    let attrs = match ledger.custom_columns(&record.id)? {
+        Some(attrs) => attrs,
+        None => columns_of_due(&ledger, &record.id, run.now, resend_unknown)?,
+    };
     let secret = Secret::load(run.root)?;
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
-    let Some(mut renderer) = renderer else {
+    let Some(renderer) = renderer else {
         return Ok((summary, problems, Ended::Done));
     };
     let from = config
@@ -144,127 +145,48 @@ pub fn send(
         .as_ref()
         .map(|m| m.email.clone())
         .context("email.from is required to send")?;
-    let segment_of_key: HashMap<AddressKey, String> =
-        due.iter().map(|d| (d.key, d.segment.clone())).collect();
-    let attempts: HashMap<AddressKey, u32> = due.iter().map(|d| (d.key, d.attempts)).collect();
     let limits = Limits {
         concurrency: config.delivery.concurrency,
         interval: interval(config),
         max_connection_failures: config.delivery.max_connection_failures,
+    };
+    let total = ledger.due_count(&record.id, run.now, resend_unknown)?;
+    let recorder = Recorder::start(run.root, &record.id, run.now)?;
+    let mut dispatch = Dispatch {
+        run,
+        ledger: &ledger,
+        record: &record,
+        posts: &posts,
+        allowed,
+        renderer,
+        recorder,
+        summary,
+        problems,
+        progress: Progress::new(total, quiet),
+        in_flight: HashMap::new(),
+        deferred: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the sending runtime")?;
-    let mut errors: Vec<anyhow::Error> = Vec::new();
-    let mut progress = Progress::new(due.len() as u64, quiet);
-    let attempts = RefCell::new(attempts);
-    // Keys deferred in the current round, for the retries within the run.
-    let deferred_now: RefCell<Vec<AddressKey>> = RefCell::new(Vec::new());
-    let ended = runtime.block_on(async {
-        let mut pool = Pool::start(smtp, from, &limits);
-        let mut in_flight = 0usize;
-        let mut record_event = |event: Event, summary: &mut Summary, in_flight: &mut usize| {
-            if matches!(event, Event::Done(..)) {
-                progress.step();
-                *in_flight = in_flight.saturating_sub(1);
-            }
-            let result = apply(
-                &ledger,
-                &record,
-                event,
-                run,
-                &attempts.borrow(),
-                &segment_of_key,
-                summary,
-            );
-            match result {
-                Ok(Some(key)) => deferred_now.borrow_mut().push(key),
-                Ok(None) => {}
-                Err(err) => errors.push(err),
-            }
-        };
-        let mut round_due: Vec<crate::ledger::Delivery> = due.clone();
-        for round in 0..=config.delivery.retries_in_run {
-            if round > 0 {
-                // Wait until this round settled, then give the deferred a
-                // second chance after a pause (greylisting wants one).
-                while in_flight > 0 {
-                    match pool.events.recv().await {
-                        Some(event) => record_event(event, &mut summary, &mut in_flight),
-                        None => break,
-                    }
-                }
-                let keys = std::mem::take(&mut *deferred_now.borrow_mut());
-                if keys.is_empty() || pool.stopped() {
-                    break;
-                }
-                tokio::time::sleep(config.delivery.retry_in_run).await;
-                round_due.clear();
-                for key in keys {
-                    if let Some(delivery) = ledger.delivery(&record.id, key)?
-                        && delivery.status == DeliveryStatus::Deferred
-                    {
-                        attempts.borrow_mut().insert(key, delivery.attempts);
-                        let counts = summary
-                            .segments
-                            .entry(delivery.segment.clone())
-                            .or_default();
-                        counts.deferred = counts.deferred.saturating_sub(1);
-                        round_due.push(delivery);
-                    }
-                }
-            }
-            let mut queue = round_due.iter();
-            let mut pending: Option<Job> = None;
-            loop {
-                if pending.is_none() && !pool.stopped() {
-                    pending = next_job(
-                        &mut queue,
-                        &allowed,
-                        &ledger,
-                        &record.id,
-                        &posts,
-                        &frozen,
-                        config,
-                        &mut renderer,
-                        run.now,
-                        &mut summary,
-                        &mut problems,
-                    )?;
-                }
-                let Some(job) = pending.take() else { break };
-                tokio::select! {
-                    permit = pool.jobs.reserve() => match permit {
-                        Ok(permit) => {
-                            permit.send(job);
-                            in_flight += 1;
-                        }
-                        Err(_) => break,
-                    },
-                    event = pool.events.recv() => {
-                        pending = Some(job);
-                        if let Some(event) = event {
-                            record_event(event, &mut summary, &mut in_flight);
-                        }
-                    }
-                }
-            }
-        }
-        let halt = pool
-            .finish(|event| record_event(event, &mut summary, &mut in_flight))
-            .await;
-        Ok::<Ended, anyhow::Error>(match halt {
-            Halt::No => Ended::Done,
-            Halt::Unreachable => Ended::Unreachable,
-            Halt::LoginRefused => Ended::LoginRefused,
-        })
-    })?;
+    let ended = runtime.block_on(dispatch.deliver(smtp, from, &limits));
+    // Sessions still open (after an error) end before the last marks are
+    // written.
+    drop(runtime);
+    let Dispatch {
+        summary,
+        mut problems,
+        progress,
+        mut renderer,
+        recorder,
+        ..
+    } = dispatch;
+    let written = recorder.finish();
     progress.finish();
-    if let Some(err) = errors.into_iter().next() {
-        return Err(err);
-    }
+    let ended = ended?;
+    written?;
     // Handed over without a reply: the message may have arrived.
     let unknown = ledger.recover(&record.id, run.now)?;
     if unknown > 0 {
@@ -275,14 +197,10 @@ pub fn send(
             ),
         ));
     }
-    renderer.warnings.drain(..).for_each(|w| problems.push(w));
-    ledger.complete_if_done(&record.id, config.delivery.resend_unknown, run.now)?;
+    problems.append(&mut renderer.warnings);
+    ledger.complete_if_done(&record.id, resend_unknown, run.now)?;
     Ok((summary, problems, ended))
 }
-
-/// An issue as a run works on it: its record, its frozen posts, and the
-/// readers the subscribers file allows now.
-type FrozenIssue = (IssueRecord, Vec<Post>, HashSet<AddressKey>);
 
 /// The issue a run must finish first: one not completed, or — when
 /// `resend_unknown` — the last one if it still has `unknown` messages.
@@ -299,33 +217,68 @@ fn unfinished(ledger: &Ledger, resend_unknown: bool) -> Result<Option<IssueRecor
     }
 }
 
-/// The readers the subscribers file allows now (mailable, not suppressed):
-/// a frozen issue still skips anyone who left or was removed since.
-fn mailable_now(run: &Run, problems: &mut Vec<Diagnostic>) -> Result<HashSet<AddressKey>> {
+/// Which frozen readers may still be mailed.
+enum Allowed {
+    /// All of them: the issue was frozen by this run.
+    All,
+    /// Those whose keys are listed (sorted): the subscribers file now.
+    Only(Vec<AddressKey>),
+}
+
+impl Allowed {
+    fn contains(&self, key: AddressKey) -> bool {
+        match self {
+            Allowed::All => true,
+            Allowed::Only(keys) => keys.binary_search_by(|k| k.0.cmp(&key.0)).is_ok(),
+        }
+    }
+}
+
+/// The readers the subscribers file allows now (mailable, not suppressed),
+/// sorted: a frozen issue still skips anyone who left or was removed since.
+fn mailable_now(run: &Run, problems: &mut Vec<Diagnostic>) -> Result<Vec<AddressKey>> {
     let path = run.root.join(&run.config.audience.file);
     let shown = display_path(run.root, &path);
     let suppressed = Suppressed::load(run.root)?;
-    let mut keys = HashSet::new();
+    let mut keys = Vec::new();
     let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
         suppressed.apply(&mut subscriber);
         if subscriber.status.mailable() {
-            keys.insert(AddressKey::of(&subscriber.email));
+            keys.push(AddressKey::of(&subscriber.email));
         }
     });
     problems.extend(found);
+    keys.sort_unstable_by_key(|key| key.0);
+    keys.dedup();
     Ok(keys)
 }
 
-/// The issue made now, frozen with its deliveries; `None` when nothing is new.
-/// Readers left out at this point are counted into `segments`
-/// (suppressed: not mailable; skipped: no new post for them); the
-/// mailable readers' keys come back with the issue.
+/// The custom columns of an issue frozen before the ledger kept them:
+/// those of its due readers' frozen fields, in one pass.
+fn columns_of_due(
+    ledger: &Ledger,
+    issue: &str,
+    now: DateTime<FixedOffset>,
+    resend_unknown: bool,
+) -> Result<Vec<String>> {
+    let mut attrs = Vec::new();
+    for delivery in ledger.due(issue, now, resend_unknown)? {
+        let reader = Frozen::of(&delivery?)?;
+        subscribers::add_columns(&mut attrs, &reader.attrs);
+    }
+    Ok(attrs)
+}
+
+/// The issue made now, frozen with its deliveries as the subscribers file
+/// is read (one transaction); `None` when nothing is new. Readers left out
+/// at this point are counted into `segments` (suppressed: not mailable;
+/// skipped: no new post for them).
 fn freeze(
     run: &Run,
     ledger: &Ledger,
     problems: &mut Vec<Diagnostic>,
     segments: &mut BTreeMap<String, SegmentCounts>,
-) -> Result<Option<FrozenIssue>> {
+) -> Result<Option<(IssueRecord, Vec<Post>)>> {
     let config = run.config;
     let history = history(ledger)?;
     let window = select::Window::new(config, run.now, run.since);
@@ -358,9 +311,15 @@ fn freeze(
         .host_str()
         .unwrap_or("localhost")
         .to_string();
-    let mut deliveries = Vec::new();
-    let mut allowed = HashSet::new();
+    let mut freezing = ledger.freeze_issue(&record, run.now)?;
+    // Every digest can use every custom column, as in a dry run.
+    let mut columns = Vec::new();
+    let mut failure = None;
     problems.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
+        subscribers::add_columns(&mut columns, &subscriber.attrs);
+        if failure.is_some() {
+            return;
+        }
         suppressed.apply(&mut subscriber);
         let segment = segment_of(&subscriber, &config.segments);
         let counts = segments.entry(segment.id.clone()).or_default();
@@ -368,7 +327,6 @@ fn freeze(
             counts.suppressed += 1;
             return;
         }
-        allowed.insert(AddressKey::of(&subscriber.email));
         let reader = Reader {
             interests: &subscriber.interests,
             personalize: subscriber.personalize,
@@ -392,17 +350,23 @@ fn freeze(
                 })
                 .collect(),
         };
-        deliveries.push(NewDelivery {
+        let delivery = NewDelivery {
             key: AddressKey::of(&subscriber.email),
             address: subscriber.email.clone(),
             segment: segment.id.clone(),
             variant: crate::render::variant_of(segment, &record.id, &subscriber.email),
             picks: serde_json::to_string(&frozen).unwrap_or_default(),
             message_id: secret.message_id(&record.id, &subscriber.email, &host),
-        });
+        };
+        if let Err(err) = freezing.add(&delivery) {
+            failure = Some(err);
+        }
     }));
-    ledger.create_issue(&record, &mut deliveries.into_iter(), run.now)?;
-    Ok(Some((record, posts, allowed)))
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    freezing.finish(&columns)?;
+    Ok(Some((record, posts)))
 }
 
 /// What earlier issues sent: the last cutoff and every post's slug.
@@ -419,162 +383,283 @@ pub fn history(ledger: &Ledger) -> Result<History> {
     })
 }
 
-/// The next delivery that is still to be mailed, rendered; suppressed
-/// readers are recorded and passed over.
-#[allow(clippy::too_many_arguments)]
-fn next_job<'d>(
-    queue: &mut impl Iterator<Item = &'d crate::ledger::Delivery>,
-    allowed: &HashSet<AddressKey>,
-    ledger: &Ledger,
-    issue_id: &str,
-    posts: &[Post],
-    frozen: &HashMap<AddressKey, Frozen>,
-    config: &Config,
-    renderer: &mut Renderer,
-    now: DateTime<FixedOffset>,
-    summary: &mut Summary,
-    problems: &mut Vec<Diagnostic>,
-) -> Result<Option<Job>> {
-    for delivery in queue.by_ref() {
-        let counts = summary
-            .segments
-            .entry(delivery.segment.clone())
-            .or_default();
-        // Re-checked right before each message: an unsubscribe recorded
-        // during a long run takes effect at once.
-        if !allowed.contains(&delivery.key) || ledger.suppression(delivery.key)?.is_some() {
-            ledger.mark_suppressed(issue_id, delivery.key, now)?;
-            counts.suppressed += 1;
-            continue;
-        }
-        let Some(reader) = frozen.get(&delivery.key) else {
-            continue;
-        };
-        let segment = config
-            .segments
-            .iter()
-            .find(|s| s.id == delivery.segment)
-            .or(config.segments.last())
-            .context("no segment to render with")?;
-        let subscriber = Subscriber {
-            email: delivery.address.clone(),
-            name: reader.name.clone(),
-            segment: Some(delivery.segment.clone()),
-            interests: reader.interests.clone(),
-            status: Status::Active,
-            timezone: None,
-            locale: None,
-            personalize: reader.personalize,
-            attrs: reader.attrs.clone(),
-            line: 0,
-        };
-        let picks: Vec<Pick> = reader
-            .picks
-            .iter()
-            .filter_map(|p| {
-                let post = posts.iter().find(|post| post.slug == p.slug)?;
-                Some(Pick {
-                    post,
-                    score: p.score,
-                    reason: p.reason.clone(),
-                })
-            })
-            .collect();
-        let email = match renderer.email(segment, &subscriber, &picks) {
-            Ok(email) => email,
-            Err(problem) => {
-                if !problems.contains(&problem) {
-                    problems.push(problem);
-                }
-                continue;
-            }
-        };
-        let mut email = email;
-        email.message_id = delivery.message_id.clone();
-        let bytes = renderer.eml(&email, now)?;
-        let to = delivery
-            .address
-            .parse()
-            .with_context(|| format!("cannot address {}", delivery.address))?;
-        return Ok(Some(Job {
-            key: delivery.key,
-            to,
-            bytes,
-        }));
+impl Frozen {
+    /// The digest frozen for `delivery`'s reader.
+    fn of(delivery: &Delivery) -> Result<Frozen> {
+        serde_json::from_str(&delivery.picks)
+            .with_context(|| format!("cannot read the digest of {}", delivery.address))
     }
-    Ok(None)
 }
 
-/// Records one event of the pool; returns the key of a message it
-/// deferred (to be tried again within the run).
-fn apply(
-    ledger: &Ledger,
-    record: &IssueRecord,
-    event: Event,
-    run: &Run,
-    attempts: &HashMap<AddressKey, u32>,
-    segments: &HashMap<AddressKey, String>,
-    summary: &mut Summary,
-) -> Result<Option<AddressKey>> {
-    let now = run.now;
-    let issue_id = record.id.as_str();
-    match event {
-        Event::HandingOver(key, ack) => {
-            // The last moment to honour an unsubscribe recorded during the
-            // run: an unanswered ack means the message is not handed over.
-            if ledger.suppression(key)?.is_some() {
-                ledger.mark_suppressed(issue_id, key, now)?;
-                return Ok(None);
-            }
-            ledger.mark_sending(issue_id, key, now)?;
-            let _ = ack.send(());
-        }
-        Event::Done(key, outcome) => {
-            let segment = segments.get(&key).cloned().unwrap_or_default();
-            let counts = summary.segments.entry(segment).or_default();
-            match outcome {
-                Outcome::Sent(reply) => {
-                    ledger.mark_sent(issue_id, key, &reply, now)?;
-                    counts.sent += 1;
-                }
-                Outcome::Deferred(reply) => {
-                    let tried = attempts.get(&key).copied().unwrap_or(0) + 1;
-                    if tried >= run.config.delivery.max_attempts || too_old(run, record.created) {
-                        ledger.mark_failed(issue_id, key, &reply, now)?;
-                        counts.failed += 1;
-                    } else {
-                        let wait = run.config.delivery.retry_after * 2u32.pow(tried.min(16) - 1);
-                        let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                        ledger.mark_deferred(issue_id, key, &reply, next, now)?;
-                        counts.deferred += 1;
-                        return Ok(Some(key));
-                    }
-                }
-                Outcome::Failed(reply) => {
-                    ledger.mark_failed(issue_id, key, &reply, now)?;
-                    if let Some(delivery) = ledger.delivery(issue_id, key)? {
-                        ledger.suppress(key, Some(&delivery.address), Bounce::Bounced, now)?;
-                    }
-                    counts.failed += 1;
-                }
-                Outcome::NotSent(reply) => {
-                    let suppressed = ledger
-                        .delivery(issue_id, key)?
-                        .is_some_and(|d| d.status == DeliveryStatus::Suppressed);
-                    if suppressed {
-                        counts.suppressed += 1;
-                    } else {
-                        ledger.mark_pending(issue_id, key, &reply, now)?;
-                        counts.deferred += 1;
-                    }
-                }
-                Outcome::Unknown(_) => {
-                    // Left `sending`: recovered as `unknown` at the end.
+/// What a message's outcome needs of its delivery while it is in flight.
+struct InFlight {
+    segment: String,
+    address: String,
+    /// Attempts before this one.
+    attempts: u32,
+}
+
+/// A send under way: the deliveries rendered into the pool, the pool's
+/// events turned into marks for the ledger's writer and into the summary.
+struct Dispatch<'r> {
+    run: &'r Run<'r>,
+    /// For reading (the writer has its own connection).
+    ledger: &'r Ledger,
+    record: &'r IssueRecord,
+    posts: &'r [Post],
+    allowed: Allowed,
+    renderer: Renderer<'r>,
+    recorder: Recorder,
+    summary: Summary,
+    problems: Vec<Diagnostic>,
+    progress: Progress,
+    /// Messages handed to the pool and not done yet.
+    in_flight: HashMap<AddressKey, InFlight>,
+    /// Messages deferred in the current round, for a try within the run.
+    deferred: Vec<AddressKey>,
+}
+
+impl Dispatch<'_> {
+    /// Sends what is due, then — `retries_in_run` times — what was
+    /// deferred meanwhile, after a pause (greylisting wants one).
+    async fn deliver(
+        &mut self,
+        smtp: SmtpSettings,
+        from: lettre::Address,
+        limits: &Limits,
+    ) -> Result<Ended> {
+        let config = self.run.config;
+        let mut pool = Pool::start(smtp, from, limits);
+        let due = self.ledger.due(
+            &self.record.id,
+            self.run.now,
+            config.delivery.resend_unknown,
+        )?;
+        self.round(&mut pool, due).await?;
+        for _ in 0..config.delivery.retries_in_run {
+            while !self.in_flight.is_empty() {
+                match pool.events.recv().await {
+                    Some(event) => self.handle(event),
+                    None => break,
                 }
             }
+            // The deferred marks are read back: they must be written first.
+            let keys = std::mem::take(&mut self.deferred);
+            if keys.is_empty() || pool.stopped() || !self.recorder.flush().await {
+                break;
+            }
+            tokio::time::sleep(config.delivery.retry_in_run).await;
+            let mut again = Vec::new();
+            for key in keys {
+                if let Some(delivery) = self.ledger.delivery(&self.record.id, key)?
+                    && delivery.status == DeliveryStatus::Deferred
+                {
+                    let counts = self.counts(&delivery.segment);
+                    counts.deferred = counts.deferred.saturating_sub(1);
+                    again.push(Ok(delivery));
+                }
+            }
+            self.round(&mut pool, again.into_iter()).await?;
         }
+        let halt = pool.finish(|event| self.handle(event)).await;
+        Ok(match halt {
+            Halt::No => Ended::Done,
+            Halt::Unreachable => Ended::Unreachable,
+            Halt::LoginRefused => Ended::LoginRefused,
+        })
     }
-    Ok(None)
+
+    /// Renders `queue` into the pool as fast as the pool takes messages,
+    /// answering the pool's events in between (first: a session waits for
+    /// its answer).
+    async fn round(
+        &mut self,
+        pool: &mut Pool,
+        mut queue: impl Iterator<Item = Result<Delivery>>,
+    ) -> Result<()> {
+        let mut pending: Option<(Job, InFlight)> = None;
+        loop {
+            while let Ok(event) = pool.events.try_recv() {
+                self.handle(event);
+            }
+            if self.recorder.stopped() {
+                break;
+            }
+            if pending.is_none() && !pool.stopped() {
+                pending = self.next_job(&mut queue)?;
+            }
+            let Some((job, in_flight)) = pending.take() else {
+                break;
+            };
+            tokio::select! {
+                biased;
+                event = pool.events.recv() => {
+                    pending = Some((job, in_flight));
+                    if let Some(event) = event {
+                        self.handle(event);
+                    }
+                }
+                permit = pool.jobs.reserve() => match permit {
+                    Ok(permit) => {
+                        self.in_flight.insert(job.key, in_flight);
+                        permit.send(job);
+                    }
+                    Err(_) => break,
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// The next delivery of `queue` still to be mailed, rendered; readers
+    /// no longer allowed are recorded `suppressed` and passed over.
+    fn next_job(
+        &mut self,
+        queue: &mut impl Iterator<Item = Result<Delivery>>,
+    ) -> Result<Option<(Job, InFlight)>> {
+        let config = self.run.config;
+        for delivery in queue.by_ref() {
+            let delivery = delivery?;
+            if !self.allowed.contains(delivery.key) {
+                self.recorder.record(delivery.key, Mark::Suppressed);
+                self.counts(&delivery.segment).suppressed += 1;
+                continue;
+            }
+            let reader = Frozen::of(&delivery)?;
+            let segment = config
+                .segments
+                .iter()
+                .find(|s| s.id == delivery.segment)
+                .or(config.segments.last())
+                .context("no segment to render with")?;
+            let subscriber = Subscriber {
+                email: delivery.address.clone(),
+                name: reader.name,
+                segment: Some(delivery.segment.clone()),
+                interests: reader.interests,
+                status: Status::Active,
+                timezone: None,
+                locale: None,
+                personalize: reader.personalize,
+                attrs: reader.attrs,
+                line: 0,
+            };
+            let picks: Vec<Pick> = reader
+                .picks
+                .into_iter()
+                .filter_map(|p| {
+                    let post = self.posts.iter().find(|post| post.slug == p.slug)?;
+                    Some(Pick {
+                        post,
+                        score: p.score,
+                        reason: p.reason,
+                    })
+                })
+                .collect();
+            let email = match self.renderer.email(segment, &subscriber, &picks) {
+                Ok(email) => email,
+                Err(problem) => {
+                    if !self.problems.contains(&problem) {
+                        self.problems.push(problem);
+                    }
+                    continue;
+                }
+            };
+            let mut email = email;
+            email.message_id = delivery.message_id;
+            let bytes = self.renderer.eml(&email, self.run.now)?;
+            let to = delivery
+                .address
+                .parse()
+                .with_context(|| format!("cannot address {}", delivery.address))?;
+            let job = Job {
+                key: delivery.key,
+                to,
+                bytes,
+            };
+            let in_flight = InFlight {
+                segment: delivery.segment,
+                address: delivery.address,
+                attempts: delivery.attempts,
+            };
+            return Ok(Some((job, in_flight)));
+        }
+        Ok(None)
+    }
+
+    /// Passes one event of the pool on to the ledger's writer, and counts
+    /// what became of a message.
+    fn handle(&mut self, event: Event) {
+        let (key, outcome) = match event {
+            Event::Asking(key, answer) => return self.recorder.sending(key, answer),
+            Event::Done(key, outcome) => (key, outcome),
+        };
+        self.progress.step();
+        let Some(InFlight {
+            segment,
+            address,
+            attempts,
+        }) = self.in_flight.remove(&key)
+        else {
+            return;
+        };
+        let delivery = &self.run.config.delivery;
+        let mark = match outcome {
+            Outcome::Sent(reply) => {
+                self.counts(&segment).sent += 1;
+                Mark::Sent(reply)
+            }
+            Outcome::Deferred(reply) => {
+                let tried = attempts + 1;
+                if tried >= delivery.max_attempts || too_old(self.run, self.record.created) {
+                    self.counts(&segment).failed += 1;
+                    Mark::Failed {
+                        reply,
+                        bounced: None,
+                    }
+                } else {
+                    let wait = delivery.retry_after * 2u32.pow(tried.min(16) - 1);
+                    let next = self.run.now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    self.counts(&segment).deferred += 1;
+                    self.deferred.push(key);
+                    Mark::Deferred(reply, next)
+                }
+            }
+            Outcome::Failed(reply) => {
+                self.counts(&segment).failed += 1;
+                Mark::Failed {
+                    reply,
+                    bounced: Some(address),
+                }
+            }
+            Outcome::NotSent(reply) => {
+                self.counts(&segment).deferred += 1;
+                Mark::Pending(reply)
+            }
+            // Recorded `suppressed` by the writer as it refused the
+            // message, or the writer stopped (and the run with it).
+            Outcome::Withheld => {
+                self.counts(&segment).suppressed += 1;
+                return;
+            }
+            // Left `sending`: recovered as `unknown` at the end.
+            Outcome::Unknown(_) => return,
+        };
+        self.recorder.record(key, mark);
+    }
+
+    /// The counts of `segment` in the summary.
+    fn counts(&mut self, segment: &str) -> &mut SegmentCounts {
+        if !self.summary.segments.contains_key(segment) {
+            self.summary
+                .segments
+                .insert(segment.to_string(), SegmentCounts::default());
+        }
+        self.summary
+            .segments
+            .get_mut(segment)
+            .expect("inserted above")
+    }
 }
 
 /// Whether an issue made at `created` is past `delivery.max_age_hours`.
@@ -593,19 +678,11 @@ fn expire(
     if !too_old(run, record.created) {
         return Ok(0);
     }
-    let far = run.now + chrono::Duration::days(36_500);
-    let mut expired = 0;
-    for delivery in ledger.due(&record.id, far, false)? {
-        if delivery.status == DeliveryStatus::Deferred {
-            let reply = delivery
-                .last_reply
-                .unwrap_or_else(|| "deferred until too late".into());
-            ledger.mark_failed(&record.id, delivery.key, &reply, run.now)?;
-            segments.entry(delivery.segment.clone()).or_default().failed += 1;
-            expired += 1;
-        }
+    let expired = ledger.expire_deferred(&record.id, "deferred until too late", run.now)?;
+    for (segment, n) in &expired {
+        segments.entry(segment.clone()).or_default().failed += n;
     }
-    Ok(expired)
+    Ok(expired.values().sum())
 }
 
 /// The shortest time between two messages under the rate limits.

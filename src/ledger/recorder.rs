@@ -1,0 +1,200 @@
+//! Ledger stage: the one writer of a send's delivery marks, on a thread of
+//! its own with a connection of its own, so SMTP sessions and rendering
+//! never wait for the disk.
+//!
+//! Group commit: whatever marks are queued when the writer is free go in
+//! one transaction — the `sending` marks of every session waiting at that
+//! moment and the replies that came meanwhile — and each `sending` mark is
+//! answered only once that transaction is durable. A reply (`sent`,
+//! `deferred`, `failed`…) is not waited for: lost in a crash, its delivery
+//! stays `sending` and becomes `unknown`, never a duplicate.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, FixedOffset};
+use tokio::sync::oneshot;
+
+use super::{Ledger, Mark};
+use crate::unsubscribe::AddressKey;
+
+/// The most marks one transaction takes.
+const MAX_BATCH: usize = 4096;
+
+/// What the writer is asked to do.
+enum Request {
+    /// A mark; a `sending` mark comes with where to say whether the
+    /// message may go.
+    Mark(AddressKey, Mark, Option<oneshot::Sender<bool>>),
+    /// Say when everything asked before is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The writer of one issue's delivery marks during a send.
+pub struct Recorder {
+    requests: mpsc::Sender<Request>,
+    thread: JoinHandle<Result<()>>,
+}
+
+impl Recorder {
+    /// Opens a connection to the ledger at `root` and starts writing marks
+    /// of `issue`, dated `at`. The write-ahead log is folded into the
+    /// database first: a freeze leaves it as big as the issue, and no commit
+    /// of the send should pay for copying that.
+    pub fn start(root: &Path, issue: &str, at: DateTime<FixedOffset>) -> Result<Recorder> {
+        let ledger = Ledger::open(root)?;
+        ledger.checkpoint()?;
+        let (requests, queue) = mpsc::channel();
+        let issue = issue.to_string();
+        let thread = std::thread::Builder::new()
+            .name("ledger writer".into())
+            .spawn(move || write(&ledger, &issue, at, &queue))
+            .context("cannot start the ledger's writer")?;
+        Ok(Recorder { requests, thread })
+    }
+
+    /// Asks for `key`'s `sending` mark, answered on `answer` once it is
+    /// durable: true to send, false when the address was found suppressed
+    /// (and recorded so). Dropped unanswered when the ledger could not be
+    /// written.
+    pub fn sending(&self, key: AddressKey, answer: oneshot::Sender<bool>) {
+        // A writer that stopped drops the request, and with it the answer.
+        let _ = self
+            .requests
+            .send(Request::Mark(key, Mark::Sending, Some(answer)));
+    }
+
+    /// Queues `mark` for `key` (written with the next batch).
+    pub fn record(&self, key: AddressKey, mark: Mark) {
+        // A writer that stopped reports why in `finish`.
+        let _ = self.requests.send(Request::Mark(key, mark, None));
+    }
+
+    /// Waits until every mark asked for so far is committed; false if the
+    /// writer stopped (`finish` says why).
+    pub async fn flush(&self) -> bool {
+        let (done, flushed) = oneshot::channel();
+        self.requests.send(Request::Flush(done)).is_ok() && flushed.await.is_ok()
+    }
+
+    /// Whether the writer stopped: it could not write the ledger.
+    pub fn stopped(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Writes what is queued and stops; the error that stopped the writer,
+    /// if one did.
+    pub fn finish(self) -> Result<()> {
+        drop(self.requests);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the ledger's writer panicked"))?
+    }
+}
+
+/// The writer's loop: a transaction for whatever is queued, until the
+/// queue is closed or a transaction fails.
+fn write(
+    ledger: &Ledger,
+    issue: &str,
+    at: DateTime<FixedOffset>,
+    queue: &mpsc::Receiver<Request>,
+) -> Result<()> {
+    let mut marks = Vec::new();
+    let mut answers = Vec::new();
+    let mut flushes = Vec::new();
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            match request {
+                Request::Mark(key, mark, answer) => {
+                    if let Some(answer) = answer {
+                        answers.push((marks.len(), answer));
+                    }
+                    marks.push((key, mark));
+                }
+                Request::Flush(done) => flushes.push(done),
+            }
+            if marks.len() < MAX_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        if !marks.is_empty() {
+            let went = ledger.record(issue, &marks, at)?;
+            for (index, answer) in answers.drain(..) {
+                let _ = answer.send(went.get(index).copied().unwrap_or(false));
+            }
+            marks.clear();
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::fixtures::{create, issue, ledger, time};
+    use crate::ledger::{DeliveryStatus, Reason};
+
+    #[tokio::test]
+    async fn sending_marks_are_answered_once_written_and_replies_follow() {
+        let (root, ledger) = ledger();
+        create(
+            &ledger,
+            &issue("2026-06-01", "2026-06-01T06:00:00Z"),
+            &["ana@example.com", "bo@example.com"],
+        );
+        let at = time("2026-06-01T06:00:00Z");
+        let (ana, bo) = (
+            AddressKey::of("ana@example.com"),
+            AddressKey::of("bo@example.com"),
+        );
+        ledger.suppress(bo, None, Reason::Unsubscribed, at).unwrap();
+        let recorder = Recorder::start(root.path(), "2026-06-01", at).unwrap();
+        let (answer, answered) = oneshot::channel();
+        recorder.sending(ana, answer);
+        assert_eq!(answered.await, Ok(true));
+        let sending = ledger.delivery("2026-06-01", ana).unwrap().unwrap();
+        assert_eq!(sending.status, DeliveryStatus::Sending);
+        let (answer, answered) = oneshot::channel();
+        recorder.sending(bo, answer);
+        assert_eq!(answered.await, Ok(false));
+        recorder.record(ana, Mark::Sent("250 OK".into()));
+        assert!(recorder.flush().await);
+        let sent = ledger.delivery("2026-06-01", ana).unwrap().unwrap();
+        assert_eq!(sent.status, DeliveryStatus::Sent);
+        let bo_now = ledger.delivery("2026-06-01", bo).unwrap().unwrap();
+        assert_eq!(bo_now.status, DeliveryStatus::Suppressed);
+        recorder.finish().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_cannot_write_withholds_and_says_why() {
+        let (root, ledger) = ledger();
+        create(
+            &ledger,
+            &issue("2026-06-01", "2026-06-01T06:00:00Z"),
+            &["ana@example.com"],
+        );
+        let at = time("2026-06-01T06:00:00Z");
+        let recorder = Recorder::start(root.path(), "2026-06-01", at).unwrap();
+        // A delivery the issue does not have: the batch fails.
+        recorder.record(AddressKey::of("bo@example.com"), Mark::Suppressed);
+        let (answer, answered) = oneshot::channel();
+        recorder.sending(AddressKey::of("ana@example.com"), answer);
+        assert!(answered.await.is_err());
+        assert!(!recorder.flush().await);
+        let message = format!("{:#}", recorder.finish().unwrap_err());
+        assert!(message.contains("no such delivery"), "{message}");
+        let ana = ledger
+            .delivery("2026-06-01", AddressKey::of("ana@example.com"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ana.status, DeliveryStatus::Pending);
+    }
+}
