@@ -689,10 +689,10 @@ impl Session {
         let (renderer, found) =
             Renderer::new(&config, &self.root, config_shown, &issue, secret, attrs);
         problems.extend(found);
-        if let Some(mut renderer) = renderer {
+        if let Some(renderer) = renderer {
             problems.extend(renderer.compile_all(&index));
             let mut warnings: Vec<Diagnostic> = Vec::new();
-            for warning in renderer.warnings.drain(..) {
+            for warning in renderer.take_warnings() {
                 if !warnings.contains(&warning) {
                     warnings.push(warning);
                 }
@@ -740,7 +740,7 @@ impl Session {
         let (entries, problems) =
             preview::write(&config, &mut renderer, &index, &audience, &out, now)?;
         report.extend(problems);
-        report.extend(renderer.warnings.drain(..));
+        report.extend(renderer.take_warnings());
         self.print(&report, false)?;
         if report.has_errors() {
             return Ok(Exit::BadInput);

@@ -135,7 +135,7 @@ pub fn send(
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
-    let Some(mut renderer) = renderer else {
+    let Some(renderer) = renderer else {
         return Ok((summary, problems, Ended::Done));
     };
     let from = config
@@ -228,7 +228,7 @@ pub fn send(
                         &posts,
                         &frozen,
                         config,
-                        &mut renderer,
+                        &renderer,
                         run.now,
                         &mut summary,
                         &mut problems,
@@ -275,7 +275,7 @@ pub fn send(
             ),
         ));
     }
-    renderer.warnings.drain(..).for_each(|w| problems.push(w));
+    problems.extend(renderer.take_warnings());
     ledger.complete_if_done(&record.id, config.delivery.resend_unknown, run.now)?;
     Ok((summary, problems, ended))
 }
@@ -430,7 +430,7 @@ fn next_job<'d>(
     posts: &[Post],
     frozen: &HashMap<AddressKey, Frozen>,
     config: &Config,
-    renderer: &mut Renderer,
+    renderer: &Renderer,
     now: DateTime<FixedOffset>,
     summary: &mut Summary,
     problems: &mut Vec<Diagnostic>,

@@ -146,7 +146,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
-    let Some(mut renderer) = renderer else {
+    let Some(renderer) = renderer else {
         return Ok((summary, problems));
     };
     let outbox = run
@@ -159,7 +159,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
             return;
         }
         suppressed.apply(&mut subscriber);
-        let result = deliver_one(&mut renderer, &index, &subscriber, run, outbox.as_ref());
+        let result = deliver_one(&renderer, &index, &subscriber, run, outbox.as_ref());
         match result {
             Ok(outcome) => {
                 let segment = segment_of(&subscriber, &config.segments);
@@ -182,7 +182,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     if let Some(err) = failure {
         return Err(err);
     }
-    problems.append(&mut renderer.warnings);
+    problems.extend(renderer.take_warnings());
     if let Some(outbox) = outbox {
         summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
         outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
@@ -202,7 +202,7 @@ enum Failure {
 }
 
 fn deliver_one(
-    renderer: &mut Renderer,
+    renderer: &Renderer,
     index: &Index,
     subscriber: &Subscriber,
     run: &Run,
