@@ -152,3 +152,31 @@ fn a_discarding_dry_run_renders_everyone_and_writes_nothing() {
     assert!(!project.exists("outbox"));
     project.run(&["send", "--discard"]).expect(2);
 }
+
+#[test]
+fn a_sharded_dry_run_writes_only_its_part() {
+    let mut seen = Vec::new();
+    for k in 1..=2 {
+        let project = Project::sample();
+        let shard = format!("{k}/2");
+        project
+            .run_env(&["-q", "send", "--dry-run", "--shard", &shard], &[SECRET])
+            .expect(0);
+        let summary: serde_json::Value =
+            serde_json::from_str(&project.read("outbox/2026-06-01/summary.json")).unwrap();
+        assert_eq!(summary["shard"], shard.as_str());
+        for entry in std::fs::read_dir(project.path().join("outbox/2026-06-01")).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".eml") {
+                seen.push(name);
+            }
+        }
+    }
+    seen.sort();
+    let total = seen.len();
+    seen.dedup();
+    assert_eq!((total, seen.len()), (11, 11), "{seen:?}");
+    Project::sample()
+        .run_env(&["send", "--dry-run", "--shard", "3/2"], &[SECRET])
+        .expect(2);
+}
