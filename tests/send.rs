@@ -180,3 +180,30 @@ fn a_sharded_dry_run_writes_only_its_part() {
         .run_env(&["send", "--dry-run", "--shard", "3/2"], &[SECRET])
         .expect(2);
 }
+
+#[test]
+fn a_dry_run_reports_bad_rows_and_mails_the_good_ones() {
+    let project = Project::sample();
+    let csv = project.read("subscribers.csv");
+    let project = project.file(
+        "subscribers.csv",
+        format!("{csv}not-an-address,X,,,active,,,,,\n"),
+    );
+    let lines = csv.lines().count() + 1;
+    let run = project.run_env(&["send", "--dry-run"], &[SECRET]).expect(1);
+    assert!(
+        run.stderr.contains(&format!("subscribers.csv:{lines}: ")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("wrote 11 messages"), "{}", run.stdout);
+    // A template error stops rendering, but the rows are still checked.
+    let broken = project.file("templates/digest.mjml.tera", "{% if %}");
+    let run = broken.run_env(&["send", "--dry-run"], &[SECRET]).expect(1);
+    assert!(
+        run.stderr.contains("templates/digest.mjml.tera:1:")
+            && run.stderr.contains(&format!("subscribers.csv:{lines}: ")),
+        "{}",
+        run.stderr
+    );
+}

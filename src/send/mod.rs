@@ -162,15 +162,14 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let shown = display_path(run.root, &path);
     let suppressed = Suppressed::load(run.root)?;
     // Columns first: every reader's digest can use every custom column.
-    let mut attrs: Vec<String> = Vec::new();
-    problems.extend(subscribers::read(&path, &shown, &mut |s| {
-        subscribers::add_columns(&mut attrs, &s.attrs);
-    }));
+    let attrs = subscribers::columns(&path, &shown);
     let secret = Secret::load(run.root)?;
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
     let Some(renderer) = renderer else {
+        // Still read every row, so that one run reports every problem.
+        problems.extend(subscribers::read(&path, &shown, &mut |_| {}));
         return Ok((summary, problems));
     };
     let outbox = run
@@ -178,7 +177,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         .map(|dir| EmlDir::create(dir, &issue.id))
         .transpose()?;
     let mut failure = None;
-    subscribers::read(&path, &shown, &mut |mut subscriber| {
+    let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
         if failure.is_some() || !run.mails(&subscriber) {
             return;
         }
@@ -203,6 +202,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
             Err(Failure::Write(err)) => failure = Some(err),
         }
     });
+    problems.extend(found);
     if let Some(err) = failure {
         return Err(err);
     }
