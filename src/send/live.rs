@@ -97,6 +97,7 @@ pub fn send(
                     dry_run: false,
                     posts: Vec::new(),
                     outbox: None,
+                    shard: run.shard_label(),
                     segments: BTreeMap::new(),
                 };
                 return Ok((summary, problems, Ended::Done));
@@ -125,6 +126,7 @@ pub fn send(
         dry_run: false,
         posts: posts.iter().map(|p| p.slug.clone()).collect(),
         outbox: None,
+        shard: run.shard_label(),
         segments,
     };
     let resend_unknown = config.delivery.resend_unknown;
@@ -179,7 +181,7 @@ pub fn send(
         summary,
         mut problems,
         progress,
-        mut renderer,
+        renderer,
         recorder,
         ..
     } = dispatch;
@@ -197,7 +199,7 @@ pub fn send(
             ),
         ));
     }
-    problems.append(&mut renderer.warnings);
+    problems.extend(renderer.take_warnings());
     ledger.complete_if_done(&record.id, resend_unknown, run.now)?;
     Ok((summary, problems, ended))
 }
@@ -243,7 +245,7 @@ fn mailable_now(run: &Run, problems: &mut Vec<Diagnostic>) -> Result<Vec<Address
     let mut keys = Vec::new();
     let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
         suppressed.apply(&mut subscriber);
-        if subscriber.status.mailable() {
+        if subscriber.status.mailable() && run.mails(&subscriber) {
             keys.push(AddressKey::of(&subscriber.email));
         }
     });
@@ -312,12 +314,9 @@ fn freeze(
         .unwrap_or("localhost")
         .to_string();
     let mut freezing = ledger.freeze_issue(&record, run.now)?;
-    // Every digest can use every custom column, as in a dry run.
-    let mut columns = Vec::new();
     let mut failure = None;
     problems.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
-        subscribers::add_columns(&mut columns, &subscriber.attrs);
-        if failure.is_some() {
+        if failure.is_some() || !run.mails(&subscriber) {
             return;
         }
         suppressed.apply(&mut subscriber);
@@ -365,7 +364,8 @@ fn freeze(
     if let Some(err) = failure {
         return Err(err);
     }
-    freezing.finish(&columns)?;
+    // Every digest can use every custom column of the file, as in a dry run.
+    freezing.finish(&subscribers::columns(&path, &shown))?;
     Ok(Some((record, posts)))
 }
 

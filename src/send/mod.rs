@@ -11,22 +11,25 @@ use std::path::Path;
 
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::audience::segments::segment_of;
+use crate::audience::shard::Shard;
 use crate::audience::subscribers::{self, Subscriber};
 use crate::audience::suppressed::Suppressed;
-use crate::config::Config;
+use crate::config::{Config, Segment};
 use crate::content::Library;
 use crate::deliver::EmlDir;
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Reader};
-use crate::unsubscribe::Secret;
+use crate::unsubscribe::{AddressKey, Secret};
 
 mod live;
 pub mod lock;
 mod progress;
+pub mod shard;
 
 pub use live::{Ended, send};
 
@@ -52,6 +55,9 @@ pub struct Summary {
     pub posts: Vec<String>,
     /// Where the `.eml` files went, for a dry run.
     pub outbox: Option<String>,
+    /// `K/N` when the run mailed one shard of the audience.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub segments: BTreeMap<String, SegmentCounts>,
 }
 
@@ -59,10 +65,14 @@ impl Summary {
     /// The summary as text: one line for the issue, a table of segments.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "issue {}: {} post{}{}\n",
+            "issue {}: {} post{}{}{}\n",
             self.issue,
             self.posts.len(),
             if self.posts.len() == 1 { "" } else { "s" },
+            self.shard
+                .as_ref()
+                .map(|k| format!(", shard {k}"))
+                .unwrap_or_default(),
             if self.dry_run { " (dry run)" } else { "" }
         );
         if self.posts.is_empty() {
@@ -104,6 +114,20 @@ pub struct Run<'a> {
     pub since: Option<DateTime<FixedOffset>>,
     /// Where a dry run writes `.eml` files; `None` renders and discards.
     pub outbox: Option<&'a Path>,
+    /// The part of the audience this run mails.
+    pub shard: Shard,
+}
+
+impl Run<'_> {
+    /// `K/N` for a sharded run.
+    pub fn shard_label(&self) -> Option<String> {
+        (!self.shard.is_all()).then(|| self.shard.to_string())
+    }
+
+    /// Whether `subscriber` is in this run's shard.
+    pub fn mails(&self, subscriber: &Subscriber) -> bool {
+        self.shard.is_all() || self.shard.contains(&AddressKey::of(&subscriber.email))
+    }
 }
 
 /// A dry run: every reader's email written as a `.eml` file; nothing
@@ -123,6 +147,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         dry_run: true,
         posts: issue.posts.iter().map(|p| p.slug.clone()).collect(),
         outbox: None,
+        shard: run.shard_label(),
         segments: config
             .segments
             .iter()
@@ -138,32 +163,82 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let shown = display_path(run.root, &path);
     let suppressed = Suppressed::load(run.root)?;
     // Columns first: every reader's digest can use every custom column.
-    let mut attrs: Vec<String> = Vec::new();
-    problems.extend(subscribers::read(&path, &shown, &mut |s| {
-        subscribers::add_columns(&mut attrs, &s.attrs);
-    }));
+    let attrs = subscribers::columns(&path, &shown);
     let secret = Secret::load(run.root)?;
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
-    let Some(mut renderer) = renderer else {
+    let Some(renderer) = renderer else {
+        // Still read every row, so that one run reports every problem.
+        problems.extend(subscribers::read(&path, &shown, &mut |_| {}));
         return Ok((summary, problems));
     };
     let outbox = run
         .outbox
         .map(|dir| EmlDir::create(dir, &issue.id))
         .transpose()?;
-    let mut failure = None;
-    subscribers::read(&path, &shown, &mut |mut subscriber| {
-        if failure.is_some() {
+    let mut tally = Tally {
+        summary: &mut summary,
+        problems: &mut problems,
+        failure: None,
+    };
+    // Readers are rendered a batch at a time on every core: the file is
+    // streamed, and no more than a batch is held at once.
+    let mut batch = Vec::with_capacity(BATCH);
+    let render = |batch: &mut Vec<Subscriber>, tally: &mut Tally| {
+        let results: Vec<_> = batch
+            .par_iter()
+            .map(|subscriber| {
+                let segment = segment_of(subscriber, &config.segments);
+                let result =
+                    deliver_one(&renderer, &index, subscriber, segment, run, outbox.as_ref());
+                (segment, result)
+            })
+            .collect();
+        for (segment, result) in results {
+            tally.record(&segment.id, result);
+        }
+        batch.clear();
+    };
+    let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
+        if tally.failure.is_some() || !run.mails(&subscriber) {
             return;
         }
         suppressed.apply(&mut subscriber);
-        let result = deliver_one(&mut renderer, &index, &subscriber, run, outbox.as_ref());
+        batch.push(subscriber);
+        if batch.len() == BATCH {
+            render(&mut batch, &mut tally);
+        }
+    });
+    render(&mut batch, &mut tally);
+    if let Some(err) = tally.failure {
+        return Err(err);
+    }
+    problems.extend(found);
+    problems.extend(renderer.take_warnings());
+    if let Some(outbox) = outbox {
+        summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
+        outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
+    }
+    Ok((summary, problems))
+}
+
+/// Readers rendered together in a dry run.
+const BATCH: usize = 512;
+
+/// What a dry run has done so far.
+struct Tally<'a> {
+    summary: &'a mut Summary,
+    problems: &'a mut Vec<Diagnostic>,
+    /// A message that could not be written: the run stops.
+    failure: Option<anyhow::Error>,
+}
+
+impl Tally<'_> {
+    fn record(&mut self, segment: &str, result: Result<Outcome, Failure>) {
         match result {
             Ok(outcome) => {
-                let segment = segment_of(&subscriber, &config.segments);
-                if let Some(counts) = summary.segments.get_mut(&segment.id) {
+                if let Some(counts) = self.summary.segments.get_mut(segment) {
                     match outcome {
                         Outcome::Written => counts.sent += 1,
                         Outcome::Suppressed => counts.suppressed += 1,
@@ -172,22 +247,15 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
                 }
             }
             Err(Failure::Render(problem)) => {
-                if !problems.contains(&problem) {
-                    problems.push(problem);
+                if !self.problems.contains(&problem) {
+                    self.problems.push(problem);
                 }
             }
-            Err(Failure::Write(err)) => failure = Some(err),
+            Err(Failure::Write(err)) => {
+                self.failure.get_or_insert(err);
+            }
         }
-    });
-    if let Some(err) = failure {
-        return Err(err);
     }
-    problems.append(&mut renderer.warnings);
-    if let Some(outbox) = outbox {
-        summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
-        outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
-    }
-    Ok((summary, problems))
 }
 
 enum Outcome {
@@ -202,9 +270,10 @@ enum Failure {
 }
 
 fn deliver_one(
-    renderer: &mut Renderer,
+    renderer: &Renderer,
     index: &Index,
     subscriber: &Subscriber,
+    segment: &Segment,
     run: &Run,
     outbox: Option<&EmlDir>,
 ) -> Result<Outcome, Failure> {
@@ -212,7 +281,6 @@ fn deliver_one(
         return Ok(Outcome::Suppressed);
     }
     let config = run.config;
-    let segment = segment_of(subscriber, &config.segments);
     let reader = Reader {
         interests: &subscriber.interests,
         personalize: subscriber.personalize,
