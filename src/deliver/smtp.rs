@@ -6,16 +6,24 @@
 //! two writes, and without it Nagle's algorithm holds the second for the
 //! peer's delayed ACK (40 ms a message). Implicit TLS (`smtps://`) uses
 //! lettre's own connection.
+//!
+//! Round trips are what a session waits for: with a server that offers
+//! PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write, and each
+//! message, dot-stuffed, in another.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lettre::Address;
+use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use url::Url;
+
+/// How long a dropped connection's QUIT may wait for its reply.
+const QUIT_GRACE: Duration = Duration::from_secs(1);
 
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +139,8 @@ pub enum Outcome {
 /// One open SMTP connection.
 pub struct Session {
     conn: AsyncSmtpConnection,
+    /// Whether the server takes MAIL, RCPT and DATA in one go (RFC 2920).
+    pipelining: bool,
     /// Set when the connection must not be used again.
     broken: bool,
 }
@@ -183,6 +193,7 @@ impl Session {
                 conn
             }
         };
+        let pipelining = offers_pipelining(&mut conn, &hello, settings).await?;
         if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
             if !conn.is_encrypted() && settings.security != Security::Plain {
                 bail!(
@@ -202,6 +213,7 @@ impl Session {
         }
         Ok(Session {
             conn,
+            pipelining,
             broken: false,
         })
     }
@@ -213,9 +225,11 @@ impl Session {
 
     /// Sends one message to one recipient. `permit` was asked for as the
     /// transaction starts (the caller records it durably meanwhile) and is
-    /// awaited before DATA, whatever MAIL and RCPT answered: `false` means
-    /// the message must not go — then nothing is handed over, the
-    /// transaction is reset, and the outcome is [`Outcome::Withheld`].
+    /// awaited before the message goes, whatever MAIL, RCPT and DATA
+    /// answered: `false` means the message must not go — then nothing is
+    /// handed over, the transaction is reset (or, if the server already
+    /// waits for the message, the connection dropped), and the outcome is
+    /// [`Outcome::Withheld`].
     pub async fn send(
         &mut self,
         from: &Address,
@@ -224,9 +238,20 @@ impl Session {
         timeout: Duration,
         permit: impl std::future::Future<Output = bool>,
     ) -> Outcome {
-        let refused = self.envelope(from, to, message, timeout).await;
+        let mut in_data = false;
+        let refused = match self.mail(from, to, message) {
+            Err(outcome) => Some(outcome),
+            Ok(mail) if self.pipelining => {
+                let (refused, waiting) = self.envelope_pipelined(mail, to, timeout).await;
+                in_data = waiting;
+                refused
+            }
+            Ok(mail) => self.envelope(mail, to, timeout).await,
+        };
         if !permit.await {
-            if refused.is_none() {
+            if in_data {
+                self.hang_up();
+            } else if refused.is_none() {
                 self.reset(timeout).await;
             }
             return Outcome::Withheld;
@@ -234,10 +259,16 @@ impl Session {
         if let Some(outcome) = refused {
             return outcome;
         }
-        if let Some(outcome) = self.step(Data, timeout, Stage::Reader).await {
+        if !in_data && let Some(outcome) = self.step(Data, timeout, Stage::Reader).await {
             return outcome;
         }
-        match tokio::time::timeout(timeout, self.conn.message(message)).await {
+        let handed_over = async {
+            match std::str::from_utf8(message) {
+                Ok(text) => self.conn.command(Payload(text)).await,
+                Err(_) => self.conn.message(message).await,
+            }
+        };
+        match tokio::time::timeout(timeout, handed_over).await {
             Err(_) => {
                 // A late reply would answer the next command: never reuse.
                 self.abort().await;
@@ -266,14 +297,9 @@ impl Session {
         }
     }
 
-    /// MAIL and RCPT for `message`; `None` when both were accepted.
-    async fn envelope(
-        &mut self,
-        from: &Address,
-        to: &Address,
-        message: &[u8],
-        timeout: Duration,
-    ) -> Option<Outcome> {
+    /// MAIL FROM for `message` to `to`, with the parameters it needs; the
+    /// outcome instead when the server cannot take it.
+    fn mail(&self, from: &Address, to: &Address, message: &[u8]) -> Result<Mail, Outcome> {
         let mut options = Vec::new();
         let ascii = |address: &Address| AsRef::<str>::as_ref(address).is_ascii();
         if !ascii(from) || !ascii(to) {
@@ -282,7 +308,7 @@ impl Session {
                 .server_info()
                 .supports_feature(Extension::SmtpUtfEight)
             {
-                return Some(Outcome::Failed(
+                return Err(Outcome::Failed(
                     "the address is not ASCII and the server does not offer SMTPUTF8".into(),
                 ));
             }
@@ -291,13 +317,70 @@ impl Session {
         if !message.is_ascii() {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
+        Ok(Mail::new(Some(from.clone()), options))
+    }
+
+    /// MAIL, then RCPT; `None` when both were accepted.
+    async fn envelope(&mut self, mail: Mail, to: &Address, timeout: Duration) -> Option<Outcome> {
         // MAIL: a refusal here is about the sender or the relay, not this reader.
-        let mail = Mail::new(Some(from.clone()), options);
         if let Some(outcome) = self.step(mail, timeout, Stage::Mail).await {
             return Some(outcome);
         }
         self.step(Rcpt::new(to.clone(), vec![]), timeout, Stage::Reader)
             .await
+    }
+
+    /// MAIL, RCPT and DATA in one write, then their three replies (RFC
+    /// 2920): one round trip instead of three. `(None, true)` when all
+    /// were accepted and the server waits for the message.
+    async fn envelope_pipelined(
+        &mut self,
+        mail: Mail,
+        to: &Address,
+        timeout: Duration,
+    ) -> (Option<Outcome>, bool) {
+        let group = format!("{mail}{}{Data}", Rcpt::new(to.clone(), vec![]));
+        let mut replies = Vec::with_capacity(3);
+        let mut next = tokio::time::timeout(timeout, self.conn.command(group)).await;
+        loop {
+            // After no reply, or one that is not SMTP, the rest cannot be read.
+            let goes_on = match &next {
+                Ok(Ok(_)) => true,
+                Ok(Err(err)) => refusal(err),
+                Err(_) => false,
+            };
+            replies.push(next);
+            if !goes_on || replies.len() == 3 {
+                break;
+            }
+            next = tokio::time::timeout(timeout, self.conn.read_response()).await;
+        }
+        let waiting = replies.len() == 3 && matches!(replies[2], Ok(Ok(_)));
+        let stages = [Stage::Mail, Stage::Reader, Stage::Reader];
+        for (reply, stage) in replies.into_iter().zip(stages) {
+            let err = match reply {
+                Ok(Ok(_)) => continue,
+                Err(_) => {
+                    self.abort().await;
+                    return (
+                        Some(Outcome::NotSent("the server did not answer in time".into())),
+                        false,
+                    );
+                }
+                Ok(Err(err)) => err,
+            };
+            if !refusal(&err) {
+                self.abort().await;
+                return (Some(Outcome::NotSent(err.to_string())), false);
+            }
+            // The server waits for a message it must not get: only
+            // dropping the connection ends that.
+            if waiting {
+                self.hang_up();
+            }
+            return (Some(self.refused(&err, stage, timeout).await), false);
+        }
+        (None, waiting)
     }
 
     /// Resets the transaction (RSET); drops the connection if that fails.
@@ -325,31 +408,74 @@ impl Session {
             }
             Ok(Err(err)) => err,
         };
-        let text = err.to_string();
-        if closing(&err) || !(err.is_transient() || err.is_permanent()) {
+        if !refusal(&err) {
             self.abort().await;
-            return Some(Outcome::NotSent(text));
+            return Some(Outcome::NotSent(err.to_string()));
         }
-        self.reset(timeout).await;
-        Some(match stage {
+        Some(self.refused(&err, stage, timeout).await)
+    }
+
+    /// What a 4xx or 5xx reply at `stage` means, after the transaction is
+    /// reset (RSET), so the connection stays usable for the next reader.
+    async fn refused(&mut self, err: &SmtpError, stage: Stage, timeout: Duration) -> Outcome {
+        let text = err.to_string();
+        if !self.broken {
+            self.reset(timeout).await;
+        }
+        match stage {
             Stage::Mail => {
-                self.abort().await;
+                if !self.broken {
+                    self.abort().await;
+                }
                 Outcome::NotSent(format!("the relay refused the sender: {text}"))
             }
             Stage::Reader if err.is_transient() => Outcome::Deferred(text),
             Stage::Reader => Outcome::Failed(text),
-        })
+        }
     }
 
-    /// Drops the connection: it is not used again.
+    /// Drops the connection: it is not used again. lettre says QUIT first
+    /// and waits for the reply, which a server in trouble may never send:
+    /// that wait is bounded.
     async fn abort(&mut self) {
         self.broken = true;
-        self.conn.abort().await;
+        let _ = tokio::time::timeout(QUIT_GRACE, self.conn.abort()).await;
+    }
+
+    /// Drops the connection without a word, when the server waits for a
+    /// message: anything written now would be read as part of it. The
+    /// pool closes a broken session at once, and a message the server never
+    /// saw the end of is not delivered (RFC 5321 §4.1.1.4).
+    fn hang_up(&mut self) {
+        self.broken = true;
     }
 
     /// Says goodbye (best effort).
     pub async fn quit(mut self) {
         let _ = self.conn.quit().await;
+    }
+}
+
+/// A message as DATA sends it, in one write: every `.` that starts a line
+/// doubled (RFC 5321 §4.5.2), then the line with a lone `.` that ends it —
+/// the bytes lettre's `message` writes, without its byte-at-a-time copy and
+/// its second write for the end.
+struct Payload<'a>(&'a str);
+
+impl std::fmt::Display for Payload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        if rest.starts_with('.') {
+            f.write_str(".")?;
+        }
+        while let Some(at) = rest.find("\r\n.") {
+            let (line, after) = rest.split_at(at + 3);
+            f.write_str(line)?;
+            f.write_str(".")?;
+            rest = after;
+        }
+        f.write_str(rest)?;
+        f.write_str("\r\n.\r\n")
     }
 }
 
@@ -362,8 +488,34 @@ enum Stage {
     Reader,
 }
 
+/// Whether `err` is a 4xx or 5xx refusal after which the connection goes
+/// on (not a 421, not a broken connection).
+fn refusal(err: &SmtpError) -> bool {
+    !closing(err) && (err.is_transient() || err.is_permanent())
+}
+
+/// Whether the server offers PIPELINING (RFC 2920). lettre keeps only the
+/// extensions it uses from its EHLO, so the question is asked again (an
+/// EHLO resets nothing else; before any login).
+async fn offers_pipelining(
+    conn: &mut AsyncSmtpConnection,
+    hello: &ClientId,
+    settings: &SmtpSettings,
+) -> Result<bool> {
+    let reply = tokio::time::timeout(settings.timeout, conn.command(Ehlo::new(hello.clone())))
+        .await
+        .with_context(|| format!("{} did not answer EHLO in time", settings.shown()))?;
+    Ok(reply.is_ok_and(|reply| {
+        reply.message().any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|word| word.eq_ignore_ascii_case("PIPELINING"))
+        })
+    }))
+}
+
 /// A 421: the server is closing the connection, whatever the command.
-fn closing(err: &lettre::transport::smtp::Error) -> bool {
+fn closing(err: &SmtpError) -> bool {
     err.status().is_some_and(|code| code.to_string() == "421")
 }
 
@@ -378,6 +530,123 @@ mod tests {
 
     fn parse(text: &str) -> Result<SmtpSettings> {
         SmtpSettings::parse(text, None, Duration::from_secs(30))
+    }
+
+    /// A scripted SMTP server on 127.0.0.1 that accepts everything and
+    /// keeps each chunk it reads; offers PIPELINING when asked to.
+    async fn server(pipelining: bool) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let chunks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = chunks.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let _ = stream.write_all(b"220 fake\r\n").await;
+                    let mut buffer = vec![0; 65536];
+                    let mut in_data = false;
+                    while let Ok(n) = stream.read(&mut buffer).await {
+                        if n == 0 {
+                            kept.lock().unwrap().push("(closed)".to_string());
+                            break;
+                        }
+                        let chunk = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                        kept.lock().unwrap().push(chunk.clone());
+                        let mut replies = String::new();
+                        for line in chunk.split_inclusive("\r\n") {
+                            let reply = match line.get(..4).unwrap_or("") {
+                                _ if in_data => {
+                                    in_data = line != ".\r\n";
+                                    if in_data { continue } else { "250 queued" }
+                                }
+                                "EHLO" if pipelining => "250-fake\r\n250 PIPELINING",
+                                "DATA" => {
+                                    in_data = true;
+                                    "354 go on"
+                                }
+                                "QUIT" => "221 bye",
+                                _ => "250 ok",
+                            };
+                            replies.push_str(reply);
+                            replies.push_str("\r\n");
+                        }
+                        let _ = stream.write_all(replies.as_bytes()).await;
+                    }
+                });
+            }
+        });
+        (port, chunks)
+    }
+
+    async fn session(port: u16) -> Session {
+        let url = format!("smtp://127.0.0.1:{port}?tls=none");
+        Session::open(&parse(&url).unwrap()).await.unwrap()
+    }
+
+    /// A message from news@ to ana@, sent if `granted`.
+    async fn offer(session: &mut Session, granted: bool) -> Outcome {
+        let from: Address = "news@example.com".parse().unwrap();
+        let to: Address = "ana@example.com".parse().unwrap();
+        let message = b"Subject: hi\r\n\r\nHello.\r\n";
+        let timeout = Duration::from_secs(5);
+        session
+            .send(&from, &to, message, timeout, async move { granted })
+            .await
+    }
+
+    #[tokio::test]
+    async fn with_pipelining_mail_rcpt_and_data_go_in_one_write() {
+        let (port, chunks) = server(true).await;
+        let mut session = session(port).await;
+        let sent = offer(&mut session, true).await;
+        assert_eq!(sent, Outcome::Sent("250 queued".into()));
+        let seen = chunks.lock().unwrap().clone();
+        assert!(
+            seen.iter().any(|chunk| chunk
+                == "MAIL FROM:<news@example.com>\r\nRCPT TO:<ana@example.com>\r\nDATA\r\n"),
+            "{seen:?}"
+        );
+        // Withheld while the server waits for the message: the connection
+        // is dropped before a byte of it goes.
+        let before = chunks.lock().unwrap().len();
+        let withheld = offer(&mut session, false).await;
+        assert_eq!(withheld, Outcome::Withheld);
+        assert!(session.is_broken());
+        drop(session);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let after = chunks.lock().unwrap()[before..].to_vec();
+        assert!(
+            !after.iter().any(|chunk| chunk.contains("Hello")),
+            "{after:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_pipelining_a_withheld_message_is_reset_and_the_connection_kept() {
+        let (port, chunks) = server(false).await;
+        let mut session = session(port).await;
+        let withheld = offer(&mut session, false).await;
+        assert_eq!(withheld, Outcome::Withheld);
+        assert!(!session.is_broken());
+        let sent = offer(&mut session, true).await;
+        assert_eq!(sent, Outcome::Sent("250 queued".into()));
+        let seen = chunks.lock().unwrap().concat();
+        let data_at = seen.find("DATA").unwrap();
+        assert!(seen[..data_at].contains("RSET"), "{seen}");
+        assert_eq!(seen.matches("Hello").count(), 1, "{seen}");
+    }
+
+    #[test]
+    fn a_payload_doubles_each_dot_that_starts_a_line_and_ends_with_one() {
+        let shown = |text: &str| Payload(text).to_string();
+        assert_eq!(shown("Hi\r\n"), "Hi\r\n\r\n.\r\n");
+        assert_eq!(
+            shown(".a\r\n..b\r\nc.\r\n.\r\nd\n.e"),
+            "..a\r\n...b\r\nc.\r\n..\r\nd\n.e\r\n.\r\n"
+        );
+        assert_eq!(shown(""), "\r\n.\r\n");
     }
 
     #[test]
