@@ -1,15 +1,16 @@
 //! Deliver stage: a pool of SMTP sessions fed from a bounded queue.
 //!
 //! Each worker owns one connection, opens it when it first needs it and
-//! again when the server closed it, and reports every message's outcome as
-//! an [`Event`]. As a message's transaction starts (MAIL) a worker asks
-//! for it to be recorded — the caller owns the ledger — and goes on with
-//! MAIL and RCPT while that is written; it sends DATA only once the answer
-//! came, so the record is durable before the message goes and the wait
-//! overlaps the round trips. The queue is bounded: a caller that renders
-//! faster than the relay takes messages waits (back-pressure) instead of
-//! buffering. After too many connection failures in a row the pool stops
-//! taking work and says so.
+//! again when the server closed it. As a message's transaction starts
+//! (MAIL) a worker asks the caller's [`Journal`] to record it, and goes on
+//! with MAIL and RCPT while that is written; the message itself goes only
+//! once the answer came, so the record is durable before the message goes
+//! and the wait overlaps the round trips. The outcome goes to the journal
+//! before the worker takes another message, then to the caller as a
+//! [`Report`]. The queue is bounded: a caller that renders faster than the
+//! relay takes messages waits (back-pressure) instead of buffering. After
+//! too many connection failures in a row the pool stops taking work and
+//! says so.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -28,16 +29,26 @@ pub struct Job {
     pub key: AddressKey,
     pub to: Address,
     pub bytes: Vec<u8>,
+    /// How many times it was tried before (the caller's count).
+    pub tried: u32,
 }
 
-/// What a worker tells the owner of the ledger.
+/// Where workers record what they do — the caller's ledger — from their
+/// own threads, in the order they do it.
+pub trait Journal: Send + Sync {
+    /// `job`'s transaction starts: record it, then answer true on `answer`
+    /// to send it, false (or nothing) to withhold it.
+    fn sending(&self, job: &Job, answer: oneshot::Sender<bool>);
+    /// What became of `job`'s message, before the worker takes another.
+    fn settled(&self, job: &Job, outcome: &Outcome);
+}
+
+/// What became of one message, for the caller.
 #[derive(Debug)]
-pub enum Event {
-    /// `key`'s transaction starts: record it as `sending`, then answer
-    /// true to send it, false (or nothing) to withhold it.
-    Asking(AddressKey, oneshot::Sender<bool>),
-    /// What became of `key`'s message.
-    Done(AddressKey, Outcome),
+pub struct Report {
+    pub key: AddressKey,
+    pub tried: u32,
+    pub outcome: Outcome,
 }
 
 /// Why a pool stopped before its queue was done.
@@ -64,7 +75,8 @@ struct Shared {
     settings: SmtpSettings,
     from: Address,
     jobs: Mutex<mpsc::Receiver<Job>>,
-    events: mpsc::Sender<Event>,
+    journal: Arc<dyn Journal>,
+    reports: mpsc::Sender<Report>,
     next_slot: Mutex<Instant>,
     interval: Option<Duration>,
     failures: AtomicU32,
@@ -74,24 +86,30 @@ struct Shared {
     login_refused: AtomicBool,
 }
 
-/// A running pool: send jobs in, read events out.
+/// A running pool: send jobs in, read reports out.
 pub struct Pool {
     pub jobs: mpsc::Sender<Job>,
-    pub events: mpsc::Receiver<Event>,
+    pub reports: mpsc::Receiver<Report>,
     shared: Arc<Shared>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Pool {
     /// Starts the workers (connections open on first use).
-    pub fn start(settings: SmtpSettings, from: Address, limits: &Limits) -> Pool {
+    pub fn start(
+        settings: SmtpSettings,
+        from: Address,
+        limits: &Limits,
+        journal: Arc<dyn Journal>,
+    ) -> Pool {
         let (jobs_tx, jobs_rx) = mpsc::channel(limits.concurrency * 2);
-        let (events_tx, events_rx) = mpsc::channel(limits.concurrency * 4);
+        let (reports_tx, reports_rx) = mpsc::channel(limits.concurrency * 4);
         let shared = Arc::new(Shared {
             settings,
             from,
             jobs: Mutex::new(jobs_rx),
-            events: events_tx,
+            journal,
+            reports: reports_tx,
             next_slot: Mutex::new(Instant::now()),
             interval: limits.interval,
             failures: AtomicU32::new(0),
@@ -104,7 +122,7 @@ impl Pool {
             .collect();
         Pool {
             jobs: jobs_tx,
-            events: events_rx,
+            reports: reports_rx,
             shared,
             workers,
         }
@@ -115,9 +133,9 @@ impl Pool {
         self.shared.stopped.load(Ordering::SeqCst)
     }
 
-    /// Closes the queue and waits for the workers, answering their last
-    /// events through `handle`; returns why the pool stopped early, if it did.
-    pub async fn finish(mut self, mut handle: impl FnMut(Event)) -> Halt {
+    /// Closes the queue and waits for the workers, passing their last
+    /// reports to `handle`; returns why the pool stopped early, if it did.
+    pub async fn finish(mut self, mut handle: impl FnMut(Report)) -> Halt {
         drop(self.jobs);
         let mut workers = std::mem::take(&mut self.workers);
         let waiting = async {
@@ -128,14 +146,14 @@ impl Pool {
         tokio::pin!(waiting);
         loop {
             tokio::select! {
-                event = self.events.recv() => match event {
-                    Some(event) => handle(event),
+                report = self.reports.recv() => match report {
+                    Some(report) => handle(report),
                     None => break,
                 },
                 () = &mut waiting => {
                     // Drain what is left.
-                    while let Ok(event) = self.events.try_recv() {
-                        handle(event);
+                    while let Ok(report) = self.reports.try_recv() {
+                        handle(report);
                     }
                     break;
                 }
@@ -156,13 +174,18 @@ async fn work(shared: Arc<Shared>) {
     loop {
         let job = { shared.jobs.lock().await.recv().await };
         let Some(job) = job else { break };
-        if shared.stopped.load(Ordering::SeqCst) {
-            let outcome = Outcome::NotSent("the run stopped after connection failures".into());
-            let _ = shared.events.send(Event::Done(job.key, outcome)).await;
-            continue;
-        }
-        let outcome = send_one(&shared, &mut session, &job).await;
-        let _ = shared.events.send(Event::Done(job.key, outcome)).await;
+        let outcome = if shared.stopped.load(Ordering::SeqCst) {
+            Outcome::NotSent("the run stopped after connection failures".into())
+        } else {
+            send_one(&shared, &mut session, &job).await
+        };
+        shared.journal.settled(&job, &outcome);
+        let report = Report {
+            key: job.key,
+            tried: job.tried,
+            outcome,
+        };
+        let _ = shared.reports.send(report).await;
     }
     if let Some(session) = session {
         session.quit().await;
@@ -199,14 +222,7 @@ async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> 
             continue;
         };
         let (answer, answered) = oneshot::channel();
-        if shared
-            .events
-            .send(Event::Asking(job.key, answer))
-            .await
-            .is_err()
-        {
-            return Outcome::NotSent("the run is over".into());
-        }
+        shared.journal.sending(job, answer);
         let outcome = open
             .send(
                 &shared.from,

@@ -25,7 +25,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use deliveries::{Counts, Delivery, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus};
 pub use issues::{Freezing, IssueRecord};
-pub use recorder::Recorder;
+pub use recorder::{Marks, Recorder};
 pub use suppression::{Reason, Suppression, UnknownReason};
 
 use crate::state;

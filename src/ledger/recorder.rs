@@ -30,12 +30,20 @@ enum Request {
     Mark(AddressKey, Mark, Option<oneshot::Sender<bool>>),
     /// Say when everything asked before is committed.
     Flush(oneshot::Sender<()>),
+    /// Write everything asked before, then stop.
+    Stop,
 }
 
 /// The writer of one issue's delivery marks during a send.
 pub struct Recorder {
-    requests: mpsc::Sender<Request>,
+    marks: Marks,
     thread: JoinHandle<Result<()>>,
+}
+
+/// Where to send marks for the writer, from any thread.
+#[derive(Clone)]
+pub struct Marks {
+    requests: mpsc::Sender<Request>,
 }
 
 impl Recorder {
@@ -52,9 +60,34 @@ impl Recorder {
             .name("ledger writer".into())
             .spawn(move || write(&ledger, &issue, at, &queue))
             .context("cannot start the ledger's writer")?;
-        Ok(Recorder { requests, thread })
+        Ok(Recorder {
+            marks: Marks { requests },
+            thread,
+        })
     }
 
+    /// Where to send marks.
+    pub fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// Whether the writer stopped: it could not write the ledger.
+    pub fn stopped(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Writes what is queued and stops; the error that stopped the writer,
+    /// if one did. Marks sent after this are dropped (a `sending` mark's
+    /// answer with them: nothing is sent).
+    pub fn finish(self) -> Result<()> {
+        let _ = self.marks.requests.send(Request::Stop);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the ledger's writer panicked"))?
+    }
+}
+
+impl Marks {
     /// Asks for `key`'s `sending` mark, answered on `answer` once it is
     /// durable: true to send, false when the address was found suppressed
     /// (and recorded so). Dropped unanswered when the ledger could not be
@@ -78,20 +111,6 @@ impl Recorder {
         let (done, flushed) = oneshot::channel();
         self.requests.send(Request::Flush(done)).is_ok() && flushed.await.is_ok()
     }
-
-    /// Whether the writer stopped: it could not write the ledger.
-    pub fn stopped(&self) -> bool {
-        self.thread.is_finished()
-    }
-
-    /// Writes what is queued and stops; the error that stopped the writer,
-    /// if one did.
-    pub fn finish(self) -> Result<()> {
-        drop(self.requests);
-        self.thread
-            .join()
-            .map_err(|_| anyhow!("the ledger's writer panicked"))?
-    }
 }
 
 /// The writer's loop: a transaction for whatever is queued, until the
@@ -105,7 +124,8 @@ fn write(
     let mut marks = Vec::new();
     let mut answers = Vec::new();
     let mut flushes = Vec::new();
-    while let Ok(first) = queue.recv() {
+    let mut stop = false;
+    while !stop && let Ok(first) = queue.recv() {
         let mut next = Some(first);
         while let Some(request) = next.take() {
             match request {
@@ -116,8 +136,9 @@ fn write(
                     marks.push((key, mark));
                 }
                 Request::Flush(done) => flushes.push(done),
+                Request::Stop => stop = true,
             }
-            if marks.len() < MAX_BATCH {
+            if !stop && marks.len() < MAX_BATCH {
                 next = queue.try_recv().ok();
             }
         }
@@ -157,15 +178,15 @@ mod tests {
         ledger.suppress(bo, None, Reason::Unsubscribed, at).unwrap();
         let recorder = Recorder::start(root.path(), "2026-06-01", at).unwrap();
         let (answer, answered) = oneshot::channel();
-        recorder.sending(ana, answer);
+        recorder.marks().sending(ana, answer);
         assert_eq!(answered.await, Ok(true));
         let sending = ledger.delivery("2026-06-01", ana).unwrap().unwrap();
         assert_eq!(sending.status, DeliveryStatus::Sending);
         let (answer, answered) = oneshot::channel();
-        recorder.sending(bo, answer);
+        recorder.marks().sending(bo, answer);
         assert_eq!(answered.await, Ok(false));
-        recorder.record(ana, Mark::Sent("250 OK".into()));
-        assert!(recorder.flush().await);
+        recorder.marks().record(ana, Mark::Sent("250 OK".into()));
+        assert!(recorder.marks().flush().await);
         let sent = ledger.delivery("2026-06-01", ana).unwrap().unwrap();
         assert_eq!(sent.status, DeliveryStatus::Sent);
         let bo_now = ledger.delivery("2026-06-01", bo).unwrap().unwrap();
@@ -184,11 +205,15 @@ mod tests {
         let at = time("2026-06-01T06:00:00Z");
         let recorder = Recorder::start(root.path(), "2026-06-01", at).unwrap();
         // A delivery the issue does not have: the batch fails.
-        recorder.record(AddressKey::of("bo@example.com"), Mark::Suppressed);
+        recorder
+            .marks()
+            .record(AddressKey::of("bo@example.com"), Mark::Suppressed);
         let (answer, answered) = oneshot::channel();
-        recorder.sending(AddressKey::of("ana@example.com"), answer);
+        recorder
+            .marks()
+            .sending(AddressKey::of("ana@example.com"), answer);
         assert!(answered.await.is_err());
-        assert!(!recorder.flush().await);
+        assert!(!recorder.marks().flush().await);
         let message = format!("{:#}", recorder.finish().unwrap_err());
         assert!(message.contains("no such delivery"), "{message}");
         let ana = ledger

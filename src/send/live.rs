@@ -25,10 +25,12 @@ use crate::audience::subscribers::{self, Status, Subscriber};
 use crate::audience::suppressed::Suppressed;
 use crate::config::Config;
 use crate::content::{Post, Tag};
-use crate::deliver::pool::{Event, Halt, Job, Limits, Pool};
+use crate::deliver::pool::{Halt, Job, Journal, Limits, Pool, Report};
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::{Diagnostic, display_path};
-use crate::ledger::{Delivery, DeliveryStatus, IssueRecord, Ledger, Mark, NewDelivery, Recorder};
+use crate::ledger::{
+    Delivery, DeliveryStatus, IssueRecord, Ledger, Mark, Marks, NewDelivery, Recorder,
+};
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Issue, Pick, Reader, Reason, Score};
 use crate::unsubscribe::{AddressKey, Secret};
@@ -155,6 +157,7 @@ pub fn send(
     let total = ledger.due_count(&record.id, run.now, resend_unknown)?;
     let recorder = Recorder::start(run.root, &record.id, run.now)?;
     let mut dispatch = Dispatch {
+        policy: Policy::of(run, &record),
         run,
         ledger: &ledger,
         record: &record,
@@ -391,16 +394,78 @@ impl Frozen {
     }
 }
 
-/// What a message's outcome needs of its delivery while it is in flight.
-struct InFlight {
-    segment: String,
-    address: String,
-    /// Attempts before this one.
-    attempts: u32,
+/// What becomes of a message's outcome in the ledger: the same decision
+/// for the worker that records it and for the summary that counts it.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    now: DateTime<FixedOffset>,
+    max_attempts: u32,
+    retry_after: std::time::Duration,
+    /// The issue is past `delivery.max_age_hours`: no more deferrals.
+    too_old: bool,
+}
+
+impl Policy {
+    fn of(run: &Run, record: &IssueRecord) -> Policy {
+        let delivery = &run.config.delivery;
+        Policy {
+            now: run.now,
+            max_attempts: delivery.max_attempts,
+            retry_after: delivery.retry_after,
+            too_old: too_old(run, record.created),
+        }
+    }
+
+    /// The mark for `outcome` of a message to `to` tried `tried` times
+    /// before; `None` when there is nothing to write (unknown: left
+    /// `sending`; withheld: recorded as it was refused).
+    fn mark(&self, tried: u32, to: &str, outcome: &Outcome) -> Option<Mark> {
+        Some(match outcome {
+            Outcome::Sent(reply) => Mark::Sent(reply.clone()),
+            Outcome::Deferred(reply) => {
+                let tried = tried + 1;
+                if tried >= self.max_attempts || self.too_old {
+                    Mark::Failed {
+                        reply: reply.clone(),
+                        bounced: None,
+                    }
+                } else {
+                    let wait = self.retry_after * 2u32.pow(tried.min(16) - 1);
+                    let next = self.now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    Mark::Deferred(reply.clone(), next)
+                }
+            }
+            Outcome::Failed(reply) => Mark::Failed {
+                reply: reply.clone(),
+                bounced: Some(to.to_string()),
+            },
+            Outcome::NotSent(reply) => Mark::Pending(reply.clone()),
+            Outcome::Withheld | Outcome::Unknown(_) => return None,
+        })
+    }
+}
+
+/// The pool's journal: marks straight from the sessions to the ledger's
+/// writer, so a session waits for the disk and nothing else.
+struct Ledgered {
+    marks: Marks,
+    policy: Policy,
+}
+
+impl Journal for Ledgered {
+    fn sending(&self, job: &Job, answer: tokio::sync::oneshot::Sender<bool>) {
+        self.marks.sending(job.key, answer);
+    }
+
+    fn settled(&self, job: &Job, outcome: &Outcome) {
+        if let Some(mark) = self.policy.mark(job.tried, job.to.as_ref(), outcome) {
+            self.marks.record(job.key, mark);
+        }
+    }
 }
 
 /// A send under way: the deliveries rendered into the pool, the pool's
-/// events turned into marks for the ledger's writer and into the summary.
+/// reports counted into the summary.
 struct Dispatch<'r> {
     run: &'r Run<'r>,
     /// For reading (the writer has its own connection).
@@ -410,11 +475,12 @@ struct Dispatch<'r> {
     allowed: Allowed,
     renderer: Renderer<'r>,
     recorder: Recorder,
+    policy: Policy,
     summary: Summary,
     problems: Vec<Diagnostic>,
     progress: Progress,
-    /// Messages handed to the pool and not done yet.
-    in_flight: HashMap<AddressKey, InFlight>,
+    /// Messages handed to the pool and not done yet, with their segment.
+    in_flight: HashMap<AddressKey, String>,
     /// Messages deferred in the current round, for a try within the run.
     deferred: Vec<AddressKey>,
 }
@@ -429,7 +495,11 @@ impl Dispatch<'_> {
         limits: &Limits,
     ) -> Result<Ended> {
         let config = self.run.config;
-        let mut pool = Pool::start(smtp, from, limits);
+        let journal = Ledgered {
+            marks: self.recorder.marks().clone(),
+            policy: self.policy,
+        };
+        let mut pool = Pool::start(smtp, from, limits, std::sync::Arc::new(journal));
         let due = self.ledger.due(
             &self.record.id,
             self.run.now,
@@ -438,14 +508,14 @@ impl Dispatch<'_> {
         self.round(&mut pool, due).await?;
         for _ in 0..config.delivery.retries_in_run {
             while !self.in_flight.is_empty() {
-                match pool.events.recv().await {
-                    Some(event) => self.handle(event),
+                match pool.reports.recv().await {
+                    Some(report) => self.count(report),
                     None => break,
                 }
             }
             // The deferred marks are read back: they must be written first.
             let keys = std::mem::take(&mut self.deferred);
-            if keys.is_empty() || pool.stopped() || !self.recorder.flush().await {
+            if keys.is_empty() || pool.stopped() || !self.recorder.marks().flush().await {
                 break;
             }
             tokio::time::sleep(config.delivery.retry_in_run).await;
@@ -461,7 +531,7 @@ impl Dispatch<'_> {
             }
             self.round(&mut pool, again.into_iter()).await?;
         }
-        let halt = pool.finish(|event| self.handle(event)).await;
+        let halt = pool.finish(|report| self.count(report)).await;
         Ok(match halt {
             Halt::No => Ended::Done,
             Halt::Unreachable => Ended::Unreachable,
@@ -470,17 +540,16 @@ impl Dispatch<'_> {
     }
 
     /// Renders `queue` into the pool as fast as the pool takes messages,
-    /// answering the pool's events in between (first: a session waits for
-    /// its answer).
+    /// counting the pool's reports in between.
     async fn round(
         &mut self,
         pool: &mut Pool,
         mut queue: impl Iterator<Item = Result<Delivery>>,
     ) -> Result<()> {
-        let mut pending: Option<(Job, InFlight)> = None;
+        let mut pending: Option<(Job, String)> = None;
         loop {
-            while let Ok(event) = pool.events.try_recv() {
-                self.handle(event);
+            while let Ok(report) = pool.reports.try_recv() {
+                self.count(report);
             }
             if self.recorder.stopped() {
                 break;
@@ -488,20 +557,20 @@ impl Dispatch<'_> {
             if pending.is_none() && !pool.stopped() {
                 pending = self.next_job(&mut queue)?;
             }
-            let Some((job, in_flight)) = pending.take() else {
+            let Some((job, segment)) = pending.take() else {
                 break;
             };
             tokio::select! {
                 biased;
-                event = pool.events.recv() => {
-                    pending = Some((job, in_flight));
-                    if let Some(event) = event {
-                        self.handle(event);
+                report = pool.reports.recv() => {
+                    pending = Some((job, segment));
+                    if let Some(report) = report {
+                        self.count(report);
                     }
                 }
                 permit = pool.jobs.reserve() => match permit {
                     Ok(permit) => {
-                        self.in_flight.insert(job.key, in_flight);
+                        self.in_flight.insert(job.key, segment);
                         permit.send(job);
                     }
                     Err(_) => break,
@@ -516,12 +585,12 @@ impl Dispatch<'_> {
     fn next_job(
         &mut self,
         queue: &mut impl Iterator<Item = Result<Delivery>>,
-    ) -> Result<Option<(Job, InFlight)>> {
+    ) -> Result<Option<(Job, String)>> {
         let config = self.run.config;
         for delivery in queue.by_ref() {
             let delivery = delivery?;
             if !self.allowed.contains(delivery.key) {
-                self.recorder.record(delivery.key, Mark::Suppressed);
+                self.recorder.marks().record(delivery.key, Mark::Suppressed);
                 self.counts(&delivery.segment).suppressed += 1;
                 continue;
             }
@@ -576,76 +645,35 @@ impl Dispatch<'_> {
                 key: delivery.key,
                 to,
                 bytes,
+                tried: delivery.attempts,
             };
-            let in_flight = InFlight {
-                segment: delivery.segment,
-                address: delivery.address,
-                attempts: delivery.attempts,
-            };
-            return Ok(Some((job, in_flight)));
+            return Ok(Some((job, delivery.segment)));
         }
         Ok(None)
     }
 
-    /// Passes one event of the pool on to the ledger's writer, and counts
-    /// what became of a message.
-    fn handle(&mut self, event: Event) {
-        let (key, outcome) = match event {
-            Event::Asking(key, answer) => return self.recorder.sending(key, answer),
-            Event::Done(key, outcome) => (key, outcome),
-        };
+    /// Counts what became of a message (its journal recorded it).
+    fn count(&mut self, report: Report) {
         self.progress.step();
-        let Some(InFlight {
-            segment,
-            address,
-            attempts,
-        }) = self.in_flight.remove(&key)
-        else {
+        let Some(segment) = self.in_flight.remove(&report.key) else {
             return;
         };
-        let delivery = &self.run.config.delivery;
-        let mark = match outcome {
-            Outcome::Sent(reply) => {
-                self.counts(&segment).sent += 1;
-                Mark::Sent(reply)
-            }
-            Outcome::Deferred(reply) => {
-                let tried = attempts + 1;
-                if tried >= delivery.max_attempts || too_old(self.run, self.record.created) {
-                    self.counts(&segment).failed += 1;
-                    Mark::Failed {
-                        reply,
-                        bounced: None,
-                    }
-                } else {
-                    let wait = delivery.retry_after * 2u32.pow(tried.min(16) - 1);
-                    let next = self.run.now + chrono::Duration::from_std(wait).unwrap_or_default();
-                    self.counts(&segment).deferred += 1;
-                    self.deferred.push(key);
-                    Mark::Deferred(reply, next)
-                }
-            }
-            Outcome::Failed(reply) => {
-                self.counts(&segment).failed += 1;
-                Mark::Failed {
-                    reply,
-                    bounced: Some(address),
-                }
-            }
-            Outcome::NotSent(reply) => {
-                self.counts(&segment).deferred += 1;
-                Mark::Pending(reply)
-            }
-            // Recorded `suppressed` by the writer as it refused the
-            // message, or the writer stopped (and the run with it).
-            Outcome::Withheld => {
-                self.counts(&segment).suppressed += 1;
-                return;
-            }
+        let mark = self.policy.mark(report.tried, "", &report.outcome);
+        if let Some(Mark::Deferred(..)) = mark {
+            self.deferred.push(report.key);
+        }
+        let counts = self.counts(&segment);
+        match mark {
+            Some(Mark::Sent(_)) => counts.sent += 1,
+            Some(Mark::Failed { .. }) => counts.failed += 1,
+            Some(Mark::Pending(_) | Mark::Deferred(..)) => counts.deferred += 1,
+            Some(Mark::Sending | Mark::Suppressed) => {}
+            // Refused by the writer as the address was suppressed (or the
+            // writer stopped, and the run with it).
+            None if report.outcome == Outcome::Withheld => counts.suppressed += 1,
             // Left `sending`: recovered as `unknown` at the end.
-            Outcome::Unknown(_) => return,
-        };
-        self.recorder.record(key, mark);
+            None => {}
+        }
     }
 
     /// The counts of `segment` in the summary.
