@@ -464,17 +464,21 @@ struct Payload<'a>(&'a str);
 
 impl std::fmt::Display for Payload<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut rest = self.0;
-        if rest.starts_with('.') {
+        let text = self.0;
+        let bytes = text.as_bytes();
+        if text.starts_with('.') {
             f.write_str(".")?;
         }
-        while let Some(at) = rest.find("\r\n.") {
-            let (line, after) = rest.split_at(at + 3);
-            f.write_str(line)?;
-            f.write_str(".")?;
-            rest = after;
+        // Line ends are found a byte at a time (memchr), not as a pattern.
+        let mut from = 0;
+        for (at, _) in text.match_indices('\n') {
+            if at > 0 && bytes[at - 1] == b'\r' && bytes.get(at + 1) == Some(&b'.') {
+                f.write_str(&text[from..=at])?;
+                f.write_str(".")?;
+                from = at + 1;
+            }
         }
-        f.write_str(rest)?;
+        f.write_str(&text[from..])?;
         f.write_str("\r\n.\r\n")
     }
 }
