@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
+use crate::audience::shard::Shard;
 use crate::audience::subscribers;
 use crate::audience::suppressed::Suppressed;
 use crate::clock::Clock;
@@ -109,6 +110,10 @@ enum Command {
         /// it (write no .eml files): to time rendering or try a big audience
         #[arg(long, requires = "dry_run", conflicts_with = "outbox")]
         discard: bool,
+        /// Mail only shard K of N of the audience (split by a hash of the
+        /// address): N hosts, each with its own state, share one issue
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
         /// Send through this SMTP server (smtp://host:port, smtps://host:465)
         #[arg(long, value_name = "URL", env = "GAZETTE_SMTP_URL")]
         smtp: Option<String>,
@@ -182,6 +187,15 @@ pub fn main() -> ExitCode {
 }
 
 /// What every command needs to know about where and how it runs.
+/// How `send` was asked to run.
+struct SendOptions {
+    dry_run: bool,
+    outbox: Option<PathBuf>,
+    discard: bool,
+    shard: Shard,
+    smtp: Option<String>,
+}
+
 struct Session {
     root: PathBuf,
     config_path: PathBuf,
@@ -230,14 +244,18 @@ pub fn run(cli: Cli) -> Result<Exit> {
             dry_run,
             outbox,
             discard,
+            shard,
             smtp,
             since,
             format,
         } => session.send(
-            dry_run,
-            outbox.filter(|_| !discard),
-            discard,
-            smtp,
+            SendOptions {
+                dry_run,
+                outbox: outbox.filter(|_| !discard),
+                discard,
+                shard: shard.unwrap_or(Shard::ALL),
+                smtp,
+            },
             since.as_deref(),
             format,
         ),
@@ -403,15 +421,14 @@ impl Session {
     }
 
     /// `send`: feeds rewritten, then this issue to every reader.
-    fn send(
-        &self,
-        dry_run: bool,
-        outbox: Option<PathBuf>,
-        discard: bool,
-        smtp: Option<String>,
-        since: Option<&str>,
-        format: Format,
-    ) -> Result<Exit> {
+    fn send(&self, options: SendOptions, since: Option<&str>, format: Format) -> Result<Exit> {
+        let SendOptions {
+            dry_run,
+            outbox,
+            discard,
+            shard,
+            smtp,
+        } = options;
         let mut report = Report::default();
         let loaded = self.load(&mut report);
         let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
@@ -441,6 +458,7 @@ impl Session {
             now: self.clock.now(),
             since,
             outbox: (!discard).then_some(outbox.as_path()),
+            shard,
         };
         let relay = smtp.or_else(|| config.delivery.smtp.clone());
         let (summary, problems, exit) = match relay.filter(|_| !dry_run) {
@@ -468,6 +486,10 @@ impl Session {
                     }
                     Err(LockError::Io(err)) => return Err(err),
                 };
+                if let Err(claimed) = crate::send::shard::claim(&self.root, shard) {
+                    eprintln!("{} {claimed:#}", self.style.label(Severity::Error));
+                    return Ok(Exit::Usage);
+                }
                 let (summary, problems, ended) = crate::send::send(&run, settings, self.quiet)?;
                 let failed: u64 = summary.segments.values().map(|c| c.failed).sum();
                 let exit = match ended {
@@ -689,10 +711,10 @@ impl Session {
         let (renderer, found) =
             Renderer::new(&config, &self.root, config_shown, &issue, secret, attrs);
         problems.extend(found);
-        if let Some(mut renderer) = renderer {
+        if let Some(renderer) = renderer {
             problems.extend(renderer.compile_all(&index));
             let mut warnings: Vec<Diagnostic> = Vec::new();
-            for warning in renderer.warnings.drain(..) {
+            for warning in renderer.take_warnings() {
                 if !warnings.contains(&warning) {
                     warnings.push(warning);
                 }
@@ -740,7 +762,7 @@ impl Session {
         let (entries, problems) =
             preview::write(&config, &mut renderer, &index, &audience, &out, now)?;
         report.extend(problems);
-        report.extend(renderer.warnings.drain(..));
+        report.extend(renderer.take_warnings());
         self.print(&report, false)?;
         if report.has_errors() {
             return Ok(Exit::BadInput);

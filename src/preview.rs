@@ -128,9 +128,9 @@ fn write_email(
     date: DateTime<FixedOffset>,
 ) -> Result<()> {
     let file = |ext: &str| -> PathBuf { out.join(format!("{stem}.{ext}")) };
-    write_atomic(&file("html"), email.html.as_bytes())?;
-    write_atomic(&file("txt"), email.text.as_bytes())?;
-    write_atomic(&file("mjml"), email.mjml.as_bytes())?;
+    write_atomic(&file("html"), email.html().as_bytes())?;
+    write_atomic(&file("txt"), email.text().as_bytes())?;
+    write_atomic(&file("mjml"), email.mjml().as_bytes())?;
     write_atomic(&file("eml"), &renderer.eml(email, date)?)?;
     Ok(())
 }

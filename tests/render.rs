@@ -189,7 +189,8 @@ fn hostile_posts_and_readers_render_inert() {
             "List-Unsubscribe",
             "List-Unsubscribe-Post",
             "MIME-Version",
-            "Content-Type"
+            "Content-Type",
+            "Content-Transfer-Encoding"
         ]
     );
     let to = mail.headers.get_first_header("To").unwrap();

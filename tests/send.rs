@@ -152,3 +152,58 @@ fn a_discarding_dry_run_renders_everyone_and_writes_nothing() {
     assert!(!project.exists("outbox"));
     project.run(&["send", "--discard"]).expect(2);
 }
+
+#[test]
+fn a_sharded_dry_run_writes_only_its_part() {
+    let mut seen = Vec::new();
+    for k in 1..=2 {
+        let project = Project::sample();
+        let shard = format!("{k}/2");
+        project
+            .run_env(&["-q", "send", "--dry-run", "--shard", &shard], &[SECRET])
+            .expect(0);
+        let summary: serde_json::Value =
+            serde_json::from_str(&project.read("outbox/2026-06-01/summary.json")).unwrap();
+        assert_eq!(summary["shard"], shard.as_str());
+        for entry in std::fs::read_dir(project.path().join("outbox/2026-06-01")).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".eml") {
+                seen.push(name);
+            }
+        }
+    }
+    seen.sort();
+    let total = seen.len();
+    seen.dedup();
+    assert_eq!((total, seen.len()), (11, 11), "{seen:?}");
+    Project::sample()
+        .run_env(&["send", "--dry-run", "--shard", "3/2"], &[SECRET])
+        .expect(2);
+}
+
+#[test]
+fn a_dry_run_reports_bad_rows_and_mails_the_good_ones() {
+    let project = Project::sample();
+    let csv = project.read("subscribers.csv");
+    let project = project.file(
+        "subscribers.csv",
+        format!("{csv}not-an-address,X,,,active,,,,,\n"),
+    );
+    let lines = csv.lines().count() + 1;
+    let run = project.run_env(&["send", "--dry-run"], &[SECRET]).expect(1);
+    assert!(
+        run.stderr.contains(&format!("subscribers.csv:{lines}: ")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("wrote 11 messages"), "{}", run.stdout);
+    // A template error stops rendering, but the rows are still checked.
+    let broken = project.file("templates/digest.mjml.tera", "{% if %}");
+    let run = broken.run_env(&["send", "--dry-run"], &[SECRET]).expect(1);
+    assert!(
+        run.stderr.contains("templates/digest.mjml.tera:1:")
+            && run.stderr.contains(&format!("subscribers.csv:{lines}: ")),
+        "{}",
+        run.stderr
+    );
+}

@@ -305,3 +305,67 @@ fn a_refused_login_is_a_configuration_error_not_an_outage() {
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status[0]["deliveries"]["pending"], 11);
 }
+
+#[test]
+fn three_shards_on_three_hosts_mail_everyone_once_with_the_same_digests() {
+    let (sharded_catcher, port) = catcher();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let mut per_shard = Vec::new();
+    for k in 1..=3 {
+        // Each host has its own copy of the project and its own state.
+        let host = Project::sample();
+        let shard = format!("{k}/3");
+        let before = sharded_catcher.received.lock().unwrap().len();
+        let run = host
+            .run_env(&["send", "--smtp", &url, "--shard", &shard], &[SECRET])
+            .expect(0);
+        assert!(
+            run.stdout
+                .starts_with(&format!("issue 2026-06-01: 5 posts, shard {k}/3\n")),
+            "{}",
+            run.stdout
+        );
+        per_shard.push(sharded_catcher.received.lock().unwrap().len() - before);
+        // The host's state belongs to its shard now.
+        let other = host
+            .run_env(&["send", "--smtp", &url, "--shard", "1/2"], &[SECRET])
+            .expect(2);
+        assert!(
+            other.stderr.contains(&format!("sends shard {k}/3")),
+            "{}",
+            other.stderr
+        );
+        host.run_env(&["send", "--smtp", &url], &[SECRET]).expect(2);
+    }
+    assert!(per_shard.iter().all(|n| *n < 11), "{per_shard:?}");
+    let received = sharded_catcher.received.lock().unwrap().clone();
+    let mut recipients: Vec<String> = received.iter().flat_map(|r| r.to.clone()).collect();
+    recipients.sort();
+    let all = recipients.len();
+    recipients.dedup();
+    assert_eq!((all, recipients.len()), (11, 11), "{recipients:?}");
+    // The same message as an unsharded host would send (Message-ID included).
+    let (whole, port) = catcher();
+    send(&Project::sample(), port).expect(0);
+    let id = |data: &[u8]| {
+        let mail = mailparse::parse_mail(data).unwrap();
+        use mailparse::MailHeaderMap;
+        let to = mail.headers.get_first_value("To").unwrap();
+        (
+            to,
+            mail.headers.get_first_value("Message-ID").unwrap(),
+            mail.subparts[0].get_body().unwrap(),
+        )
+    };
+    let mut sharded: Vec<_> = received.iter().map(|r| id(&r.data)).collect();
+    let mut unsharded: Vec<_> = whole
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| id(&r.data))
+        .collect();
+    sharded.sort();
+    unsharded.sort();
+    assert_eq!(sharded, unsharded);
+}

@@ -131,15 +131,38 @@ pub fn add_columns(columns: &mut Vec<String>, attrs: &BTreeMap<String, String>) 
 /// `.yaml`/`.yml` files are a YAML list of maps with the same keys; anything
 /// else is CSV.
 pub fn read(path: &Path, shown: &Path, each: &mut dyn FnMut(Subscriber)) -> Vec<Diagnostic> {
-    let yaml = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
-    if yaml {
+    if is_yaml(path) {
         read_yaml(path, shown, each)
     } else {
         read_csv(path, shown, each)
     }
+}
+
+fn is_yaml(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+}
+
+/// The custom columns readers of the file can have, sorted: a CSV file's
+/// from its header row alone (no row is read), a YAML file's from every
+/// entry. Problems are left to [`read`], which reports them.
+pub fn columns(path: &Path, shown: &Path) -> Vec<String> {
+    let mut columns = Vec::new();
+    if is_yaml(path) {
+        read(path, shown, &mut |s| add_columns(&mut columns, &s.attrs));
+    } else if let Some(file) = CsvFile::open(path, shown, &mut Vec::new()) {
+        columns = file
+            .columns
+            .into_iter()
+            .filter_map(|column| match column {
+                Column::Attr(name) => Some(name),
+                _ => None,
+            })
+            .collect();
+    }
+    columns.sort();
+    columns
 }
 
 /// What a column (or YAML key) holds, from its trimmed name.

@@ -122,18 +122,19 @@ pub fn read(html: &str) -> Reading {
             },
         }
     }
+    let all = collapse(&text);
     let (first_h1, text_without_h1) = match h1_span {
         Some((start, end)) => (
             Some(collapse(&text[start..end])).filter(|t| !t.is_empty()),
             collapse(&format!("{} {}", &text[..start], &text[end..])),
         ),
-        None => (None, collapse(&text)),
+        None => (None, all.clone()),
     };
     Reading {
         h1_leads: h1_leads && first_h1.is_some(),
         first_h1,
         first_paragraph,
-        text: collapse(&text),
+        text: all,
         text_without_h1,
     }
 }
@@ -167,7 +168,26 @@ fn text_of(node: ego_tree::NodeRef<'_, Node>) -> String {
 
 /// Collapses runs of whitespace into single spaces and trims the ends.
 pub fn collapse(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(text.len());
+    // Runs of non-space text are copied whole; only spaces are looked at.
+    let mut word_start: Option<usize> = None;
+    let flush = |out: &mut String, start: Option<usize>, end: usize| {
+        if let Some(start) = start {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&text[start..end]);
+        }
+    };
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            flush(&mut out, word_start.take(), i);
+        } else if word_start.is_none() {
+            word_start = Some(i);
+        }
+    }
+    flush(&mut out, word_start, text.len());
+    out
 }
 
 /// Elements whose end tag HTML lets authors leave out: not counted by
@@ -245,30 +265,26 @@ pub fn table_width(source: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The attributes that hold URLs, by element.
-const URL_ATTRIBUTES: &[(&str, &str)] = &[
-    ("a[href]", "href"),
-    ("area[href]", "href"),
-    ("link[href]", "href"),
-    ("img[src]", "src"),
-    ("img[srcset]", "srcset"),
-    ("img[data-src]", "data-src"),
-    ("source[src]", "src"),
-    ("source[srcset]", "srcset"),
-    ("video[src]", "src"),
-    ("video[poster]", "poster"),
-    ("audio[src]", "src"),
-    ("track[src]", "src"),
-    ("embed[src]", "src"),
-    ("iframe[src]", "src"),
-    ("input[src]", "src"),
-    ("object[data]", "data"),
-    ("form[action]", "action"),
-    ("blockquote[cite]", "cite"),
-    ("q[cite]", "cite"),
-    ("ins[cite]", "cite"),
-    ("del[cite]", "cite"),
-    ("image[href]", "href"),
+/// The attributes that hold URLs, by element (lower-case names).
+const URL_ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("a", &["href"]),
+    ("area", &["href"]),
+    ("link", &["href"]),
+    ("img", &["src", "srcset", "data-src"]),
+    ("source", &["src", "srcset"]),
+    ("video", &["src", "poster"]),
+    ("audio", &["src"]),
+    ("track", &["src"]),
+    ("embed", &["src"]),
+    ("iframe", &["src"]),
+    ("input", &["src"]),
+    ("object", &["data"]),
+    ("form", &["action"]),
+    ("blockquote", &["cite"]),
+    ("q", &["cite"]),
+    ("ins", &["cite"]),
+    ("del", &["cite"]),
+    ("image", &["href"]),
 ];
 
 /// Resolves relative URLs against `base` and, when `drop_first_h1`,
@@ -277,18 +293,20 @@ const URL_ATTRIBUTES: &[(&str, &str)] = &[
 pub fn rewrite(html: &str, base: &Url, drop_first_h1: bool) -> (String, Vec<String>) {
     let bad = RefCell::new(Vec::new());
     let h1_dropped = Cell::new(!drop_first_h1);
-    let mut settings =
-        RewriteStrSettings::new().append_element_content_handler(element!("h1", |el| {
-            if !h1_dropped.replace(true) {
-                el.remove();
-            }
-            Ok(())
-        }));
-    for &(selector, attribute) in URL_ATTRIBUTES {
-        let bad = &bad;
-        settings = settings.append_element_content_handler(element!(selector, move |el| {
+    // One handler for every element: lol_html compiles each selector anew
+    // per document, and twenty selectors cost more than the whole rewrite.
+    let settings = RewriteStrSettings::new().append_element_content_handler(element!("*", |el| {
+        let name = el.tag_name();
+        if name == "h1" && !h1_dropped.replace(true) {
+            el.remove();
+            return Ok(());
+        }
+        let Some((_, attributes)) = URL_ATTRIBUTES.iter().find(|(tag, _)| *tag == name) else {
+            return Ok(());
+        };
+        for &attribute in *attributes {
             let Some(value) = el.get_attribute(attribute) else {
-                return Ok(());
+                continue;
             };
             let resolved = if attribute == "srcset" {
                 resolve_srcset(&value, base, &mut bad.borrow_mut())
@@ -298,9 +316,9 @@ pub fn rewrite(html: &str, base: &Url, drop_first_h1: bool) -> (String, Vec<Stri
             if resolved != value {
                 el.set_attribute(attribute, &resolved)?;
             }
-            Ok(())
-        }));
-    }
+        }
+        Ok(())
+    }));
     // lol_html only fails on memory limits or handler errors; keep the input then.
     let out = rewrite_str(html, settings).unwrap_or_else(|_| html.to_string());
     (out, bad.into_inner())
@@ -354,6 +372,28 @@ pub fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collapse_joins_words_with_single_spaces_whatever_the_space() {
+        assert_eq!(collapse("  a\u{a0}b \n\t c\u{3000}d  "), "a b c d");
+        assert_eq!(collapse(" \n "), "");
+        assert_eq!(collapse("é"), "é");
+    }
+
+    #[test]
+    fn rewrite_resolves_url_attributes_and_drops_the_first_h1_in_any_case() {
+        let (html, bad) = rewrite(
+            "<H1>T</H1><h1>U</h1><A HREF=\"x/\">a</A><img SRCSET=\"a.png 1x, /b.png 2x\"><p data-src=\"keep\">",
+            &base(),
+            true,
+        );
+        assert_eq!(
+            html,
+            "<h1>U</h1><A HREF=\"https://example.com/blog/post/x/\">a</A>\
+             <img SRCSET=\"https://example.com/blog/post/a.png 1x, https://example.com/b.png 2x\"><p data-src=\"keep\">"
+        );
+        assert!(bad.is_empty());
+    }
 
     fn base() -> Url {
         Url::parse("https://example.com/blog/post/").unwrap()

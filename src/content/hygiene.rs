@@ -23,9 +23,14 @@ pub fn clean(text: &str) -> (String, Vec<Repair>) {
     let mut repairs = Vec::new();
     // Both are located in the text as the author's editor shows it.
     let forbidden = find_forbidden(&text);
-    let text = repair_mojibake(&text, &mut repairs);
-    repairs.extend(forbidden);
-    let text = text.chars().filter(|c| xml_allowed(*c)).collect();
+    let text = repair_mojibake(text, &mut repairs);
+    let text = match forbidden {
+        Some(found) => {
+            repairs.push(found);
+            text.chars().filter(|c| xml_allowed(*c)).collect()
+        }
+        None => text,
+    };
     repairs.sort_by_key(|r| r.at);
     (text, repairs)
 }
@@ -46,7 +51,11 @@ fn cp1252_bytes() -> &'static HashMap<char, u8> {
 
 /// Replaces runs like "â€”" (the UTF-8 bytes of "—" read as Windows-1252)
 /// with the character they encode.
-fn repair_mojibake(text: &str, repairs: &mut Vec<Repair>) -> String {
+fn repair_mojibake(text: String, repairs: &mut Vec<Repair>) -> String {
+    // Mojibake is made of non-ASCII characters only.
+    if text.is_ascii() {
+        return text;
+    }
     let map = cp1252_bytes();
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
@@ -85,7 +94,11 @@ fn repair_mojibake(text: &str, repairs: &mut Vec<Repair>) -> String {
 /// shown as Windows-1252 characters, returns the real character and how
 /// many characters it took.
 fn decode_at(chars: &[char], map: &HashMap<char, u8>) -> Option<(char, usize)> {
-    let lead = *map.get(chars.first()?)?;
+    let first = chars.first()?;
+    if first.is_ascii() {
+        return None;
+    }
+    let lead = *map.get(first)?;
     let len = match lead {
         0xC2..=0xDF => 2,
         0xE0..=0xEF => 3,

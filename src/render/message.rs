@@ -1,13 +1,16 @@
-//! Render stage: an [`Email`] → an RFC 5322 message with its compliance
-//! headers, built with lettre (`multipart/alternative`: text, then HTML).
+//! Render stage: an [`Email`] → an RFC 5322 message: its headers (the
+//! compliance ones included) written by lettre, its body the digest's
+//! encoded `multipart/alternative` with the reader's fields spliced in.
 
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 use lettre::Message;
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0,
+};
+use lettre::message::{Body, Mailbox};
 
 use super::Email;
 
@@ -41,10 +44,18 @@ pub fn build(email: &Email, sender: &Sender, date: DateTime<FixedOffset>) -> Res
     if let Some(reply_to) = &sender.reply_to {
         builder = builder.reply_to(reply_to.clone());
     }
+    let content_type = format!("multipart/alternative; boundary=\"{}\"", email.boundary());
+    let content_type = ContentType::parse(&content_type)
+        .with_context(|| format!("cannot write the Content-Type {content_type}"))?;
+    let mut body = Vec::new();
+    email.body(&mut body);
     builder
-        .multipart(MultiPart::alternative_plain_html(
-            email.text.clone(),
-            email.html.clone(),
+        .header(MIME_VERSION_1_0)
+        .header(content_type)
+        // Quoted-printable parts: the multipart body is 7-bit.
+        .body(Body::dangerous_pre_encoded(
+            body,
+            ContentTransferEncoding::SevenBit,
         ))
         .with_context(|| format!("cannot build the message to {}", email.to.email))
 }

@@ -8,6 +8,7 @@
 //! link spliced in, escaped ([`splice`]). mrml never runs per reader.
 
 pub mod message;
+mod mime;
 mod mjml;
 mod sanitize;
 pub mod splice;
@@ -17,7 +18,7 @@ mod view;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, FixedOffset};
 use lettre::message::Mailbox;
@@ -34,16 +35,13 @@ use splice::{Escape, Marker, Plan};
 use templates::{Templates, preheader_name, subject_name};
 pub use view::{Digest, Fields};
 
-/// One reader's email, ready to be written or sent.
+/// One reader's email, ready to be written or sent: their compiled digest
+/// and the values of their fields.
 #[derive(Debug, Clone)]
 pub struct Email {
     pub to: Mailbox,
     pub subject: String,
     pub preheader: String,
-    pub html: String,
-    pub text: String,
-    /// The MJML the HTML was compiled from, filled like the HTML.
-    pub mjml: String,
     /// The segment the reader is in.
     pub segment: String,
     /// The A/B variant (`default` when there is no test).
@@ -57,6 +55,40 @@ pub struct Email {
     pub list_unsubscribe: String,
     /// The reader's one-click unsubscribe page.
     pub unsubscribe_url: String,
+    compiled: Arc<Compiled>,
+    /// The reader's field values, in field order ([`Fields`]).
+    values: Vec<String>,
+}
+
+impl Email {
+    fn values(&self) -> Vec<&str> {
+        self.values.iter().map(String::as_str).collect()
+    }
+
+    /// The HTML part.
+    pub fn html(&self) -> String {
+        self.compiled.html.fill(&self.values(), Escape::Html)
+    }
+
+    /// The plaintext part.
+    pub fn text(&self) -> String {
+        self.compiled.text.fill(&self.values(), Escape::Text)
+    }
+
+    /// The MJML the HTML was compiled from, filled like the HTML.
+    pub fn mjml(&self) -> String {
+        self.compiled.mjml.fill(&self.values(), Escape::Html)
+    }
+
+    /// The MIME body (both parts, encoded), appended to `out`.
+    pub fn body(&self, out: &mut Vec<u8>) {
+        self.compiled.body.fill(&self.values(), out);
+    }
+
+    /// The boundary between the parts of [`Email::body`].
+    pub fn boundary(&self) -> &str {
+        self.compiled.body.boundary()
+    }
 }
 
 /// A digest rendered once, cut at the reader's fields.
@@ -68,6 +100,8 @@ pub struct Compiled {
     pub text: Plan,
     /// The MJML the template produced (for preview and comparison).
     pub mjml: Plan,
+    /// Both parts as the message body, encoded.
+    body: mime::Body,
     pub variant: String,
 }
 
@@ -82,12 +116,16 @@ pub struct Renderer<'c> {
     fields: Fields,
     /// Post bodies, sanitized once per issue, by slug.
     bodies: HashMap<String, String>,
-    cache: HashMap<String, Rc<Compiled>>,
+    /// Compiled digests by (segment, template, variants, picks); a lock,
+    /// as readers are rendered on several threads.
+    cache: Mutex<HashMap<String, Result<Arc<Compiled>, Diagnostic>>>,
     marker: Marker,
+    /// The MIME boundary of this run's messages.
+    boundary: String,
     host: String,
     unsubscribe: Url,
     /// mrml warnings of every digest compiled so far.
-    pub warnings: Vec<Diagnostic>,
+    warnings: Mutex<Vec<Diagnostic>>,
 }
 
 impl<'c> Renderer<'c> {
@@ -138,8 +176,9 @@ impl<'c> Renderer<'c> {
                 .to_string(),
             fields: Fields { attrs },
             bodies,
-            cache: HashMap::new(),
+            cache: Mutex::new(HashMap::new()),
             marker: Marker::new(),
+            boundary: mime::boundary(),
             host: config
                 .site
                 .base_url
@@ -147,7 +186,7 @@ impl<'c> Renderer<'c> {
                 .unwrap_or("localhost")
                 .to_string(),
             unsubscribe,
-            warnings: Vec::new(),
+            warnings: Mutex::new(Vec::new()),
         };
         (Some(renderer), problems)
     }
@@ -158,15 +197,14 @@ impl<'c> Renderer<'c> {
     }
 
     /// The digest of `segment` with `picks` in the given variants,
-    /// compiled once and reused.
+    /// compiled once and reused (a failure too: it is reported once).
     pub fn compile(
-        &mut self,
+        &self,
         segment: &Segment,
         picks: &[Pick],
         subject: &Variant<String>,
         cta: Option<&Variant<SegmentCta>>,
-    ) -> Result<Rc<Compiled>, Diagnostic> {
-        let label = variant_label(segment, subject, cta);
+    ) -> Result<Arc<Compiled>, Diagnostic> {
         let cta_id = cta.map_or("", |c| c.id.as_str());
         let mut key = format!(
             "{}\u{0}{}\u{0}{}\u{0}{cta_id}",
@@ -178,9 +216,23 @@ impl<'c> Renderer<'c> {
             key.push('\u{1}');
             key.push_str(&pick.reason.text());
         }
-        if let Some(compiled) = self.cache.get(&key) {
-            return Ok(compiled.clone());
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(compiled) = cache.get(&key) {
+            return compiled.clone();
         }
+        let compiled = self.compile_new(segment, picks, subject, cta).map(Arc::new);
+        cache.insert(key, compiled.clone());
+        compiled
+    }
+
+    fn compile_new(
+        &self,
+        segment: &Segment,
+        picks: &[Pick],
+        subject: &Variant<String>,
+        cta: Option<&Variant<SegmentCta>>,
+    ) -> Result<Compiled, Diagnostic> {
+        let label = variant_label(segment, subject, cta);
         let parts = view::Parts {
             config: self.config,
             issue_id: &self.issue_id,
@@ -221,21 +273,27 @@ impl<'c> Renderer<'c> {
             &self.templates.shown(&mjml_name),
             place,
         )?;
-        self.warnings.extend(warnings);
+        self.warnings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(warnings);
         let mut text = self
             .templates
             .render(&format!("{}.txt.tera", segment.template), &context)?;
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        let compiled = Rc::new(Compiled {
+        let html = self.marker.plan(&html);
+        let text = self.marker.plan(&text);
+        let compiled = Compiled {
             subject: self.marker.plan(&one_line(&digest.subject)),
             preheader: self.marker.plan(&one_line(&digest.preheader)),
-            html: self.marker.plan(&html),
-            text: self.marker.plan(&text),
+            body: mime::Body::new(&text, &html, &self.boundary),
+            html,
+            text,
             mjml: self.marker.plan(&mjml),
             variant: label,
-        });
+        };
         let damaged = [
             (&compiled.subject, subject_name(&segment.id, &subject.id)),
             (&compiled.preheader, preheader_name(&segment.id)),
@@ -252,13 +310,17 @@ impl<'c> Renderer<'c> {
                  shown as they are (vary content by segment instead)",
             ));
         }
-        self.cache.insert(key, compiled.clone());
         Ok(compiled)
+    }
+
+    /// The mrml warnings of every digest compiled so far, taken.
+    pub fn take_warnings(&self) -> Vec<Diagnostic> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Compiles every segment's digest in every variant, for a reader with
     /// no interests of their own: what `check` does to try the templates.
-    pub fn compile_all(&mut self, index: &crate::select::Index) -> Vec<Diagnostic> {
+    pub fn compile_all(&self, index: &crate::select::Index) -> Vec<Diagnostic> {
         let config = self.config;
         let mut problems = Vec::new();
         for segment in &config.segments {
@@ -291,7 +353,7 @@ impl<'c> Renderer<'c> {
     /// `subscriber`'s email: their digest, compiled once per distinct
     /// digest, with their fields filled in.
     pub fn email(
-        &mut self,
+        &self,
         segment: &Segment,
         subscriber: &Subscriber,
         picks: &[Pick],
@@ -317,7 +379,7 @@ impl<'c> Renderer<'c> {
     /// The compiled digest with `subscriber`'s fields filled in.
     pub fn fill(
         &self,
-        compiled: &Compiled,
+        compiled: &Arc<Compiled>,
         segment: &Segment,
         subscriber: &Subscriber,
     ) -> Result<Email, Diagnostic> {
@@ -341,19 +403,20 @@ impl<'c> Renderer<'c> {
             .name
             .clone()
             .unwrap_or_else(|| self.config.email.name_fallback.clone());
-        let mut values: Vec<&str> = vec![
-            &name,
-            &greeting,
-            &subscriber.email,
-            &unsubscribe_url,
-            &preferences,
+        let mut values: Vec<String> = vec![
+            name,
+            greeting,
+            subscriber.email.clone(),
+            unsubscribe_url.clone(),
+            preferences,
         ];
         values.extend(
             self.fields
                 .attrs
                 .iter()
-                .map(|column| subscriber.attrs.get(column).map_or("", String::as_str)),
+                .map(|column| subscriber.attrs.get(column).cloned().unwrap_or_default()),
         );
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(mailto) = &self.config.unsubscribe.mailto {
             list_unsubscribe.push_str(&format!(", <mailto:{mailto}?subject=unsubscribe>"));
@@ -366,11 +429,8 @@ impl<'c> Renderer<'c> {
         })?;
         Ok(Email {
             to: Mailbox::new(subscriber.name.clone(), address),
-            subject: short(compiled.subject.fill(&values, Escape::Text)),
-            preheader: compiled.preheader.fill(&values, Escape::Text),
-            html: compiled.html.fill(&values, Escape::Html),
-            text: compiled.text.fill(&values, Escape::Text),
-            mjml: compiled.mjml.fill(&values, Escape::Html),
+            subject: short(compiled.subject.fill(&refs, Escape::Text)),
+            preheader: compiled.preheader.fill(&refs, Escape::Text),
             segment: segment.id.clone(),
             variant: compiled.variant.clone(),
             message_id: self
@@ -379,6 +439,8 @@ impl<'c> Renderer<'c> {
             list_id: format!("<{list}>"),
             list_unsubscribe,
             unsubscribe_url,
+            compiled: compiled.clone(),
+            values,
         })
     }
 

@@ -126,15 +126,36 @@ impl Plan {
             match part {
                 Part::Literal(text) => out.push_str(text),
                 Part::Field(index) => {
-                    let value = values.get(*index).copied().unwrap_or("");
-                    match escape {
-                        Escape::Html => escape_html(value, &mut out),
-                        Escape::Text => out.extend(value.chars().filter(|c| !c.is_control())),
-                    }
+                    escape.push(values.get(*index).copied().unwrap_or(""), &mut out)
                 }
             }
         }
         out
+    }
+
+    /// The literal text and the fields, in order.
+    pub fn pieces(&self) -> impl Iterator<Item = Piece<'_>> {
+        self.parts.iter().map(|part| match part {
+            Part::Literal(text) => Piece::Literal(text),
+            Part::Field(index) => Piece::Field(*index),
+        })
+    }
+}
+
+/// One piece of a [`Plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'p> {
+    Literal(&'p str),
+    Field(usize),
+}
+
+impl Escape {
+    /// Appends `value` escaped this way.
+    pub fn push(self, value: &str, out: &mut String) {
+        match self {
+            Escape::Html => escape_html(value, out),
+            Escape::Text => out.extend(value.chars().filter(|c| !c.is_control())),
+        }
     }
 }
 

@@ -92,6 +92,7 @@ pub fn send(
                     dry_run: false,
                     posts: Vec::new(),
                     outbox: None,
+                    shard: run.shard_label(),
                     segments: BTreeMap::new(),
                 };
                 return Ok((summary, problems, Ended::Done));
@@ -120,6 +121,7 @@ pub fn send(
         dry_run: false,
         posts: posts.iter().map(|p| p.slug.clone()).collect(),
         outbox: None,
+        shard: run.shard_label(),
         segments,
     };
     let due = ledger.due(&record.id, run.now, config.delivery.resend_unknown)?;
@@ -135,7 +137,7 @@ pub fn send(
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
-    let Some(mut renderer) = renderer else {
+    let Some(renderer) = renderer else {
         return Ok((summary, problems, Ended::Done));
     };
     let from = config
@@ -228,7 +230,7 @@ pub fn send(
                         &posts,
                         &frozen,
                         config,
-                        &mut renderer,
+                        &renderer,
                         run.now,
                         &mut summary,
                         &mut problems,
@@ -275,7 +277,7 @@ pub fn send(
             ),
         ));
     }
-    renderer.warnings.drain(..).for_each(|w| problems.push(w));
+    problems.extend(renderer.take_warnings());
     ledger.complete_if_done(&record.id, config.delivery.resend_unknown, run.now)?;
     Ok((summary, problems, ended))
 }
@@ -308,7 +310,7 @@ fn mailable_now(run: &Run, problems: &mut Vec<Diagnostic>) -> Result<HashSet<Add
     let mut keys = HashSet::new();
     let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
         suppressed.apply(&mut subscriber);
-        if subscriber.status.mailable() {
+        if subscriber.status.mailable() && run.mails(&subscriber) {
             keys.insert(AddressKey::of(&subscriber.email));
         }
     });
@@ -361,6 +363,9 @@ fn freeze(
     let mut deliveries = Vec::new();
     let mut allowed = HashSet::new();
     problems.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
+        if !run.mails(&subscriber) {
+            return;
+        }
         suppressed.apply(&mut subscriber);
         let segment = segment_of(&subscriber, &config.segments);
         let counts = segments.entry(segment.id.clone()).or_default();
@@ -430,7 +435,7 @@ fn next_job<'d>(
     posts: &[Post],
     frozen: &HashMap<AddressKey, Frozen>,
     config: &Config,
-    renderer: &mut Renderer,
+    renderer: &Renderer,
     now: DateTime<FixedOffset>,
     summary: &mut Summary,
     problems: &mut Vec<Diagnostic>,

@@ -14,6 +14,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
 use crate::audience::segments::segment_of;
+use crate::audience::shard::Shard;
 use crate::audience::subscribers::{self, Subscriber};
 use crate::audience::suppressed::Suppressed;
 use crate::config::Config;
@@ -22,11 +23,12 @@ use crate::deliver::EmlDir;
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Reader};
-use crate::unsubscribe::Secret;
+use crate::unsubscribe::{AddressKey, Secret};
 
 mod live;
 pub mod lock;
 mod progress;
+pub mod shard;
 
 pub use live::{Ended, send};
 
@@ -52,6 +54,9 @@ pub struct Summary {
     pub posts: Vec<String>,
     /// Where the `.eml` files went, for a dry run.
     pub outbox: Option<String>,
+    /// `K/N` when the run mailed one shard of the audience.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub segments: BTreeMap<String, SegmentCounts>,
 }
 
@@ -59,10 +64,14 @@ impl Summary {
     /// The summary as text: one line for the issue, a table of segments.
     pub fn text(&self) -> String {
         let mut out = format!(
-            "issue {}: {} post{}{}\n",
+            "issue {}: {} post{}{}{}\n",
             self.issue,
             self.posts.len(),
             if self.posts.len() == 1 { "" } else { "s" },
+            self.shard
+                .as_ref()
+                .map(|k| format!(", shard {k}"))
+                .unwrap_or_default(),
             if self.dry_run { " (dry run)" } else { "" }
         );
         if self.posts.is_empty() {
@@ -104,6 +113,20 @@ pub struct Run<'a> {
     pub since: Option<DateTime<FixedOffset>>,
     /// Where a dry run writes `.eml` files; `None` renders and discards.
     pub outbox: Option<&'a Path>,
+    /// The part of the audience this run mails.
+    pub shard: Shard,
+}
+
+impl Run<'_> {
+    /// `K/N` for a sharded run.
+    pub fn shard_label(&self) -> Option<String> {
+        (!self.shard.is_all()).then(|| self.shard.to_string())
+    }
+
+    /// Whether `subscriber` is in this run's shard.
+    pub fn mails(&self, subscriber: &Subscriber) -> bool {
+        self.shard.is_all() || self.shard.contains(&AddressKey::of(&subscriber.email))
+    }
 }
 
 /// A dry run: every reader's email written as a `.eml` file; nothing
@@ -123,6 +146,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         dry_run: true,
         posts: issue.posts.iter().map(|p| p.slug.clone()).collect(),
         outbox: None,
+        shard: run.shard_label(),
         segments: config
             .segments
             .iter()
@@ -138,15 +162,14 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let shown = display_path(run.root, &path);
     let suppressed = Suppressed::load(run.root)?;
     // Columns first: every reader's digest can use every custom column.
-    let mut attrs: Vec<String> = Vec::new();
-    problems.extend(subscribers::read(&path, &shown, &mut |s| {
-        subscribers::add_columns(&mut attrs, &s.attrs);
-    }));
+    let attrs = subscribers::columns(&path, &shown);
     let secret = Secret::load(run.root)?;
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
-    let Some(mut renderer) = renderer else {
+    let Some(renderer) = renderer else {
+        // Still read every row, so that one run reports every problem.
+        problems.extend(subscribers::read(&path, &shown, &mut |_| {}));
         return Ok((summary, problems));
     };
     let outbox = run
@@ -154,12 +177,12 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         .map(|dir| EmlDir::create(dir, &issue.id))
         .transpose()?;
     let mut failure = None;
-    subscribers::read(&path, &shown, &mut |mut subscriber| {
-        if failure.is_some() {
+    let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
+        if failure.is_some() || !run.mails(&subscriber) {
             return;
         }
         suppressed.apply(&mut subscriber);
-        let result = deliver_one(&mut renderer, &index, &subscriber, run, outbox.as_ref());
+        let result = deliver_one(&renderer, &index, &subscriber, run, outbox.as_ref());
         match result {
             Ok(outcome) => {
                 let segment = segment_of(&subscriber, &config.segments);
@@ -179,10 +202,11 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
             Err(Failure::Write(err)) => failure = Some(err),
         }
     });
+    problems.extend(found);
     if let Some(err) = failure {
         return Err(err);
     }
-    problems.append(&mut renderer.warnings);
+    problems.extend(renderer.take_warnings());
     if let Some(outbox) = outbox {
         summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
         outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
@@ -202,7 +226,7 @@ enum Failure {
 }
 
 fn deliver_one(
-    renderer: &mut Renderer,
+    renderer: &Renderer,
     index: &Index,
     subscriber: &Subscriber,
     run: &Run,

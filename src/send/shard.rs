@@ -1,0 +1,62 @@
+//! Send stage: a state directory belongs to one shard. The first real
+//! send records its `--shard K/N` in `.gazette/shard`; a later send with
+//! another shard (or none) from the same directory is refused, since it
+//! would mail readers another host owns or leave its own unfinished.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use crate::audience::shard::Shard;
+use crate::output::write_atomic;
+use crate::state;
+
+/// Records `shard` for the state directory of `root`, or checks it is the
+/// one recorded.
+pub fn claim(root: &Path, shard: Shard) -> Result<()> {
+    let path = state::dir(root).join("shard");
+    let recorded = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().to_string()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => bail!("cannot read {}: {err}", path.display()),
+    };
+    let wanted = shard.to_string();
+    match recorded {
+        Some(recorded) if recorded == wanted => Ok(()),
+        Some(recorded) => bail!(
+            "this project's state ({}) sends shard {recorded}; a send {} from here \
+             would overlap another host's readers (use a separate copy of the \
+             project per shard)",
+            state::dir(root).display(),
+            if shard.is_all() {
+                "without --shard".to_string()
+            } else {
+                format!("of shard {wanted}")
+            }
+        ),
+        None if shard.is_all() => Ok(()),
+        None => {
+            state::create_dir(root)?;
+            write_atomic(&path, format!("{wanted}\n").as_bytes())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_directory_keeps_its_shard() {
+        let root = tempfile::tempdir().unwrap();
+        let two: Shard = "2/3".parse().unwrap();
+        claim(root.path(), Shard::ALL).unwrap();
+        assert!(!state::dir(root.path()).join("shard").exists());
+        claim(root.path(), two).unwrap();
+        claim(root.path(), two).unwrap();
+        let other = claim(root.path(), "1/3".parse().unwrap()).unwrap_err();
+        assert!(other.to_string().contains("sends shard 2/3"), "{other}");
+        let none = claim(root.path(), Shard::ALL).unwrap_err();
+        assert!(none.to_string().contains("without --shard"), "{none}");
+    }
+}
