@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, FixedOffset};
 use lettre::message::Mailbox;
-use mrml::prelude::parser::ParserOptions;
 use tera::Context;
 use url::Url;
 
@@ -109,7 +108,6 @@ pub struct Compiled {
 pub struct Renderer<'c> {
     config: &'c Config,
     templates: Templates,
-    parser: ParserOptions,
     secret: Secret,
     issue_id: String,
     issue_date: String,
@@ -165,7 +163,6 @@ impl<'c> Renderer<'c> {
             .collect();
         let renderer = Renderer {
             config,
-            parser: templates.parser_options(),
             templates,
             secret,
             issue_id: issue.id.clone(),
@@ -269,7 +266,8 @@ impl<'c> Renderer<'c> {
         };
         let (html, warnings) = mjml::compile(
             &mjml,
-            &self.parser,
+            // Made per digest: mrml's include loader cannot be shared by threads.
+            &self.templates.parser_options(),
             &self.templates.shown(&mjml_name),
             place,
         )?;

@@ -11,13 +11,14 @@ use std::path::Path;
 
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::audience::segments::segment_of;
 use crate::audience::shard::Shard;
 use crate::audience::subscribers::{self, Subscriber};
 use crate::audience::suppressed::Suppressed;
-use crate::config::Config;
+use crate::config::{Config, Segment};
 use crate::content::Library;
 use crate::deliver::EmlDir;
 use crate::diagnostics::{Diagnostic, display_path};
@@ -176,17 +177,68 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         .outbox
         .map(|dir| EmlDir::create(dir, &issue.id))
         .transpose()?;
-    let mut failure = None;
+    let mut tally = Tally {
+        summary: &mut summary,
+        problems: &mut problems,
+        failure: None,
+    };
+    // Readers are rendered a batch at a time on every core: the file is
+    // streamed, and no more than a batch is held at once.
+    let mut batch = Vec::with_capacity(BATCH);
+    let render = |batch: &mut Vec<Subscriber>, tally: &mut Tally| {
+        let results: Vec<_> = batch
+            .par_iter()
+            .map(|subscriber| {
+                let segment = segment_of(subscriber, &config.segments);
+                let result =
+                    deliver_one(&renderer, &index, subscriber, segment, run, outbox.as_ref());
+                (segment, result)
+            })
+            .collect();
+        for (segment, result) in results {
+            tally.record(&segment.id, result);
+        }
+        batch.clear();
+    };
     let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
-        if failure.is_some() || !run.mails(&subscriber) {
+        if tally.failure.is_some() || !run.mails(&subscriber) {
             return;
         }
         suppressed.apply(&mut subscriber);
-        let result = deliver_one(&renderer, &index, &subscriber, run, outbox.as_ref());
+        batch.push(subscriber);
+        if batch.len() == BATCH {
+            render(&mut batch, &mut tally);
+        }
+    });
+    render(&mut batch, &mut tally);
+    if let Some(err) = tally.failure {
+        return Err(err);
+    }
+    problems.extend(found);
+    problems.extend(renderer.take_warnings());
+    if let Some(outbox) = outbox {
+        summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
+        outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
+    }
+    Ok((summary, problems))
+}
+
+/// Readers rendered together in a dry run.
+const BATCH: usize = 512;
+
+/// What a dry run has done so far.
+struct Tally<'a> {
+    summary: &'a mut Summary,
+    problems: &'a mut Vec<Diagnostic>,
+    /// A message that could not be written: the run stops.
+    failure: Option<anyhow::Error>,
+}
+
+impl Tally<'_> {
+    fn record(&mut self, segment: &str, result: Result<Outcome, Failure>) {
         match result {
             Ok(outcome) => {
-                let segment = segment_of(&subscriber, &config.segments);
-                if let Some(counts) = summary.segments.get_mut(&segment.id) {
+                if let Some(counts) = self.summary.segments.get_mut(segment) {
                     match outcome {
                         Outcome::Written => counts.sent += 1,
                         Outcome::Suppressed => counts.suppressed += 1,
@@ -195,23 +247,15 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
                 }
             }
             Err(Failure::Render(problem)) => {
-                if !problems.contains(&problem) {
-                    problems.push(problem);
+                if !self.problems.contains(&problem) {
+                    self.problems.push(problem);
                 }
             }
-            Err(Failure::Write(err)) => failure = Some(err),
+            Err(Failure::Write(err)) => {
+                self.failure.get_or_insert(err);
+            }
         }
-    });
-    problems.extend(found);
-    if let Some(err) = failure {
-        return Err(err);
     }
-    problems.extend(renderer.take_warnings());
-    if let Some(outbox) = outbox {
-        summary.outbox = Some(display_path(run.root, outbox.dir()).display().to_string());
-        outbox.summary(&serde_json::to_vec_pretty(&summary)?)?;
-    }
-    Ok((summary, problems))
 }
 
 enum Outcome {
@@ -229,6 +273,7 @@ fn deliver_one(
     renderer: &Renderer,
     index: &Index,
     subscriber: &Subscriber,
+    segment: &Segment,
     run: &Run,
     outbox: Option<&EmlDir>,
 ) -> Result<Outcome, Failure> {
@@ -236,7 +281,6 @@ fn deliver_one(
         return Ok(Outcome::Suppressed);
     }
     let config = run.config;
-    let segment = segment_of(subscriber, &config.segments);
     let reader = Reader {
         interests: &subscriber.interests,
         personalize: subscriber.personalize,
