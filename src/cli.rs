@@ -756,11 +756,11 @@ impl Session {
             self.print(&report, false)?;
             return Ok(Exit::BadInput);
         };
+        renderer.keep_sources();
         let out = self
             .root
             .join(out.unwrap_or_else(|| PathBuf::from("preview")));
-        let (entries, problems) =
-            preview::write(&config, &mut renderer, &index, &audience, &out, now)?;
+        let (entries, problems) = preview::write(&config, &renderer, &index, &audience, &out, now)?;
         report.extend(problems);
         report.extend(renderer.take_warnings());
         self.print(&report, false)?;

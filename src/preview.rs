@@ -53,7 +53,7 @@ pub struct Entry {
 /// Renders every segment and variant into `out`; returns what was written.
 pub fn write(
     config: &Config,
-    renderer: &mut Renderer,
+    renderer: &Renderer,
     index: &Index,
     audience: &Audience,
     out: &Path,
@@ -89,7 +89,7 @@ pub fn write(
                         continue;
                     }
                 };
-                let email = match renderer.fill(&compiled, segment, &reader) {
+                let email = match renderer.fill(&compiled, segment, &reader, &picks) {
                     Ok(email) => email,
                     Err(problem) => {
                         problems.push(problem);
@@ -128,9 +128,12 @@ fn write_email(
     date: DateTime<FixedOffset>,
 ) -> Result<()> {
     let file = |ext: &str| -> PathBuf { out.join(format!("{stem}.{ext}")) };
-    write_atomic(&file("html"), email.html().as_bytes())?;
-    write_atomic(&file("txt"), email.text().as_bytes())?;
-    write_atomic(&file("mjml"), email.mjml().as_bytes())?;
+    let (Some(html), Some(text), Some(mjml)) = (email.html(), email.text(), email.mjml()) else {
+        anyhow::bail!("the renderer kept no HTML, text or MJML to preview");
+    };
+    write_atomic(&file("html"), html.as_bytes())?;
+    write_atomic(&file("txt"), text.as_bytes())?;
+    write_atomic(&file("mjml"), mjml.as_bytes())?;
     write_atomic(&file("eml"), &renderer.eml(email, date)?)?;
     Ok(())
 }

@@ -393,7 +393,7 @@ fn check_tries_templates_with_the_readers_columns_and_refuses_filtered_fields() 
     );
     let run = filtered.run(&["check"]).expect(1);
     assert!(
-        run.stderr.starts_with("templates/digest.txt.tera: a reader field (subscriber.*, links.*) goes through a filter"),
+        run.stderr.starts_with("templates/digest.txt.tera: a reader field (subscriber.*, links.*, a pick's reason) goes through a filter"),
         "{}",
         run.stderr
     );

@@ -9,6 +9,17 @@
 //! every piece is encoded on its own, starting at column 0, and ends with
 //! a hard or soft line break, so pieces join without one line growing
 //! past 76 characters.
+//!
+//! A personalized issue has thousands of distinct digests, which share
+//! most of their text (the head, the footer, the same post's card). The
+//! literal text is therefore cut where its content says — before each
+//! `<div`, `<table` or conditional comment, after each blank line — and
+//! each encoded piece is kept once per run ([`Pieces`]): a compiled body is
+//! mostly a list of shared pieces, so memory stays flat however many
+//! digests a run compiles.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use quoted_printable::{InputMode, Options};
 
@@ -29,32 +40,37 @@ pub struct Body {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Chunk {
     /// Bytes as they go on the wire: part headers, boundaries, encoded text.
-    Encoded(String),
+    Encoded(Arc<str>),
     /// Field `index`, escaped for its part.
     Field(usize, Escape),
 }
 
 impl Body {
-    /// The body for `text` and `html` between `boundary` lines.
-    pub fn new(text: &Plan, html: &Plan, boundary: &str) -> Body {
+    /// The body for `text` and `html` between `boundary` lines, its
+    /// encoded text kept in `pieces`.
+    pub fn new(text: &Plan, html: &Plan, boundary: &str, pieces: &Pieces) -> Body {
         let mut chunks = Vec::new();
         for (plan, kind, escape) in [
             (text, "text/plain", Escape::Text),
             (html, "text/html", Escape::Html),
         ] {
-            chunks.push(Chunk::Encoded(format!(
+            chunks.push(Chunk::Encoded(pieces.keep(format!(
                 "--{boundary}\r\nContent-Type: {kind}; charset=utf-8\r\n\
                  Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-            )));
+            ))));
             for piece in plan.pieces() {
                 match piece {
-                    Piece::Literal(literal) => chunks.push(Chunk::Encoded(encode(literal))),
+                    Piece::Literal(literal) => {
+                        for cut in cuts(literal) {
+                            chunks.push(Chunk::Encoded(pieces.keep(encode(cut))));
+                        }
+                    }
                     Piece::Field(index) => chunks.push(Chunk::Field(index, escape)),
                 }
             }
-            chunks.push(Chunk::Encoded("\r\n".into()));
+            chunks.push(Chunk::Encoded(pieces.keep("\r\n".into())));
         }
-        chunks.push(Chunk::Encoded(format!("--{boundary}--\r\n")));
+        chunks.push(Chunk::Encoded(pieces.keep(format!("--{boundary}--\r\n"))));
         let len = chunks
             .iter()
             .map(|c| match c {
@@ -67,6 +83,11 @@ impl Body {
             chunks,
             len,
         }
+    }
+
+    /// The length of the encoded text, without the fields.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     /// The line between the parts.
@@ -91,6 +112,58 @@ impl Body {
     }
 }
 
+/// The encoded pieces of one run's bodies, each kept once.
+#[derive(Debug, Default)]
+pub struct Pieces {
+    kept: Mutex<HashSet<Arc<str>>>,
+}
+
+impl Pieces {
+    /// The one shared copy of `encoded`.
+    fn keep(&self, encoded: String) -> Arc<str> {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = kept.get(encoded.as_str()) {
+            return found.clone();
+        }
+        let piece: Arc<str> = encoded.into();
+        kept.insert(piece.clone());
+        piece
+    }
+}
+
+/// Where a piece of literal text may start: places its content decides,
+/// so the same passage is cut the same way in every digest.
+const CUT_BEFORE: [&str; 3] = ["<div", "<table", "<!--[if"];
+
+/// Longest piece, in bytes, before a cut at the next `>` or line break.
+const LONGEST: usize = 2048;
+
+/// `text` cut into pieces at content-defined places (see [`CUT_BEFORE`]).
+fn cuts(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut i = 1;
+    while i < bytes.len() {
+        let at_mark = bytes[i] == b'<'
+            && CUT_BEFORE
+                .iter()
+                .any(|m| bytes[i..].starts_with(m.as_bytes()));
+        let after_blank = bytes[i - 1] == b'\n' && i >= 2 && bytes[i - 2] == b'\n';
+        let too_long = i - start >= LONGEST && matches!(bytes[i - 1], b'>' | b'\n');
+        let cuttable = text.is_char_boundary(i) && bytes[i - 1] != b'\r';
+        if (at_mark || after_blank || too_long) && i > start && cuttable {
+            out.push(&text[start..i]);
+            start = i;
+        }
+        i += 1;
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
 /// `text` quoted-printable, line breaks as CRLF, ending with a line break
 /// (a soft one when the text does not end with its own), or empty.
 fn encode(text: &str) -> String {
@@ -98,10 +171,20 @@ fn encode(text: &str) -> String {
         return String::new();
     }
     let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    // Spaces at the very end stay spaces: the soft break that follows
+    // them means they do not end a line (the encoder would write `=20`).
+    let body = crlf.trim_end_matches([' ', '\t']);
     let options = Options::default()
         .line_length_limit(LINE)
         .input_mode(InputMode::Text);
-    let mut encoded = quoted_printable::encode_with_options(crlf.as_bytes(), options);
+    let mut encoded = quoted_printable::encode_with_options(body.as_bytes(), options);
+    for space in crlf[body.len()..].chars() {
+        let line = encoded.len() - encoded.rfind("\r\n").map_or(0, |at| at + 2);
+        if line >= LINE {
+            encoded.push_str("=\r\n");
+        }
+        encoded.push(space);
+    }
     if !encoded.ends_with("\r\n") {
         encoded.push_str("=\r\n");
     }
@@ -149,7 +232,7 @@ mod tests {
         ));
         let html = marker.plan(&format!("<p title=\"{}\">x=y</p>", marker.sentinel(0)));
         let boundary = boundary();
-        let body = Body::new(&text, &html, &boundary);
+        let body = Body::new(&text, &html, &boundary, &Pieces::default());
         let values = ["Ann <b>&".to_string(), "z".repeat(200)];
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
         let mut out = Vec::new();
@@ -167,6 +250,32 @@ mod tests {
             ]
         );
         assert!(out.ends_with(&format!("--{boundary}--\r\n")));
+    }
+
+    #[test]
+    fn pieces_are_cut_where_their_content_says_and_only_between_characters() {
+        let html = "<p>é</p><div>a</div>é<table><tr></tr></table>\n\nnext";
+        assert_eq!(
+            cuts(html),
+            [
+                "<p>é</p>",
+                "<div>a</div>é",
+                "<table><tr></tr></table>\n\n",
+                "next"
+            ]
+        );
+        let long = "é>".repeat(3000);
+        let pieces = cuts(&long);
+        assert_eq!(pieces.concat(), long);
+        assert!(
+            pieces.iter().all(|p| p.len() <= LONGEST + 3),
+            "{:?}",
+            pieces.len()
+        );
+        // The same passage is cut the same way wherever it stands.
+        let card = "<div class=\"card\">A post</div>";
+        let in_one = cuts(&format!("<div>head</div>{card}<div>x</div>")).concat();
+        assert!(cuts(&in_one).contains(&card));
     }
 
     #[test]

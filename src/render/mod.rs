@@ -64,24 +64,35 @@ impl Email {
         self.values.iter().map(String::as_str).collect()
     }
 
-    /// The HTML part.
-    pub fn html(&self) -> String {
-        self.compiled.html.fill(&self.values(), Escape::Html)
+    fn source(&self, plan: impl Fn(&Sources) -> &Plan, escape: Escape) -> Option<String> {
+        let sources = self.compiled.sources.as_ref()?;
+        Some(plan(sources).fill(&self.values(), escape))
     }
 
-    /// The plaintext part.
-    pub fn text(&self) -> String {
-        self.compiled.text.fill(&self.values(), Escape::Text)
+    /// The HTML part (`None` unless the renderer keeps sources).
+    pub fn html(&self) -> Option<String> {
+        self.source(|s| &s.html, Escape::Html)
     }
 
-    /// The MJML the HTML was compiled from, filled like the HTML.
-    pub fn mjml(&self) -> String {
-        self.compiled.mjml.fill(&self.values(), Escape::Html)
+    /// The plaintext part (`None` unless the renderer keeps sources).
+    pub fn text(&self) -> Option<String> {
+        self.source(|s| &s.text, Escape::Text)
+    }
+
+    /// The MJML the HTML was compiled from, filled like the HTML (`None`
+    /// unless the renderer keeps sources).
+    pub fn mjml(&self) -> Option<String> {
+        self.source(|s| &s.mjml, Escape::Html)
     }
 
     /// The MIME body (both parts, encoded), appended to `out`.
     pub fn body(&self, out: &mut Vec<u8>) {
         self.compiled.body.fill(&self.values(), out);
+    }
+
+    /// About how long [`Email::body`] is, to size buffers.
+    pub fn body_len(&self) -> usize {
+        self.compiled.body.len()
     }
 
     /// The boundary between the parts of [`Email::body`].
@@ -95,13 +106,21 @@ impl Email {
 pub struct Compiled {
     pub subject: Plan,
     pub preheader: Plan,
-    pub html: Plan,
-    pub text: Plan,
-    /// The MJML the template produced (for preview and comparison).
-    pub mjml: Plan,
     /// Both parts as the message body, encoded.
     body: mime::Body,
+    /// The parts as text, kept only for `preview` (see
+    /// [`Renderer::keep_sources`]): a send needs the body alone.
+    sources: Option<Sources>,
     pub variant: String,
+}
+
+/// A compiled digest's parts as text, cut at the reader's fields.
+#[derive(Debug)]
+struct Sources {
+    html: Plan,
+    text: Plan,
+    /// The MJML the template produced (for preview and comparison).
+    mjml: Plan,
 }
 
 /// Renders every email of one issue.
@@ -116,10 +135,14 @@ pub struct Renderer<'c> {
     bodies: HashMap<String, String>,
     /// Compiled digests by (segment, template, variants, picks); a lock,
     /// as readers are rendered on several threads.
-    cache: Mutex<HashMap<String, Result<Arc<Compiled>, Diagnostic>>>,
+    cache: Mutex<Cache>,
     marker: Marker,
     /// The MIME boundary of this run's messages.
     boundary: String,
+    /// The encoded text of every compiled body, each piece kept once.
+    pieces: mime::Pieces,
+    /// Whether compiled digests keep their parts as text (for `preview`).
+    keep_sources: bool,
     host: String,
     unsubscribe: Url,
     /// mrml warnings of every digest compiled so far.
@@ -173,9 +196,11 @@ impl<'c> Renderer<'c> {
                 .to_string(),
             fields: Fields { attrs },
             bodies,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
             marker: Marker::new(),
             boundary: mime::boundary(),
+            pieces: mime::Pieces::default(),
+            keep_sources: false,
             host: config
                 .site
                 .base_url
@@ -207,19 +232,33 @@ impl<'c> Renderer<'c> {
             "{}\u{0}{}\u{0}{}\u{0}{cta_id}",
             segment.id, segment.template, subject.id
         );
+        // The reason's sentence is a reader field; its kind is not
+        // (templates may branch on it).
         for pick in picks {
             key.push('\u{0}');
             key.push_str(&pick.post.slug);
             key.push('\u{1}');
-            key.push_str(&pick.reason.text());
+            key.push_str(pick.reason.kind());
         }
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(compiled) = cache.get(&key) {
+        let cache = || self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(compiled) = cache().get(&key) {
             return compiled.clone();
         }
+        // Compiled without the lock, so threads compile side by side; one
+        // that lost the race takes the other's.
         let compiled = self.compile_new(segment, picks, subject, cta).map(Arc::new);
+        let mut cache = cache();
+        if let Some(first) = cache.get(&key) {
+            return first.clone();
+        }
         cache.insert(key, compiled.clone());
         compiled
+    }
+
+    /// Makes compiled digests keep their HTML, text and MJML, so that
+    /// [`Email::html`] and the others have them (what `preview` writes).
+    pub fn keep_sources(&mut self) {
+        self.keep_sources = true;
     }
 
     fn compile_new(
@@ -271,10 +310,14 @@ impl<'c> Renderer<'c> {
             &self.templates.shown(&mjml_name),
             place,
         )?;
-        self.warnings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(warnings);
+        // Two threads may compile one digest at once: each warning once.
+        let mut kept = self.warnings.lock().unwrap_or_else(PoisonError::into_inner);
+        for warning in warnings {
+            if !kept.contains(&warning) {
+                kept.push(warning);
+            }
+        }
+        drop(kept);
         let mut text = self
             .templates
             .render(&format!("{}.txt.tera", segment.template), &context)?;
@@ -283,32 +326,35 @@ impl<'c> Renderer<'c> {
         }
         let html = self.marker.plan(&html);
         let text = self.marker.plan(&text);
-        let compiled = Compiled {
-            subject: self.marker.plan(&one_line(&digest.subject)),
-            preheader: self.marker.plan(&one_line(&digest.preheader)),
-            body: mime::Body::new(&text, &html, &self.boundary),
-            html,
-            text,
-            mjml: self.marker.plan(&mjml),
-            variant: label,
-        };
+        let subject_plan = self.marker.plan(&one_line(&digest.subject));
+        let preheader = self.marker.plan(&one_line(&digest.preheader));
         let damaged = [
-            (&compiled.subject, subject_name(&segment.id, &subject.id)),
-            (&compiled.preheader, preheader_name(&segment.id)),
-            (&compiled.html, mjml_name),
-            (&compiled.text, format!("{}.txt.tera", segment.template)),
+            (&subject_plan, subject_name(&segment.id, &subject.id)),
+            (&preheader, preheader_name(&segment.id)),
+            (&html, mjml_name),
+            (&text, format!("{}.txt.tera", segment.template)),
         ]
         .into_iter()
         .find(|(plan, _)| self.marker.damaged(plan));
         if let Some((_, name)) = damaged {
             return Err(Diagnostic::error(
                 self.templates.shown(&name),
-                "a reader field (subscriber.*, links.*) goes through a filter; reader \
+                "a reader field (subscriber.*, links.*, a pick's reason) goes through a filter; reader \
                  fields are filled in per reader after rendering, so they can only be \
                  shown as they are (vary content by segment instead)",
             ));
         }
-        Ok(compiled)
+        Ok(Compiled {
+            subject: subject_plan,
+            preheader,
+            body: mime::Body::new(&text, &html, &self.boundary, &self.pieces),
+            sources: self.keep_sources.then(|| Sources {
+                html,
+                text,
+                mjml: self.marker.plan(&mjml),
+            }),
+            variant: label,
+        })
     }
 
     /// The mrml warnings of every digest compiled so far, taken.
@@ -371,15 +417,17 @@ impl<'c> Renderer<'c> {
         .clone();
         let cta = variant::choose(&segment.ctas, &self.issue_id, &subscriber.email, "cta").cloned();
         let compiled = self.compile(segment, picks, &subject, cta.as_ref())?;
-        self.fill(&compiled, segment, subscriber)
+        self.fill(&compiled, segment, subscriber, picks)
     }
 
-    /// The compiled digest with `subscriber`'s fields filled in.
+    /// The compiled digest with `subscriber`'s fields — and the reasons of
+    /// their `picks` — filled in.
     pub fn fill(
         &self,
         compiled: &Arc<Compiled>,
         segment: &Segment,
         subscriber: &Subscriber,
+        picks: &[Pick],
     ) -> Result<Email, Diagnostic> {
         let list = self.list();
         let token = self.secret.token(&list, &subscriber.email);
@@ -414,6 +462,7 @@ impl<'c> Renderer<'c> {
                 .iter()
                 .map(|column| subscriber.attrs.get(column).cloned().unwrap_or_default()),
         );
+        values.extend(picks.iter().map(|pick| pick.reason.text()));
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         let mut list_unsubscribe = format!("<{unsubscribe_url}>");
         if let Some(mailto) = &self.config.unsubscribe.mailto {
@@ -455,7 +504,36 @@ impl<'c> Renderer<'c> {
         let sender = self
             .sender()
             .ok_or_else(|| anyhow::anyhow!("email.from is not set"))?;
-        Ok(message::build(email, &sender, date)?.formatted())
+        message::write(email, &sender, date)
+    }
+}
+
+/// How many compiled digests are kept: enough for every (segment,
+/// variant, picks) of an ordinary issue; an issue whose readers' picks
+/// vary more recompiles the oldest ones instead of growing without bound
+/// (each is ~2–4 times the size of one message).
+const CACHE_CAPACITY: usize = 8192;
+
+/// Compiled digests by key, the oldest dropped first when full.
+#[derive(Default)]
+struct Cache {
+    map: HashMap<String, Result<Arc<Compiled>, Diagnostic>>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Cache {
+    fn get(&self, key: &str) -> Option<&Result<Arc<Compiled>, Diagnostic>> {
+        self.map.get(key)
+    }
+
+    fn insert(&mut self, key: String, compiled: Result<Arc<Compiled>, Diagnostic>) {
+        if self.order.len() >= CACHE_CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.map.remove(&oldest);
+        }
+        self.order.push_back(key.clone());
+        self.map.insert(key, compiled);
     }
 }
 
@@ -555,6 +633,19 @@ mod tests {
         Config::parse(&yaml, Path::new("gazette.yaml"))
             .0
             .expect("config")
+    }
+
+    #[test]
+    fn the_cache_of_compiled_digests_keeps_the_newest_only() {
+        let mut cache = Cache::default();
+        for i in 0..CACHE_CAPACITY + 10 {
+            cache.insert(format!("k{i}"), Err(Diagnostic::error("t", format!("{i}"))));
+        }
+        assert_eq!(cache.map.len(), CACHE_CAPACITY);
+        assert_eq!(cache.order.len(), CACHE_CAPACITY);
+        assert!(cache.get("k0").is_none() && cache.get("k9").is_none());
+        assert!(cache.get("k10").is_some());
+        assert!(cache.get(&format!("k{}", CACHE_CAPACITY + 9)).is_some());
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub struct PickView {
     pub date_display: String,
     pub tags: Vec<String>,
     pub authors: Vec<String>,
-    /// The sentence the reader is shown ("Because you follow #privacy").
+    /// The sentence the reader is shown ("Because you follow #privacy"):
+    /// a reader field, filled per reader like the name.
     pub reason: String,
     /// A stable name for the reason (`follows`, `segment`, `related`,
     /// `pinned`, `different`, `newest`, `new`).
@@ -141,6 +142,11 @@ impl Fields {
     pub fn attr(index: usize) -> usize {
         Self::FIXED + index
     }
+
+    /// The sentinel number of the reason of pick `index`.
+    pub fn reason(&self, index: usize) -> usize {
+        Self::FIXED + self.attrs.len() + index
+    }
 }
 
 /// What one compiled digest is made of.
@@ -170,7 +176,8 @@ impl Digest {
         let picks: Vec<PickView> = parts
             .picks
             .iter()
-            .map(|pick| pick_view(pick, config.email.utm.as_ref(), parts))
+            .enumerate()
+            .map(|(i, pick)| pick_view(i, pick, config.email.utm.as_ref(), parts))
             .collect();
         let preferences = config
             .unsubscribe
@@ -231,7 +238,7 @@ impl Digest {
     }
 }
 
-fn pick_view(pick: &Pick, utm: Option<&Utm>, parts: &Parts) -> PickView {
+fn pick_view(index: usize, pick: &Pick, utm: Option<&Utm>, parts: &Parts) -> PickView {
     let post = pick.post;
     let t = |text: &str| parts.marker.strip(text).into_owned();
     let mut url = post.url.clone();
@@ -256,7 +263,7 @@ fn pick_view(pick: &Pick, utm: Option<&Utm>, parts: &Parts) -> PickView {
         date_display: post.date.format("%-d %B %Y").to_string(),
         tags: post.tags.iter().map(|tag| t(&tag.name)).collect(),
         authors: post.authors.iter().map(|a| t(&a.name)).collect(),
-        reason: t(&pick.reason.text()),
+        reason: parts.marker.sentinel(parts.fields.reason(index)),
         reason_kind: pick.reason.kind().to_string(),
         different: pick.reason.kind() == "different",
         cta: post.cta.as_ref().map(|cta| CtaView {

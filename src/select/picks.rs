@@ -3,7 +3,7 @@
 //! for something outside those interests, and a reason for every pick.
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, FixedOffset};
 
@@ -163,7 +163,7 @@ pub fn digest<'a>(
             let reason = if Some(i) == different {
                 Reason::SomethingDifferent
             } else {
-                reason(post, &scores[i], mode, reader, segment, newest)
+                reason(index, i, &scores[i], mode, reader, segment, newest)
             };
             Pick {
                 post,
@@ -238,13 +238,15 @@ fn spread(
 }
 
 fn reason(
-    post: &Post,
+    index: &Index<'_>,
+    i: usize,
     score: &Score,
     mode: Mode,
     reader: Reader<'_>,
     segment: &Segment,
     newest: Option<DateTime<FixedOffset>>,
 ) -> Reason {
+    let post = index.posts()[i];
     let tag_in = |interests: &[Tag]| {
         post.tags
             .iter()
@@ -267,7 +269,7 @@ fn reason(
                 Reason::Follows(tag)
             } else if let Some(tag) = tag_in(&segment.interests) {
                 Reason::NewIn(tag)
-            } else if let Some(topic) = related(post, score, reader, segment) {
+            } else if let Some(topic) = related(index, i, score, reader, segment) {
                 Reason::Related(topic)
             } else {
                 by_date()
@@ -278,32 +280,24 @@ fn reason(
 
 /// The most specific interest (the most words; the reader's first) whose
 /// every word the post has, when the text matched at all.
-fn related(post: &Post, score: &Score, reader: Reader<'_>, segment: &Segment) -> Option<String> {
+fn related(
+    index: &Index<'_>,
+    i: usize,
+    score: &Score,
+    reader: Reader<'_>,
+    segment: &Segment,
+) -> Option<String> {
     if score.text <= 0.0 {
         return None;
     }
     let mut best: Option<&Tag> = None;
     for tag in reader.interests.iter().chain(&segment.interests) {
         let words = tag.key.split('-').count();
-        if mentions(post, tag) && best.is_none_or(|b| words > b.key.split('-').count()) {
+        if index.mentions(i, tag) && best.is_none_or(|b| words > b.key.split('-').count()) {
             best = Some(tag);
         }
     }
     best.map(|t| t.name.clone())
-}
-
-/// Whether every word of `interest` occurs in the post's title, summary or text.
-fn mentions(post: &Post, interest: &Tag) -> bool {
-    let haystack = format!("{} {} {}", post.title, post.summary, post.text).to_lowercase();
-    let words: HashSet<&str> = haystack
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    interest
-        .key
-        .split('-')
-        .filter(|w| !w.is_empty())
-        .all(|w| words.contains(w))
 }
 
 #[cfg(test)]

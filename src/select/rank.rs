@@ -5,7 +5,7 @@
 //! recency halves every `half_life_days`. The BM25 index is built once per
 //! issue; scoring a reader is a pass over the issue's few posts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset};
 
@@ -57,6 +57,9 @@ pub struct Index<'a> {
 struct Doc {
     counts: HashMap<String, u32>,
     length: usize,
+    /// Every word of the title, summary and text, lower-cased, as is (no
+    /// stop words or length left out): what [`Index::mentions`] looks in.
+    all_words: HashSet<String>,
 }
 
 impl<'a> Index<'a> {
@@ -83,7 +86,21 @@ impl<'a> Index<'a> {
                 for word in counts.keys() {
                     *frequency.entry(word.clone()).or_default() += 1;
                 }
-                Doc { counts, length }
+                let all_words = [&post.title, &post.summary, &post.text]
+                    .iter()
+                    .flat_map(|text| {
+                        text.to_lowercase()
+                            .split(|c: char| !c.is_alphanumeric())
+                            .filter(|w| !w.is_empty())
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                Doc {
+                    counts,
+                    length,
+                    all_words,
+                }
             })
             .collect();
         let total: usize = docs.iter().map(|d| d.length).sum();
@@ -101,6 +118,17 @@ impl<'a> Index<'a> {
     /// The indexed posts, newest first.
     pub fn posts(&self) -> &[&'a Post] {
         &self.posts
+    }
+
+    /// Whether every word of `interest` occurs in the title, summary or
+    /// text of post `i` (in index order).
+    pub fn mentions(&self, i: usize, interest: &Tag) -> bool {
+        let words = &self.docs[i].all_words;
+        interest
+            .key
+            .split('-')
+            .filter(|w| !w.is_empty())
+            .all(|w| words.contains(w))
     }
 
     /// Every post's score against `interests`, in index order.
