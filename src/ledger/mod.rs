@@ -3,10 +3,12 @@
 //! ([`suppression`](Suppression)), the issues made ([`IssueRecord`]) and
 //! each of their deliveries ([`Delivery`]).
 //!
-//! Safety over speed: WAL with `synchronous = FULL`, so a recorded
+//! Safety first: WAL with `synchronous = FULL`, so a recorded
 //! unsubscribe or delivery survives a crash or power loss once its call
 //! returns, and several gazette processes may share the file (a writer
-//! waits up to 5 s for another).
+//! waits up to 5 s for another). Speed from batching: a send's marks go
+//! through one writer ([`Recorder`]) that commits whatever is waiting in
+//! one transaction, and reads come a page at a time ([`Due`]).
 
 mod deliveries;
 #[cfg(test)]
