@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 use lettre::message::header::{
-    self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue, Headers,
-    MIME_VERSION_1_0,
+    self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue, Headers, MIME_VERSION_1_0,
 };
 use lettre::message::{Mailbox, Mailboxes};
 
@@ -40,16 +39,16 @@ pub fn write(email: &Email, sender: &Sender, date: DateTime<FixedOffset>) -> Res
             "List-Unsubscribe=One-Click".to_string(),
         ),
     ] {
-        headers.insert_raw(HeaderValue::new(HeaderName::new_from_ascii_str(name), value));
+        headers.insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii_str(name),
+            value,
+        ));
     }
     if let Some(reply_to) = &sender.reply_to {
         headers.set(header::ReplyTo::from(Mailboxes::from(reply_to.clone())));
     }
     headers.set(MIME_VERSION_1_0);
-    let content_type = format!(
-        "multipart/alternative; boundary=\"{}\"",
-        email.boundary()
-    );
+    let content_type = format!("multipart/alternative; boundary=\"{}\"", email.boundary());
     headers.set(
         ContentType::parse(&content_type)
             .with_context(|| format!("cannot write the Content-Type {content_type}"))?,

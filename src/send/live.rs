@@ -505,7 +505,7 @@ impl Dispatch<'_> {
             self.run.now,
             config.delivery.resend_unknown,
         )?;
-        self.round(&mut pool, due).await?;
+        self.round(&mut pool, due, false).await?;
         for _ in 0..config.delivery.retries_in_run {
             while !self.in_flight.is_empty() {
                 match pool.reports.recv().await {
@@ -519,17 +519,18 @@ impl Dispatch<'_> {
                 break;
             }
             tokio::time::sleep(config.delivery.retry_in_run).await;
-            let mut again = Vec::new();
-            for key in keys {
-                if let Some(delivery) = self.ledger.delivery(&self.record.id, key)?
-                    && delivery.status == DeliveryStatus::Deferred
-                {
-                    let counts = self.counts(&delivery.segment);
-                    counts.deferred = counts.deferred.saturating_sub(1);
-                    again.push(Ok(delivery));
-                }
-            }
-            self.round(&mut pool, again.into_iter()).await?;
+            // Read one at a time, as they are sent: a relay may defer everyone.
+            let (ledger, issue) = (self.ledger, self.record.id.as_str());
+            let again = keys
+                .into_iter()
+                .filter_map(|key| match ledger.delivery(issue, key) {
+                    Ok(Some(delivery)) => {
+                        (delivery.status == DeliveryStatus::Deferred).then_some(Ok(delivery))
+                    }
+                    Ok(None) => None,
+                    Err(err) => Some(Err(err)),
+                });
+            self.round(&mut pool, again, true).await?;
         }
         let halt = pool.finish(|report| self.count(report)).await;
         Ok(match halt {
@@ -540,11 +541,13 @@ impl Dispatch<'_> {
     }
 
     /// Renders `queue` into the pool as fast as the pool takes messages,
-    /// counting the pool's reports in between.
+    /// counting the pool's reports in between; `again` when it is what
+    /// this run deferred (counted as deferred until tried again).
     async fn round(
         &mut self,
         pool: &mut Pool,
         mut queue: impl Iterator<Item = Result<Delivery>>,
+        again: bool,
     ) -> Result<()> {
         let mut pending: Option<(Job, String)> = None;
         loop {
@@ -555,7 +558,7 @@ impl Dispatch<'_> {
                 break;
             }
             if pending.is_none() && !pool.stopped() {
-                pending = self.next_job(&mut queue)?;
+                pending = self.next_job(&mut queue, again)?;
             }
             let Some((job, segment)) = pending.take() else {
                 break;
@@ -585,10 +588,15 @@ impl Dispatch<'_> {
     fn next_job(
         &mut self,
         queue: &mut impl Iterator<Item = Result<Delivery>>,
+        again: bool,
     ) -> Result<Option<(Job, String)>> {
         let config = self.run.config;
         for delivery in queue.by_ref() {
             let delivery = delivery?;
+            if again {
+                let counts = self.counts(&delivery.segment);
+                counts.deferred = counts.deferred.saturating_sub(1);
+            }
             if !self.allowed.contains(delivery.key) {
                 self.recorder.marks().record(delivery.key, Mark::Suppressed);
                 self.counts(&delivery.segment).suppressed += 1;
