@@ -6,12 +6,16 @@
 //! one transaction — the `sending` marks of every session waiting at that
 //! moment and the replies that came meanwhile — and each `sending` mark is
 //! answered only once that transaction is durable. A reply (`sent`,
-//! `deferred`, `failed`…) is not waited for: lost in a crash, its delivery
-//! stays `sending` and becomes `unknown`, never a duplicate.
+//! `deferred`, `failed`…) is not waited for, and does not get a
+//! transaction (an `fsync`) of its own: it goes with the next `sending`
+//! mark (its session asks for one at once), or after [`REPLY_WAIT`]. Lost
+//! in a crash, its delivery stays `sending` and becomes `unknown`, never a
+//! duplicate.
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, FixedOffset};
@@ -22,6 +26,9 @@ use crate::unsubscribe::AddressKey;
 
 /// The most marks one transaction takes.
 const MAX_BATCH: usize = 4096;
+/// How long a reply may wait for a `sending` mark to share a transaction
+/// with (a session asks for its next one at once, so it rarely waits).
+const REPLY_WAIT: Duration = Duration::from_millis(100);
 
 /// What the writer is asked to do.
 enum Request {
@@ -121,39 +128,81 @@ fn write(
     at: DateTime<FixedOffset>,
     queue: &mpsc::Receiver<Request>,
 ) -> Result<()> {
-    let mut marks = Vec::new();
-    let mut answers = Vec::new();
-    let mut flushes = Vec::new();
+    let mut batch = Batch::default();
+    // When the oldest mark not yet written came.
+    let mut waiting: Option<Instant> = None;
     let mut stop = false;
-    while !stop && let Ok(first) = queue.recv() {
+    while !stop {
+        let first = match waiting {
+            None => queue.recv().ok(),
+            Some(since) => match queue.recv_timeout(REPLY_WAIT.saturating_sub(since.elapsed())) {
+                Ok(request) => Some(request),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    batch.commit(ledger, issue, at)?;
+                    waiting = None;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else { break };
+        let mut urgent = false;
         let mut next = Some(first);
         while let Some(request) = next.take() {
             match request {
                 Request::Mark(key, mark, answer) => {
                     if let Some(answer) = answer {
-                        answers.push((marks.len(), answer));
+                        urgent = true;
+                        batch.answers.push((batch.marks.len(), answer));
                     }
-                    marks.push((key, mark));
+                    batch.marks.push((key, mark));
                 }
-                Request::Flush(done) => flushes.push(done),
-                Request::Stop => stop = true,
+                Request::Flush(done) => {
+                    urgent = true;
+                    batch.flushes.push(done);
+                }
+                Request::Stop => {
+                    urgent = true;
+                    stop = true;
+                }
             }
-            if !stop && marks.len() < MAX_BATCH {
+            if !stop && batch.marks.len() < MAX_BATCH {
                 next = queue.try_recv().ok();
             }
         }
-        if !marks.is_empty() {
-            let went = ledger.record(issue, &marks, at)?;
-            for (index, answer) in answers.drain(..) {
-                let _ = answer.send(went.get(index).copied().unwrap_or(false));
-            }
-            marks.clear();
-        }
-        for done in flushes.drain(..) {
-            let _ = done.send(());
+        waiting.get_or_insert_with(Instant::now);
+        if urgent || batch.marks.len() >= MAX_BATCH {
+            batch.commit(ledger, issue, at)?;
+            waiting = None;
         }
     }
-    Ok(())
+    batch.commit(ledger, issue, at)
+}
+
+/// Marks not written yet, and who waits for them.
+#[derive(Default)]
+struct Batch {
+    marks: Vec<(AddressKey, Mark)>,
+    /// Where to answer each `sending` mark, by its place in `marks`.
+    answers: Vec<(usize, oneshot::Sender<bool>)>,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    /// Writes the marks in one transaction, then answers.
+    fn commit(&mut self, ledger: &Ledger, issue: &str, at: DateTime<FixedOffset>) -> Result<()> {
+        if !self.marks.is_empty() {
+            let went = ledger.record(issue, &self.marks, at)?;
+            for (index, answer) in self.answers.drain(..) {
+                let _ = answer.send(went.get(index).copied().unwrap_or(false));
+            }
+            self.marks.clear();
+        }
+        for done in self.flushes.drain(..) {
+            let _ = done.send(());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -162,48 +211,60 @@ mod tests {
     use crate::ledger::fixtures::{create, issue, ledger, time};
     use crate::ledger::{DeliveryStatus, Reason};
 
+    const ISSUE: &str = "2026-06-01";
+
+    /// A ledger with issue [`ISSUE`] to `addresses`, and a writer for it.
+    fn writer(addresses: &[&str]) -> (tempfile::TempDir, Ledger, Recorder) {
+        let (root, ledger) = ledger();
+        let record = issue(ISSUE, "2026-06-01T06:00:00Z");
+        create(&ledger, &record, addresses);
+        let recorder = Recorder::start(root.path(), ISSUE, record.created).unwrap();
+        (root, ledger, recorder)
+    }
+
     #[tokio::test]
     async fn sending_marks_are_answered_once_written_and_replies_follow() {
-        let (root, ledger) = ledger();
-        create(
-            &ledger,
-            &issue("2026-06-01", "2026-06-01T06:00:00Z"),
-            &["ana@example.com", "bo@example.com"],
-        );
+        let (_root, ledger, recorder) = writer(&["ana@example.com", "bo@example.com"]);
         let at = time("2026-06-01T06:00:00Z");
         let (ana, bo) = (
             AddressKey::of("ana@example.com"),
             AddressKey::of("bo@example.com"),
         );
         ledger.suppress(bo, None, Reason::Unsubscribed, at).unwrap();
-        let recorder = Recorder::start(root.path(), "2026-06-01", at).unwrap();
         let (answer, answered) = oneshot::channel();
         recorder.marks().sending(ana, answer);
         assert_eq!(answered.await, Ok(true));
-        let sending = ledger.delivery("2026-06-01", ana).unwrap().unwrap();
+        let sending = ledger.delivery(ISSUE, ana).unwrap().unwrap();
         assert_eq!(sending.status, DeliveryStatus::Sending);
         let (answer, answered) = oneshot::channel();
         recorder.marks().sending(bo, answer);
         assert_eq!(answered.await, Ok(false));
         recorder.marks().record(ana, Mark::Sent("250 OK".into()));
         assert!(recorder.marks().flush().await);
-        let sent = ledger.delivery("2026-06-01", ana).unwrap().unwrap();
+        let sent = ledger.delivery(ISSUE, ana).unwrap().unwrap();
         assert_eq!(sent.status, DeliveryStatus::Sent);
-        let bo_now = ledger.delivery("2026-06-01", bo).unwrap().unwrap();
+        let bo_now = ledger.delivery(ISSUE, bo).unwrap().unwrap();
         assert_eq!(bo_now.status, DeliveryStatus::Suppressed);
         recorder.finish().unwrap();
     }
 
     #[tokio::test]
+    async fn a_reply_alone_is_written_after_a_short_wait() {
+        let (_root, ledger, recorder) = writer(&["ana@example.com"]);
+        let ana = AddressKey::of("ana@example.com");
+        let (answer, answered) = oneshot::channel();
+        recorder.marks().sending(ana, answer);
+        assert_eq!(answered.await, Ok(true));
+        recorder.marks().record(ana, Mark::Sent("250 OK".into()));
+        tokio::time::sleep(REPLY_WAIT * 3).await;
+        let sent = ledger.delivery(ISSUE, ana).unwrap().unwrap();
+        assert_eq!(sent.status, DeliveryStatus::Sent);
+        recorder.finish().unwrap();
+    }
+
+    #[tokio::test]
     async fn a_writer_that_cannot_write_withholds_and_says_why() {
-        let (root, ledger) = ledger();
-        create(
-            &ledger,
-            &issue("2026-06-01", "2026-06-01T06:00:00Z"),
-            &["ana@example.com"],
-        );
-        let at = time("2026-06-01T06:00:00Z");
-        let recorder = Recorder::start(root.path(), "2026-06-01", at).unwrap();
+        let (_root, ledger, recorder) = writer(&["ana@example.com"]);
         // A delivery the issue does not have: the batch fails.
         recorder
             .marks()
@@ -217,7 +278,7 @@ mod tests {
         let message = format!("{:#}", recorder.finish().unwrap_err());
         assert!(message.contains("no such delivery"), "{message}");
         let ana = ledger
-            .delivery("2026-06-01", AddressKey::of("ana@example.com"))
+            .delivery(ISSUE, AddressKey::of("ana@example.com"))
             .unwrap()
             .unwrap();
         assert_eq!(ana.status, DeliveryStatus::Pending);
