@@ -6,11 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
-use lettre::Message;
 use lettre::message::header::{
-    ContentTransferEncoding, ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0,
+    self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue, Headers, MIME_VERSION_1_0,
 };
-use lettre::message::{Body, Mailbox};
+use lettre::message::{Mailbox, Mailboxes};
 
 use super::Email;
 
@@ -21,43 +20,47 @@ pub struct Sender {
     pub reply_to: Option<Mailbox>,
 }
 
-/// The message for `email`, dated `date`.
-pub fn build(email: &Email, sender: &Sender, date: DateTime<FixedOffset>) -> Result<Message> {
-    let mut builder = Message::builder()
-        .from(sender.from.clone())
-        .to(email.to.clone())
-        .subject(email.subject.clone())
-        .date(system_time(date))
-        .message_id(Some(email.message_id.clone()))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("List-Id"),
-            email.list_id.clone(),
-        ))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("List-Unsubscribe"),
-            email.list_unsubscribe.clone(),
-        ))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+/// The bytes of the message for `email`, dated `date`: the headers
+/// written by lettre (encoding and folding), then the digest's body. No
+/// `Message` is built: its builder re-parses the addresses it was given
+/// to make an envelope, which the caller already has.
+pub fn write(email: &Email, sender: &Sender, date: DateTime<FixedOffset>) -> Result<Vec<u8>> {
+    let mut headers = Headers::new();
+    headers.set(header::From::from(Mailboxes::from(sender.from.clone())));
+    headers.set(header::To::from(Mailboxes::from(email.to.clone())));
+    headers.set(header::Subject::from(email.subject.clone()));
+    headers.set(header::Date::new(system_time(date)));
+    headers.set(header::MessageId::from(email.message_id.clone()));
+    for (name, value) in [
+        ("List-Id", email.list_id.clone()),
+        ("List-Unsubscribe", email.list_unsubscribe.clone()),
+        (
+            "List-Unsubscribe-Post",
             "List-Unsubscribe=One-Click".to_string(),
+        ),
+    ] {
+        headers.insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii_str(name),
+            value,
         ));
-    if let Some(reply_to) = &sender.reply_to {
-        builder = builder.reply_to(reply_to.clone());
     }
+    if let Some(reply_to) = &sender.reply_to {
+        headers.set(header::ReplyTo::from(Mailboxes::from(reply_to.clone())));
+    }
+    headers.set(MIME_VERSION_1_0);
     let content_type = format!("multipart/alternative; boundary=\"{}\"", email.boundary());
-    let content_type = ContentType::parse(&content_type)
-        .with_context(|| format!("cannot write the Content-Type {content_type}"))?;
-    let mut body = Vec::new();
-    email.body(&mut body);
-    builder
-        .header(MIME_VERSION_1_0)
-        .header(content_type)
-        // Quoted-printable parts: the multipart body is 7-bit.
-        .body(Body::dangerous_pre_encoded(
-            body,
-            ContentTransferEncoding::SevenBit,
-        ))
-        .with_context(|| format!("cannot build the message to {}", email.to.email))
+    headers.set(
+        ContentType::parse(&content_type)
+            .with_context(|| format!("cannot write the Content-Type {content_type}"))?,
+    );
+    // Quoted-printable parts: the multipart body is 7-bit.
+    headers.set(ContentTransferEncoding::SevenBit);
+    let headers = headers.to_string();
+    let mut out = Vec::with_capacity(headers.len() + 2 + email.body_len());
+    out.extend_from_slice(headers.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    email.body(&mut out);
+    Ok(out)
 }
 
 fn system_time(date: DateTime<FixedOffset>) -> SystemTime {

@@ -85,6 +85,11 @@ impl Body {
         }
     }
 
+    /// The length of the encoded text, without the fields.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// The line between the parts.
     pub fn boundary(&self) -> &str {
         &self.boundary

@@ -90,6 +90,11 @@ impl Email {
         self.compiled.body.fill(&self.values(), out);
     }
 
+    /// About how long [`Email::body`] is, to size buffers.
+    pub fn body_len(&self) -> usize {
+        self.compiled.body.len()
+    }
+
     /// The boundary between the parts of [`Email::body`].
     pub fn boundary(&self) -> &str {
         self.compiled.body.boundary()
@@ -499,7 +504,7 @@ impl<'c> Renderer<'c> {
         let sender = self
             .sender()
             .ok_or_else(|| anyhow::anyhow!("email.from is not set"))?;
-        Ok(message::build(email, &sender, date)?.formatted())
+        message::write(email, &sender, date)
     }
 }
 
