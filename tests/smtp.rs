@@ -176,20 +176,36 @@ fn a_4xx_is_deferred_and_a_5xx_bounces_into_the_suppression_list() {
     assert_eq!(*catcher.transactions.lock().unwrap(), before);
 }
 
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 #[test]
 fn an_unreachable_relay_leaves_everything_pending_and_exits_75() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let project = Project::sample();
-    let run = send(&project, port).expect(75);
-    let _ = run;
+    send(&project, closed_port()).expect(75);
     let status = project.run(&["status", "--format", "json"]).expect(0);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status[0]["deliveries"]["sent"], 0);
     assert_eq!(status[0]["deliveries"]["pending"], 11);
     // The relay comes back: the same issue is finished.
+    let (catcher, port) = catcher();
+    send(&project, port).expect(0);
+    assert_eq!(catcher.received.lock().unwrap().len(), 11);
+}
+
+#[test]
+fn an_issue_frozen_before_the_ledger_kept_its_custom_columns_is_finished() {
+    let project = Project::sample();
+    send(&project, closed_port()).expect(75);
+    // As a ledger of an earlier gazette has it: no custom columns recorded.
+    let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
+    ledger
+        .execute("UPDATE issues SET custom_columns = NULL", [])
+        .unwrap();
+    drop(ledger);
     let (catcher, port) = catcher();
     send(&project, port).expect(0);
     assert_eq!(catcher.received.lock().unwrap().len(), 11);
