@@ -497,3 +497,31 @@ fn mjml_problems_name_the_template_line_they_come_from() {
     let run = included.run(&["check"]).expect(1);
     insta::assert_snapshot!(run.stderr, @r#"templates/footer.mjml.tera:2:15: invalid MJML: unable to load included template in root template (line 9, column 15 of the MJML it produced: <mj-column><mj-include path="../gazette.yaml" /></mj-column>)"#);
 }
+
+#[test]
+fn mjml_problems_after_trimmed_tags_and_raw_blocks_keep_their_line() {
+    let default = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/render/default/digest.mjml.tera"),
+    )
+    .unwrap();
+    let with = |inserted: &str| {
+        let mut lines: Vec<&str> = default.lines().collect();
+        lines.splice(29..29, inserted.lines());
+        let project = renderable("").file("templates/digest.mjml.tera", lines.join("\n"));
+        project.run(&["check"]).expect(1).stderr
+    };
+    // The bad line is the 31st in each: after a `-%}`, after `{%- … -%}`,
+    // and after a raw block holding an unmatched `{{`.
+    let trimmed =
+        with("        {% if true -%}\n        <mj-text a=>a</mj-text>\n        {% endif %}");
+    assert!(
+        trimmed.starts_with("templates/digest.mjml.tera:31:"),
+        "{trimmed}"
+    );
+    let both =
+        with("        {%- if true -%}\n        <mj-text a=>a</mj-text>\n        {%- endif -%}");
+    assert!(both.starts_with("templates/digest.mjml.tera:31:"), "{both}");
+    let raw = with("        {% raw %}{{ x\n        {% endraw %}<mj-text a=>a</mj-text>");
+    assert!(raw.starts_with("templates/digest.mjml.tera:31:"), "{raw}");
+}

@@ -240,11 +240,11 @@ impl Templates {
 impl Traced<'_> {
     /// The template place of byte `offset` of the output.
     pub fn place(&self, offset: usize) -> Option<Place> {
-        let (id, line, before) = self.trace.line_of(offset)?;
+        let (id, line, mark, before) = self.trace.line_of(offset)?;
         let (name, text) = self.templates.sources.get(id)?;
         let at = self.trace.text.get(offset..).unwrap_or("");
         let template_line = text.lines().nth(line - 1).unwrap_or("");
-        let col = trace::column(template_line, before, at).unwrap_or(0);
+        let col = trace::column(template_line, mark, before, at).unwrap_or(0);
         Some((self.templates.shown(name), line, col))
     }
 }

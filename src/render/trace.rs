@@ -11,82 +11,110 @@
 const OPEN: char = '\u{F8FF}';
 const CLOSE: char = '\u{F8FE}';
 
-/// `source` with a mark `OPEN id.line CLOSE` at the start of every line
-/// where Tera sees plain text — not inside a tag, and not where a tag's
-/// whitespace control (`{%-`, `-%}`) would reach the mark and trim
-/// differently. `None` if the source already holds a mark character.
+/// `source` with a mark `OPEN id.line.col CLOSE` on every line, at the
+/// first place of the line where Tera sees plain text and the mark cannot
+/// change the output: not inside a tag, and not in whitespace that a tag's
+/// whitespace control (`{%-`, `-%}`) would trim — so after a tag that ends
+/// the line's leading markup, or at the first character a trim stops at.
+/// `col` is the 0-based character column of the mark. `None` if the source
+/// already holds a mark character.
 pub fn mark(source: &str, id: usize) -> Option<String> {
     if source.contains([OPEN, CLOSE]) {
         return None;
     }
-    let bytes = source.as_bytes();
+    let safe = safe_places(source);
     let mut out = String::with_capacity(source.len() + source.len() / 8);
-    let mut in_tag: Option<&[u8; 2]> = None;
     let mut line = 1;
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < bytes.len() {
-        if at_line_start {
-            at_line_start = false;
-            if in_tag.is_none() && !trimmed_here(bytes, i) {
-                out.push(OPEN);
-                out.push_str(&format!("{id}.{line}"));
-                out.push(CLOSE);
-            }
+    let mut col = 0;
+    let mut marked = false;
+    for (i, c) in source.char_indices() {
+        if !marked && c != '\n' && safe[i] {
+            out.push(OPEN);
+            out.push_str(&format!("{id}.{line}.{col}"));
+            out.push(CLOSE);
+            marked = true;
         }
-        let pair = bytes.get(i..i + 2);
-        match (in_tag, pair) {
-            (None, Some(b"{{")) => in_tag = Some(b"}}"),
-            (None, Some(b"{%")) => in_tag = Some(b"%}"),
-            (None, Some(b"{#")) => in_tag = Some(b"#}"),
-            (Some(end), Some(pair)) if pair == end => {
-                in_tag = None;
-                out.push_str(&source[i..i + 2]);
-                i += 2;
-                continue;
-            }
-            _ => {}
-        }
-        let len = utf8_len(bytes[i]);
-        out.push_str(&source[i..i + len]);
-        if bytes[i] == b'\n' {
+        out.push(c);
+        col += 1;
+        if c == '\n' {
             line += 1;
-            at_line_start = true;
+            col = 0;
+            marked = false;
         }
-        i += len;
     }
     Some(out)
 }
 
-/// Whether whitespace at byte `at` could be trimmed by a neighbouring tag:
-/// a `-%}` before it or a `{%-` after it with only whitespace between.
-fn trimmed_here(bytes: &[u8], at: usize) -> bool {
-    let before = bytes[..at].trim_ascii_end();
-    let after = bytes[at..].trim_ascii_start();
-    let trims_after = [b"-}}", b"-%}", b"-#}"]
-        .iter()
-        .any(|t| before.ends_with(*t));
-    let trims_before = [b"{{-", b"{%-", b"{#-"]
-        .iter()
-        .any(|t| after.starts_with(*t));
-    trims_after || trims_before
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xF0.. => 4,
-        0xE0.. => 3,
-        0xC0.. => 2,
-        _ => 1,
+/// For each byte offset of `source`, whether a mark placed before it
+/// leaves Tera's output unchanged once removed.
+fn safe_places(source: &str) -> Vec<bool> {
+    let bytes = source.as_bytes();
+    let n = bytes.len();
+    let mut safe = vec![true; n + 1];
+    let mut raw = false;
+    let mut i = 0;
+    while i + 1 < n {
+        let end: &[u8] = match &bytes[i..i + 2] {
+            b"{{" => b"}}",
+            b"{%" => b"%}",
+            b"{#" => b"#}",
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let close = bytes[i + 2..]
+            .windows(2)
+            .position(|w| w == end)
+            .map_or(n, |at| i + 2 + at);
+        let tag_end = (close + 2).min(n);
+        let inner = source
+            .get(i + 2..close.min(n))
+            .unwrap_or("")
+            .trim_matches(|c: char| c == '-' || c.is_whitespace());
+        if raw {
+            // Inside `{% raw %}` only `{% endraw %}` is a tag.
+            if !(end == b"%}" && inner == "endraw") {
+                i += 1;
+                continue;
+            }
+        }
+        for place in &mut safe[i + 1..tag_end] {
+            *place = false;
+        }
+        if bytes.get(i + 2) == Some(&b'-') {
+            let mut w = i;
+            while w > 0 && bytes[w - 1].is_ascii_whitespace() {
+                w -= 1;
+            }
+            if w < i {
+                for place in &mut safe[w + 1..=i] {
+                    *place = false;
+                }
+            }
+        }
+        if close < n && close > i + 2 && bytes[close - 1] == b'-' {
+            let mut f = tag_end;
+            while f < n && bytes[f].is_ascii_whitespace() {
+                f += 1;
+            }
+            for place in &mut safe[tag_end..f] {
+                *place = false;
+            }
+        }
+        raw = end == b"%}" && inner == "raw";
+        i = tag_end;
     }
+    safe
 }
 
 /// A rendered, marked output with its marks taken out again.
 pub struct Trace {
     /// The output without marks.
     pub text: String,
-    /// Each mark: its byte offset in `text`, template id and line.
-    marks: Vec<(usize, usize, usize)>,
+    /// Each mark: its byte offset in `text`, template id, line and
+    /// 0-based column.
+    marks: Vec<(usize, usize, usize, usize)>,
 }
 
 impl Trace {
@@ -102,11 +130,12 @@ impl Trace {
                 rest = after;
                 continue;
             };
-            let parsed = after[..close].split_once('.').and_then(|(id, line)| {
-                Some((id.parse::<usize>().ok()?, line.parse::<usize>().ok()?))
-            });
-            if let Some((id, line)) = parsed {
-                marks.push((text.len(), id, line));
+            let numbers: Vec<usize> = after[..close]
+                .split('.')
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            if let [id, line, col] = numbers[..] {
+                marks.push((text.len(), id, line, col));
             }
             rest = &after[close + CLOSE.len_utf8()..];
         }
@@ -114,23 +143,26 @@ impl Trace {
         Trace { text, marks }
     }
 
-    /// The template id and line whose text holds byte `offset` of the
-    /// output, and the output's text from that line's start to `offset`.
-    pub fn line_of(&self, offset: usize) -> Option<(usize, usize, &str)> {
-        let at = self.marks.partition_point(|(start, _, _)| *start <= offset);
-        let (start, id, line) = *self.marks.get(at.checked_sub(1)?)?;
+    /// The template id, line and mark column whose text holds byte
+    /// `offset` of the output, and the output's text from the mark to
+    /// `offset`.
+    pub fn line_of(&self, offset: usize) -> Option<(usize, usize, usize, &str)> {
+        let at = self.marks.partition_point(|(start, ..)| *start <= offset);
+        let (start, id, line, col) = *self.marks.get(at.checked_sub(1)?)?;
         let upto = self.text.get(start..offset)?;
-        Some((id, line, upto))
+        Some((id, line, col, upto))
     }
 }
 
 /// The 1-based column, in characters, of a problem on template line
-/// `template_line`, when the output before it on that line (`before`) is
-/// the line's own text, or the problem's first characters (`at`) occur
-/// once on the line; `None` when the line gives no way to tell.
-pub fn column(template_line: &str, before: &str, at: &str) -> Option<usize> {
-    if !before.contains('\n') && template_line.starts_with(before) {
-        return Some(before.chars().count() + 1);
+/// `template_line` whose mark stands at 0-based column `mark`: when the
+/// output between the mark and the problem (`before`) is the line's own
+/// text there, or the problem's first characters (`at`) occur once on the
+/// line; `None` when the line gives no way to tell.
+pub fn column(template_line: &str, mark: usize, before: &str, at: &str) -> Option<usize> {
+    let from: String = template_line.chars().skip(mark).collect();
+    if !before.contains('\n') && from.starts_with(before) {
+        return Some(mark + before.chars().count() + 1);
     }
     let token: String = at
         .chars()
@@ -155,7 +187,7 @@ mod tests {
         Trace::strip(marked)
             .marks
             .iter()
-            .map(|(_, id, line)| format!("{id}.{line}"))
+            .map(|(_, id, line, col)| format!("{id}.{line}.{col}"))
             .collect()
     }
 
@@ -163,22 +195,30 @@ mod tests {
     fn plain_lines_are_marked_and_strip_back_to_the_source() {
         let source = "<a>\n  <b>é</b>\n</a>\n";
         let marked = mark(source, 3).unwrap();
-        assert_eq!(marks_of(&marked), ["3.1", "3.2", "3.3"]);
+        assert_eq!(marks_of(&marked), ["3.1.0", "3.2.0", "3.3.0"]);
         let trace = Trace::strip(&marked);
         assert_eq!(trace.text, source);
         let offset = source.find("é").unwrap();
-        let (id, line, before) = trace.line_of(offset).unwrap();
-        assert_eq!((id, line, before), (3, 2, "  <b>"));
+        assert_eq!(trace.line_of(offset).unwrap(), (3, 2, 0, "  <b>"));
     }
 
     #[test]
-    fn lines_inside_tags_or_reached_by_trimming_are_not_marked() {
-        let source =
-            "a\n{{ x\n | upper }}\nb\n  {%- if y %}\nc {% endif -%}\n\n  d\n{# note\n#}e\n";
+    fn marks_stand_after_tags_and_where_trimming_stops() {
+        let source = "a\n{{ x\n | upper }}<p>\nb\n  {%- if y %}<q>\nc {% if z -%}\n\n  d\n\
+                      {# note\n#}e\n{% raw %}{{ x\n{% endraw %}\n";
         let marked = mark(source, 0).unwrap();
-        // Line 3 is inside `{{ }}`; 5 starts with `{%-`; 7 and 8 follow
-        // `-%}`; 10 is inside a comment.
-        assert_eq!(marks_of(&marked), ["0.1", "0.2", "0.4", "0.6", "0.9"]);
+        // Line 2 starts with a tag: marked before it. Line 3 starts inside
+        // it: marked after it. Line 5: after `{%- if y %}` (col 13), not
+        // in the whitespace it trims. Lines 6–7 are whitespace `-%}` trims;
+        // line 8 is marked where the trim stops (col 2). Line 10 after the
+        // comment; line 11 inside raw is text.
+        assert_eq!(
+            marks_of(&marked),
+            [
+                "0.1.0", "0.2.0", "0.3.11", "0.4.0", "0.5.13", "0.6.0", "0.8.2", "0.9.0", "0.10.2",
+                "0.11.0", "0.12.0"
+            ]
+        );
     }
 
     #[test]
@@ -189,12 +229,16 @@ mod tests {
     #[test]
     fn the_column_comes_from_the_line_or_from_the_token() {
         let line = "    <mj-sektion padding=\"0\">";
-        assert_eq!(column(line, "    ", "<mj-sektion padding"), Some(5));
+        assert_eq!(column(line, 0, "    ", "<mj-sektion padding"), Some(5));
+        assert_eq!(column(line, 4, "", "<mj-sektion padding"), Some(5));
         // Output differs from the template before the problem (a value was
         // filled in), but the token is found on the line.
         let line = "<mj-text>{{ a }}</mj-text><mj-bad>";
-        assert_eq!(column(line, "<mj-text>Ann</mj-text>", "<mj-bad>"), Some(27));
-        assert_eq!(column("{{ body }}", "", "<p>"), Some(1));
-        assert_eq!(column("  {{ body }}", "  <p>Hi</p>", "<b>"), None);
+        assert_eq!(
+            column(line, 0, "<mj-text>Ann</mj-text>", "<mj-bad>"),
+            Some(27)
+        );
+        assert_eq!(column("{{ body }}", 0, "", "<p>"), Some(1));
+        assert_eq!(column("  {{ body }}", 0, "  <p>Hi</p>", "<b>"), None);
     }
 }
