@@ -475,7 +475,7 @@ impl<'c> Renderer<'c> {
             )
         })?;
         Ok(Email {
-            to: Mailbox::new(subscriber.name.clone(), address),
+            to: Mailbox::new(subscriber.name.as_deref().map(display_name), address),
             subject: short(compiled.subject.fill(&refs, Escape::Text)),
             preheader: compiled.preheader.fill(&refs, Escape::Text),
             segment: segment.id.clone(),
@@ -619,6 +619,19 @@ fn short(subject: String) -> String {
     cut
 }
 
+/// The longest display name in `To:`, in characters: lettre does not fold
+/// a long name, and a header line must stay under 998 octets.
+const MAX_DISPLAY_NAME: usize = 100;
+
+fn display_name(name: &str) -> String {
+    if name.chars().count() <= MAX_DISPLAY_NAME {
+        return name.to_string();
+    }
+    let mut cut: String = name.chars().take(MAX_DISPLAY_NAME - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// A header value on one line: whitespace runs, line breaks included, become one space.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -646,6 +659,14 @@ mod tests {
         assert!(cache.get("k0").is_none() && cache.get("k9").is_none());
         assert!(cache.get("k10").is_some());
         assert!(cache.get(&format!("k{}", CACHE_CAPACITY + 9)).is_some());
+    }
+
+    #[test]
+    fn a_long_display_name_is_cut() {
+        assert_eq!(display_name("Ann"), "Ann");
+        let long = display_name(&"é".repeat(1200));
+        assert_eq!(long.chars().count(), MAX_DISPLAY_NAME);
+        assert!(long.ends_with('…'));
     }
 
     #[test]
