@@ -385,3 +385,20 @@ fn three_shards_on_three_hosts_mail_everyone_once_with_the_same_digests() {
     unsharded.sort();
     assert_eq!(sharded, unsharded);
 }
+
+#[test]
+fn an_issue_begun_for_everyone_is_finished_before_the_directory_shards() {
+    let project = Project::sample();
+    send(&project, closed_port()).expect(75);
+    let url = format!("smtp://127.0.0.1:{}", closed_port());
+    let run = project
+        .run_env(&["send", "--smtp", &url, "--shard", "1/2"], &[SECRET])
+        .expect(2);
+    assert!(
+        run.stderr
+            .contains("was started without --shard and is not finished"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.exists(".gazette/shard"));
+}

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::audience::shard::Shard;
+use crate::ledger::Ledger;
 use crate::output::write_atomic;
 use crate::state;
 
@@ -36,6 +37,17 @@ pub fn claim(root: &Path, shard: Shard) -> Result<()> {
         ),
         None if shard.is_all() => Ok(()),
         None => {
+            // An issue begun for the whole audience must end that way: its
+            // frozen readers include other shards'.
+            if let Some(ledger) = Ledger::open_existing(root)?
+                && let Some(issue) = ledger.unfinished_issue()?
+            {
+                bail!(
+                    "issue {} was started without --shard and is not finished; finish it \
+                     with `gazette send` before sending shard {wanted} from here",
+                    issue.id
+                );
+            }
             state::create_dir(root)?;
             write_atomic(&path, format!("{wanted}\n").as_bytes())
         }
