@@ -18,6 +18,7 @@
 //! mostly a list of shared pieces, so memory stays flat however many
 //! digests a run compiles.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -170,7 +171,13 @@ fn encode(text: &str) -> String {
     if text.is_empty() {
         return String::new();
     }
-    let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    // Field values hold no line breaks (escaping drops control
+    // characters): only literal text needs them made CRLF.
+    let crlf = if text.contains(['\n', '\r']) {
+        Cow::Owned(text.replace("\r\n", "\n").replace('\n', "\r\n"))
+    } else {
+        Cow::Borrowed(text)
+    };
     // Spaces at the very end stay spaces: the soft break that follows
     // them means they do not end a line (the encoder would write `=20`).
     let body = crlf.trim_end_matches([' ', '\t']);

@@ -413,10 +413,9 @@ impl<'c> Renderer<'c> {
                 "gazette.yaml",
                 format!("segment '{}' has no subject", segment.id),
             )
-        })?
-        .clone();
-        let cta = variant::choose(&segment.ctas, &self.issue_id, &subscriber.email, "cta").cloned();
-        let compiled = self.compile(segment, picks, &subject, cta.as_ref())?;
+        })?;
+        let cta = variant::choose(&segment.ctas, &self.issue_id, &subscriber.email, "cta");
+        let compiled = self.compile(segment, picks, subject, cta)?;
         self.fill(&compiled, segment, subscriber, picks)
     }
 
