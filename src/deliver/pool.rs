@@ -1,16 +1,19 @@
 //! Deliver stage: a pool of SMTP sessions fed from a bounded queue.
 //!
 //! Each worker owns one connection, opens it when it first needs it and
-//! again when the server closed it. As a message's transaction starts
-//! (MAIL) a worker asks the caller's [`Journal`] to record it, and goes on
-//! with MAIL and RCPT while that is written; the message itself goes only
-//! once the answer came, so the record is durable before the message goes
-//! and the wait overlaps the round trips. The outcome goes to the journal
-//! before the worker takes another message, then to the caller as a
-//! [`Report`]. The queue is bounded: a caller that renders faster than the
-//! relay takes messages waits (back-pressure) instead of buffering. After
-//! too many connection failures in a row the pool stops taking work and
-//! says so.
+//! again when the server closed it. A job's `sending` mark is asked of the
+//! caller's [`Journal`] as the job is queued, so it is usually written by
+//! the time a worker takes the job; the message itself goes only once the
+//! answer came: the record is durable before the message goes. With a
+//! server that offers PIPELINING, a worker runs a train: each message's
+//! data goes in one write with the next message's envelope (MAIL, RCPT,
+//! DATA), one round trip a message. Outcomes go to the journal, then to
+//! the caller as [`Report`]s. The queue is bounded: a caller that renders
+//! faster than the relay takes messages waits (back-pressure) instead of
+//! buffering, and a crash leaves at most the queued jobs and two per
+//! connection marked `sending` (one of which may have been handed over).
+//! After too many connection failures in a row the pool stops taking work
+//! and says so.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -23,6 +26,9 @@ use tokio::time::Instant;
 use super::smtp::{LoginRefused, Outcome, Session, SmtpSettings};
 use crate::unsubscribe::AddressKey;
 
+/// How many jobs the queue holds for each session.
+const QUEUED_PER_SESSION: usize = 4;
+
 /// One message to send.
 #[derive(Debug)]
 pub struct Job {
@@ -31,6 +37,21 @@ pub struct Job {
     pub bytes: Vec<u8>,
     /// How many times it was tried before (the caller's count).
     pub tried: u32,
+    /// The answer to its `sending` mark, asked for as it was queued.
+    permit: Option<oneshot::Receiver<bool>>,
+}
+
+impl Job {
+    /// A job to queue with [`Pool::submit`].
+    pub fn new(key: AddressKey, to: Address, bytes: Vec<u8>, tried: u32) -> Job {
+        Job {
+            key,
+            to,
+            bytes,
+            tried,
+            permit: None,
+        }
+    }
 }
 
 /// Where workers record what they do — the caller's ledger — from their
@@ -102,7 +123,10 @@ impl Pool {
         limits: &Limits,
         journal: Arc<dyn Journal>,
     ) -> Pool {
-        let (jobs_tx, jobs_rx) = mpsc::channel(limits.concurrency * 2);
+        // Each queued job has its `sending` mark asked for: the queue is as
+        // long as lets a mark be written (an fsync, ~1 ms here) before its
+        // job is taken, and no longer (a crash leaves the queue `sending`).
+        let (jobs_tx, jobs_rx) = mpsc::channel(limits.concurrency * QUEUED_PER_SESSION);
         let (reports_tx, reports_rx) = mpsc::channel(limits.concurrency * 4);
         let shared = Arc::new(Shared {
             settings,
@@ -126,6 +150,13 @@ impl Pool {
             shared,
             workers,
         }
+    }
+
+    /// Queues `job` in the place `slot` reserved, asking for its `sending`
+    /// mark now: written while the job waits, the mark is seldom waited for.
+    pub fn submit(&self, slot: mpsc::Permit<'_, Job>, mut job: Job) {
+        job.permit = Some(ask(&self.shared, &mut job));
+        slot.send(job);
     }
 
     /// Whether the pool gave up after connection failures in a row.
@@ -171,93 +202,312 @@ impl Pool {
 
 async fn work(shared: Arc<Shared>) {
     let mut session: Option<Session> = None;
+    // A job to try again first, with how many times this run tried it.
+    let mut again: Option<(Job, u32)> = None;
+    // The message whose envelope the server took: its data goes next.
+    let mut ready: Option<Ready> = None;
     loop {
-        let job = { shared.jobs.lock().await.recv().await };
-        let Some(job) = job else { break };
-        let outcome = if shared.stopped.load(Ordering::SeqCst) {
-            Outcome::NotSent("the run stopped after connection failures".into())
+        let next = match again.take() {
+            Some(retry) => Some(retry),
+            // With a message ready, its data goes at once, with the next
+            // envelope if a job is queued, else alone.
+            None if ready.is_some() => shared.try_job().map(|job| (job, 0)),
+            None => match shared.job().await {
+                Some(job) => Some((job, 0)),
+                None => break,
+            },
+        };
+        if let Some(Ready { mut job, permit }) = ready.take() {
+            // The session that took its envelope is open: it waits for it.
+            let Some(open) = session.as_mut() else {
+                job.permit = Some(permit);
+                let lost = Outcome::NotSent("the connection was lost".into());
+                settle(&shared, job, lost).await;
+                again = next;
+                continue;
+            };
+            again = step(&shared, open, Ready { job, permit }, next, &mut ready).await;
+            if open.is_broken() {
+                session = None;
+            }
+            continue;
+        }
+        let Some((job, tries)) = next else { continue };
+        if shared.stopped.load(Ordering::SeqCst) {
+            let outcome = Outcome::NotSent("the run stopped after connection failures".into());
+            settle(&shared, job, outcome).await;
+            continue;
+        }
+        pace(&shared).await;
+        if let Err(outcome) = connect(&shared, &mut session).await {
+            settle(&shared, job, outcome).await;
+            continue;
+        }
+        let Some(open) = session.as_mut() else {
+            continue;
+        };
+        if open.pipelines() {
+            again = start(&shared, open, job, tries, &mut ready).await;
         } else {
-            send_one(&shared, &mut session, &job).await
-        };
-        shared.journal.settled(&job, &outcome);
-        let report = Report {
-            key: job.key,
-            tried: job.tried,
-            outcome,
-        };
-        let _ = shared.reports.send(report).await;
+            again = alone(&shared, open, job, tries).await;
+        }
+        if open.is_broken() {
+            session = None;
+        }
     }
     if let Some(session) = session {
         session.quit().await;
     }
 }
 
-/// Sends one job, opening (or reopening once) the connection as needed.
-/// Connection trouble — a refused or broken connection, a refused sender,
-/// no reply — counts towards the failures in a row that stop the pool; a
-/// verdict on the message (sent, deferred, failed) ends the streak.
-async fn send_one(shared: &Shared, session: &mut Option<Session>, job: &Job) -> Outcome {
-    // Once per message, before any connection is opened: a connection is
-    // never left idle waiting for the rate limit.
-    pace(shared).await;
-    let mut last = Outcome::NotSent("not tried".into());
-    for _ in 0..2 {
-        if session.as_ref().is_none_or(Session::is_broken) {
-            *session = None;
-            match Session::open(&shared.settings).await {
-                Ok(opened) => *session = Some(opened),
-                Err(err) => {
-                    if err.downcast_ref::<LoginRefused>().is_some() {
-                        // Trying again will not help: stop at once.
-                        shared.login_refused.store(true, Ordering::SeqCst);
-                        shared.stopped.store(true, Ordering::SeqCst);
-                    } else {
-                        trouble(shared);
-                    }
-                    return Outcome::NotSent(format!("{err:#}"));
+/// A message whose envelope the server took, with its `sending` mark on
+/// its way.
+struct Ready {
+    job: Job,
+    permit: oneshot::Receiver<bool>,
+}
+
+impl Shared {
+    /// The next job, waiting for one; `None` once the queue is closed.
+    async fn job(&self) -> Option<Job> {
+        self.jobs.lock().await.recv().await
+    }
+
+    /// The next job if one is queued now. A worker holding the queue
+    /// waits for a job: then none is queued.
+    fn try_job(&self) -> Option<Job> {
+        self.jobs.try_lock().ok()?.try_recv().ok()
+    }
+}
+
+/// Opens the session if it is not open; the outcome for the job in hand
+/// when it cannot be.
+async fn connect(shared: &Shared, session: &mut Option<Session>) -> Result<(), Outcome> {
+    if session.as_ref().is_some_and(|open| !open.is_broken()) {
+        return Ok(());
+    }
+    *session = None;
+    match Session::open(&shared.settings).await {
+        Ok(opened) => {
+            *session = Some(opened);
+            Ok(())
+        }
+        Err(err) => {
+            if err.downcast_ref::<LoginRefused>().is_some() {
+                // Trying again will not help: stop at once.
+                shared.login_refused.store(true, Ordering::SeqCst);
+                shared.stopped.store(true, Ordering::SeqCst);
+            } else {
+                trouble(shared);
+            }
+            Err(Outcome::NotSent(format!("{err:#}")))
+        }
+    }
+}
+
+/// Starts a train: `job`'s `sending` mark asked for, its envelope
+/// written; the job is then ready, settled, or to be tried again.
+async fn start(
+    shared: &Shared,
+    open: &mut Session,
+    mut job: Job,
+    tries: u32,
+    ready: &mut Option<Ready>,
+) -> Option<(Job, u32)> {
+    let envelope = match open.envelope_of(&shared.from, &job.to, &job.bytes) {
+        Ok(envelope) => envelope,
+        Err(outcome) => {
+            settle(shared, job, outcome).await;
+            return None;
+        }
+    };
+    let permit = ask(shared, &mut job);
+    let (_, replies) = open
+        .exchange(None, Some(&envelope), shared.settings.timeout)
+        .await;
+    follow(shared, job, tries, permit, replies, ready).await
+}
+
+/// What becomes of a job after the replies to its envelope: ready for
+/// its data, or concluded.
+async fn follow(
+    shared: &Shared,
+    job: Job,
+    tries: u32,
+    permit: oneshot::Receiver<bool>,
+    replies: Option<Result<(), Outcome>>,
+    ready: &mut Option<Ready>,
+) -> Option<(Job, u32)> {
+    match replies {
+        Some(Ok(())) => {
+            *ready = Some(Ready { job, permit });
+            None
+        }
+        Some(Err(outcome)) => conclude(shared, job, tries, permit, outcome).await,
+        None => None,
+    }
+}
+
+/// One step of a train: `message`'s data (once its mark is written), with
+/// `next`'s envelope when there is a next job; `next` becomes ready, or is
+/// settled, or is returned to be tried again.
+async fn step(
+    shared: &Shared,
+    open: &mut Session,
+    message: Ready,
+    next: Option<(Job, u32)>,
+    ready: &mut Option<Ready>,
+) -> Option<(Job, u32)> {
+    let Ready { job, permit } = message;
+    if !permit.await.unwrap_or(false) {
+        // The server waits for a message it must not get: only dropping
+        // the connection ends that. The next job has not been touched.
+        open.hang_up();
+        settle(shared, job, Outcome::Withheld).await;
+        return next;
+    }
+    // Under a rate limit the next one waits for its turn, alone: the
+    // server, waiting for this message, must not wait with it.
+    let (next, later) = match next {
+        Some(next) if shared.interval.is_some() => (None, Some(next)),
+        next => (next, None),
+    };
+    let next = match next {
+        Some((next, tries)) if !shared.stopped.load(Ordering::SeqCst) => {
+            match open.envelope_of(&shared.from, &next.to, &next.bytes) {
+                Ok(envelope) => Some((next, tries, envelope)),
+                Err(outcome) => {
+                    settle(shared, next, outcome).await;
+                    None
                 }
             }
         }
-        let Some(open) = session.as_mut() else {
-            continue;
-        };
-        let (answer, answered) = oneshot::channel();
-        shared.journal.sending(job, answer);
-        let outcome = open
-            .send(
-                &shared.from,
-                &job.to,
-                &job.bytes,
-                shared.settings.timeout,
-                async { answered.await.unwrap_or(false) },
-            )
-            .await;
-        if open.is_broken() {
-            *session = None;
+        Some((next, _)) => {
+            let outcome = Outcome::NotSent("the run stopped after connection failures".into());
+            settle(shared, next, outcome).await;
+            None
         }
-        match outcome {
-            // Not handed over: try once more on a new connection (a server
-            // may close a connection that was idle).
-            Outcome::NotSent(_) => {
-                trouble(shared);
-                last = outcome;
-            }
-            Outcome::Unknown(_) => {
-                trouble(shared);
-                return outcome;
-            }
-            // Not a verdict on the relay either way.
-            Outcome::Withheld => return outcome,
-            verdict => {
-                shared.failures.store(0, Ordering::SeqCst);
-                return verdict;
-            }
-        }
-        if shared.stopped.load(Ordering::SeqCst) {
-            break;
+        None => None,
+    };
+    let next = next.map(|(mut job, tries, envelope)| {
+        let permit = ask(shared, &mut job);
+        (job, tries, envelope, permit)
+    });
+    let (outcome, replies) = open
+        .exchange(
+            Some(&job.bytes),
+            next.as_ref().map(|(_, _, envelope, _)| envelope),
+            shared.settings.timeout,
+        )
+        .await;
+    let outcome = outcome.unwrap_or_else(|| Outcome::NotSent("not written".into()));
+    note(shared, &outcome);
+    settle(shared, job, outcome).await;
+    match next {
+        Some((next, tries, _, permit)) => follow(shared, next, tries, permit, replies, ready).await,
+        None => later,
+    }
+}
+
+/// A job whose envelope did not lead to its data: settled with `outcome`
+/// once its mark is written, or returned to be tried again on a new
+/// connection (once) when it was not handed over.
+async fn conclude(
+    shared: &Shared,
+    job: Job,
+    tries: u32,
+    permit: oneshot::Receiver<bool>,
+    outcome: Outcome,
+) -> Option<(Job, u32)> {
+    note(shared, &outcome);
+    if !permit.await.unwrap_or(false) {
+        settle(shared, job, Outcome::Withheld).await;
+        return None;
+    }
+    again_or_settle(shared, job, tries, outcome).await
+}
+
+/// A job not handed over is tried again on a new connection, once (it
+/// stays `sending`, and asks again); anything else is settled.
+async fn again_or_settle(
+    shared: &Shared,
+    job: Job,
+    tries: u32,
+    outcome: Outcome,
+) -> Option<(Job, u32)> {
+    if matches!(outcome, Outcome::NotSent(_))
+        && tries == 0
+        && !shared.stopped.load(Ordering::SeqCst)
+    {
+        return Some((job, tries + 1));
+    }
+    settle(shared, job, outcome).await;
+    None
+}
+
+/// A message on its own, for a server without PIPELINING: its mark and
+/// its transaction; returned to be tried again on a new connection (once)
+/// when it was not handed over.
+async fn alone(
+    shared: &Shared,
+    open: &mut Session,
+    mut job: Job,
+    tries: u32,
+) -> Option<(Job, u32)> {
+    let permit = ask(shared, &mut job);
+    let outcome = open
+        .send(
+            &shared.from,
+            &job.to,
+            &job.bytes,
+            shared.settings.timeout,
+            async { permit.await.unwrap_or(false) },
+        )
+        .await;
+    note(shared, &outcome);
+    again_or_settle(shared, job, tries, outcome).await
+}
+
+/// The answer to `job`'s `sending` mark, which says whether its data may
+/// go: the one asked for as it was queued, else a new one (a job tried
+/// again asks again).
+fn ask(shared: &Shared, job: &mut Job) -> oneshot::Receiver<bool> {
+    if let Some(permit) = job.permit.take() {
+        return permit;
+    }
+    let (answer, answered) = oneshot::channel();
+    shared.journal.sending(job, answer);
+    answered
+}
+
+/// Counts `outcome` towards the connection failures in a row: trouble
+/// with the relay adds one, a verdict on a message ends the streak.
+fn note(shared: &Shared, outcome: &Outcome) {
+    match outcome {
+        Outcome::NotSent(_) | Outcome::Unknown(_) => trouble(shared),
+        Outcome::Withheld => {}
+        Outcome::Sent(_) | Outcome::Deferred(_) | Outcome::Failed(_) => {
+            shared.failures.store(0, Ordering::SeqCst);
         }
     }
-    last
+}
+
+/// What became of `job`: to the journal, then to the caller. A job whose
+/// `sending` mark is still on its way waits for it first: if the address
+/// was found suppressed, that is what became of it.
+async fn settle(shared: &Shared, mut job: Job, mut outcome: Outcome) {
+    if let Some(permit) = job.permit.take()
+        && !permit.await.unwrap_or(false)
+    {
+        outcome = Outcome::Withheld;
+    }
+    shared.journal.settled(&job, &outcome);
+    let report = Report {
+        key: job.key,
+        tried: job.tried,
+        outcome,
+    };
+    let _ = shared.reports.send(report).await;
 }
 
 /// One more connection problem in a row; too many stop the pool.

@@ -20,6 +20,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
 use url::Url;
 
 /// How long a dropped connection's QUIT may wait for its reply.
@@ -268,7 +269,92 @@ impl Session {
                 Err(_) => self.conn.message(message).await,
             }
         };
-        match tokio::time::timeout(timeout, handed_over).await {
+        let reply = tokio::time::timeout(timeout, handed_over).await;
+        self.handed_over(reply).await
+    }
+
+    /// Whether messages can go in a train: the server offers PIPELINING.
+    pub fn pipelines(&self) -> bool {
+        self.pipelining
+    }
+
+    /// The envelope of a message to `to`, to go ahead of its data; the
+    /// message's outcome instead when this server cannot take it.
+    pub fn envelope_of(
+        &self,
+        from: &Address,
+        to: &Address,
+        message: &[u8],
+    ) -> Result<Envelope, Outcome> {
+        let mail = self.mail(from, to, message)?;
+        Ok(Envelope(format!(
+            "{mail}{}{Data}",
+            Rcpt::new(to.clone(), vec![])
+        )))
+    }
+
+    /// A train's step, in one write (RFC 2920 lets a message's data start
+    /// a group): the data of the message whose envelope the server took
+    /// (it waits for it), if any, then the envelope of the next one, if
+    /// any; then their replies. Returns the message's outcome and, for the
+    /// next one, `Ok` when the server waits for its data or its outcome.
+    /// The caller has the next one's `sending` mark on its way, and awaits
+    /// the message's before calling this.
+    pub async fn exchange(
+        &mut self,
+        data: Option<&[u8]>,
+        next: Option<&Envelope>,
+        timeout: Duration,
+    ) -> (Option<Outcome>, Option<Result<(), Outcome>>) {
+        let mut written = false;
+        let outcome = match data {
+            None => None,
+            Some(message) => {
+                let reply = match (std::str::from_utf8(message), next) {
+                    (Ok(text), Some(next)) => {
+                        written = true;
+                        let group = Train(Payload(text), &next.0);
+                        tokio::time::timeout(timeout, self.conn.command(group)).await
+                    }
+                    (Ok(text), None) => {
+                        tokio::time::timeout(timeout, self.conn.command(Payload(text))).await
+                    }
+                    (Err(_), _) => tokio::time::timeout(timeout, self.conn.message(message)).await,
+                };
+                Some(self.handed_over(reply).await)
+            }
+        };
+        let Some(next) = next else {
+            return (outcome, None);
+        };
+        if self.is_broken() {
+            let lost = "the connection was closed after the message before it";
+            return (outcome, Some(Err(Outcome::NotSent(lost.into()))));
+        }
+        let first = if written {
+            tokio::time::timeout(timeout, self.conn.read_response()).await
+        } else {
+            tokio::time::timeout(timeout, self.conn.command(&next.0)).await
+        };
+        let next = match self.envelope_replies(first, timeout).await {
+            (None, true) => Ok(()),
+            (Some(refused), _) => Err(refused),
+            // Accepted without the server waiting: not an SMTP server
+            // this can talk to.
+            (None, false) => {
+                self.abort().await;
+                Err(Outcome::NotSent("no 354 reply to DATA".into()))
+            }
+        };
+        (outcome, Some(next))
+    }
+
+    /// The outcome of a message from the reply to its data.
+    async fn handed_over(
+        &mut self,
+        reply: Result<Result<Response, SmtpError>, tokio::time::error::Elapsed>,
+    ) -> Outcome {
+        match reply {
             Err(_) => {
                 // A late reply would answer the next command: never reuse.
                 self.abort().await;
@@ -340,8 +426,20 @@ impl Session {
         timeout: Duration,
     ) -> (Option<Outcome>, bool) {
         let group = format!("{mail}{}{Data}", Rcpt::new(to.clone(), vec![]));
+        let first = tokio::time::timeout(timeout, self.conn.command(group)).await;
+        self.envelope_replies(first, timeout).await
+    }
+
+    /// The replies to MAIL, RCPT and DATA written in one go, the first
+    /// already read. `(None, true)` when all were accepted and the server
+    /// waits for the message.
+    async fn envelope_replies(
+        &mut self,
+        first: Result<Result<Response, SmtpError>, tokio::time::error::Elapsed>,
+        timeout: Duration,
+    ) -> (Option<Outcome>, bool) {
         let mut replies = Vec::with_capacity(3);
-        let mut next = tokio::time::timeout(timeout, self.conn.command(group)).await;
+        let mut next = first;
         loop {
             // After no reply, or one that is not SMTP, the rest cannot be read.
             let goes_on = match &next {
@@ -446,7 +544,7 @@ impl Session {
     /// message: anything written now would be read as part of it. The
     /// pool closes a broken session at once, and a message the server never
     /// saw the end of is not delivered (RFC 5321 §4.1.1.4).
-    fn hang_up(&mut self) {
+    pub fn hang_up(&mut self) {
         self.broken = true;
     }
 
@@ -480,6 +578,18 @@ impl std::fmt::Display for Payload<'_> {
         }
         f.write_str(&text[from..])?;
         f.write_str("\r\n.\r\n")
+    }
+}
+
+/// A message's MAIL, RCPT and DATA, written ahead of its data.
+pub struct Envelope(String);
+
+/// A message's data, then the next message's envelope: one write.
+struct Train<'a>(Payload<'a>, &'a str);
+
+impl std::fmt::Display for Train<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.0, self.1)
     }
 }
 
@@ -536,8 +646,9 @@ mod tests {
         SmtpSettings::parse(text, None, Duration::from_secs(30))
     }
 
-    /// A scripted SMTP server on 127.0.0.1 that accepts everything and
-    /// keeps each chunk it reads; offers PIPELINING when asked to.
+    /// A scripted SMTP server on 127.0.0.1 that accepts everyone but bo@
+    /// (550 at RCPT) and keeps each chunk it reads; offers PIPELINING when
+    /// asked to.
     async fn server(pipelining: bool) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -551,6 +662,7 @@ mod tests {
                     let _ = stream.write_all(b"220 fake\r\n").await;
                     let mut buffer = vec![0; 65536];
                     let mut in_data = false;
+                    let mut recipient = false;
                     while let Ok(n) = stream.read(&mut buffer).await {
                         if n == 0 {
                             kept.lock().unwrap().push("(closed)".to_string());
@@ -566,6 +678,16 @@ mod tests {
                                     if in_data { continue } else { "250 queued" }
                                 }
                                 "EHLO" if pipelining => "250-fake\r\n250 PIPELINING",
+                                "MAIL" | "RSET" => {
+                                    recipient = false;
+                                    "250 ok"
+                                }
+                                "RCPT" if line.contains("<bo@") => "550 5.1.1 no such user",
+                                "RCPT" => {
+                                    recipient = true;
+                                    "250 ok"
+                                }
+                                "DATA" if !recipient => "503 5.5.1 no valid recipients",
                                 "DATA" => {
                                     in_data = true;
                                     "354 go on"
@@ -640,6 +762,58 @@ mod tests {
         let data_at = seen.find("DATA").unwrap();
         assert!(seen[..data_at].contains("RSET"), "{seen}");
         assert_eq!(seen.matches("Hello").count(), 1, "{seen}");
+    }
+
+    #[tokio::test]
+    async fn a_train_sends_each_message_with_the_next_envelope_in_one_write() {
+        let (port, chunks) = server(true).await;
+        let mut session = session(port).await;
+        assert!(session.pipelines());
+        let from: Address = "news@example.com".parse().unwrap();
+        let envelope = |session: &Session, to: &str| {
+            let to: Address = to.parse().unwrap();
+            session.envelope_of(&from, &to, b"Hi.\r\n").unwrap()
+        };
+        let timeout = Duration::from_secs(5);
+        let ana = envelope(&session, "ana@example.com");
+        let started = session.exchange(None, Some(&ana), timeout).await;
+        assert_eq!(started, (None, Some(Ok(()))));
+        // Ana's message and Bo's envelope in one write: Bo is refused at
+        // RCPT, after the reply to Ana's message.
+        let bo = envelope(&session, "bo@example.com");
+        let (sent, refused) = session
+            .exchange(Some(b"Hello Ana.\r\n"), Some(&bo), timeout)
+            .await;
+        assert_eq!(sent, Some(Outcome::Sent("250 queued".into())));
+        assert!(
+            matches!(&refused, Some(Err(Outcome::Failed(reply))) if reply.contains("550")),
+            "{refused:?}"
+        );
+        // The transaction was reset: the connection carries on.
+        assert!(!session.is_broken());
+        let cy = envelope(&session, "cy@example.com");
+        assert_eq!(
+            session.exchange(None, Some(&cy), timeout).await,
+            (None, Some(Ok(())))
+        );
+        let (sent, none) = session
+            .exchange(Some(b".Hello Cy.\r\n"), None, timeout)
+            .await;
+        assert_eq!(
+            (sent, none),
+            (Some(Outcome::Sent("250 queued".into())), None)
+        );
+        let seen = chunks.lock().unwrap().clone();
+        assert!(
+            seen.iter().any(|chunk| chunk
+                == "Hello Ana.\r\n\r\n.\r\nMAIL FROM:<news@example.com>\r\nRCPT TO:<bo@example.com>\r\nDATA\r\n"),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().any(|chunk| chunk == "..Hello Cy.\r\n\r\n.\r\n"),
+            "{seen:?}"
+        );
+        assert_eq!(seen.concat().matches("RSET").count(), 1, "{seen:?}");
     }
 
     #[test]

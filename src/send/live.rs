@@ -192,13 +192,13 @@ pub fn send(
     progress.finish();
     let ended = ended?;
     written?;
-    // Handed over without a reply: the message may have arrived.
+    // Marked `sending` without a reply: the message may have arrived.
     let unknown = ledger.recover(&record.id, run.now)?;
     if unknown > 0 {
         problems.push(Diagnostic::warning(
             display_path(run.root, &crate::ledger::ledger_path(run.root)),
             format!(
-                "{unknown} message(s) were handed over but not confirmed; they keep their Message-ID and are not sent again unless delivery.resend_unknown is true"
+                "{unknown} message(s) were on their way but not confirmed (each may have arrived); they keep their Message-ID and are not sent again unless delivery.resend_unknown is true"
             ),
         ));
     }
@@ -574,7 +574,7 @@ impl Dispatch<'_> {
                 permit = pool.jobs.reserve() => match permit {
                     Ok(permit) => {
                         self.in_flight.insert(job.key, segment);
-                        permit.send(job);
+                        pool.submit(permit, job);
                     }
                     Err(_) => break,
                 },
@@ -649,12 +649,7 @@ impl Dispatch<'_> {
                 .address
                 .parse()
                 .with_context(|| format!("cannot address {}", delivery.address))?;
-            let job = Job {
-                key: delivery.key,
-                to,
-                bytes,
-                tried: delivery.attempts,
-            };
+            let job = Job::new(delivery.key, to, bytes, delivery.attempts);
             return Ok(Some((job, delivery.segment)));
         }
         Ok(None)
