@@ -30,6 +30,14 @@ struct Catcher {
     current: Received,
 }
 
+impl Catcher {
+    /// The recipients of the messages received, in order.
+    fn recipients(&self) -> Vec<String> {
+        let received = self.received.lock().unwrap();
+        received.iter().flat_map(|r| r.to.clone()).collect()
+    }
+}
+
 impl Handler for Catcher {
     fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> Response {
         *self.transactions.lock().unwrap() += 1;
@@ -209,6 +217,52 @@ fn an_issue_frozen_before_the_ledger_kept_its_custom_columns_is_finished() {
     let (catcher, port) = catcher();
     send(&project, port).expect(0);
     assert_eq!(catcher.received.lock().unwrap().len(), 11);
+}
+
+#[test]
+fn a_run_stopped_while_freezing_readers_is_carried_on_by_the_next() {
+    let project = Project::sample();
+    let (catcher, port) = catcher();
+    send(&project, port).expect(0);
+    let first: Vec<String> = catcher.recipients();
+    assert_eq!(first.len(), 11);
+    // As a run killed while freezing leaves it: some readers frozen (and
+    // sent), the others not yet, the issue neither frozen nor completed.
+    let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
+    let deleted = ledger
+        .execute(
+            "DELETE FROM deliveries WHERE rowid > (SELECT min(rowid) + 3 FROM deliveries)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(deleted, 7);
+    let kept: std::collections::BTreeSet<String> = ledger
+        .prepare("SELECT address FROM deliveries")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ledger
+        .execute("UPDATE issues SET frozen = NULL, completed = NULL", [])
+        .unwrap();
+    drop(ledger);
+    catcher.received.lock().unwrap().clear();
+    send(&project, port).expect(0);
+    // The seven not frozen get their message; the four sent, none again.
+    let again: std::collections::BTreeSet<String> = catcher.recipients().into_iter().collect();
+    let rest: std::collections::BTreeSet<String> =
+        first.into_iter().filter(|to| !kept.contains(to)).collect();
+    assert_eq!((again.len(), again), (7, rest));
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let issue = status.as_array().unwrap().first().unwrap();
+    assert_eq!(issue["deliveries"]["sent"], 11);
+    assert!(issue["completed"].is_string(), "{issue}");
+    // Nothing new now.
+    catcher.received.lock().unwrap().clear();
+    send(&project, port).expect(0);
+    assert!(catcher.recipients().is_empty());
 }
 
 #[test]

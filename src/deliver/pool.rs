@@ -62,6 +62,8 @@ pub trait Journal: Send + Sync {
     fn sending(&self, job: &Job, answer: oneshot::Sender<bool>);
     /// What became of `job`'s message, before the worker takes another.
     fn settled(&self, job: &Job, outcome: &Outcome);
+    /// A worker waits for a `sending` mark: write what is asked now.
+    fn hurry(&self);
 }
 
 /// What became of one message, for the caller.
@@ -359,7 +361,7 @@ async fn step(
     ready: &mut Option<Ready>,
 ) -> Option<(Job, u32)> {
     let Ready { job, permit } = message;
-    if !permit.await.unwrap_or(false) {
+    if !granted(shared, permit).await {
         // The server waits for a message it must not get: only dropping
         // the connection ends that. The next job has not been touched.
         open.hang_up();
@@ -420,7 +422,7 @@ async fn conclude(
     outcome: Outcome,
 ) -> Option<(Job, u32)> {
     note(shared, &outcome);
-    if !permit.await.unwrap_or(false) {
+    if !granted(shared, permit).await {
         settle(shared, job, Outcome::Withheld).await;
         return None;
     }
@@ -461,7 +463,7 @@ async fn alone(
             &job.to,
             &job.bytes,
             shared.settings.timeout,
-            async { permit.await.unwrap_or(false) },
+            granted(shared, permit),
         )
         .await;
     note(shared, &outcome);
@@ -478,6 +480,19 @@ fn ask(shared: &Shared, job: &mut Job) -> oneshot::Receiver<bool> {
     let (answer, answered) = oneshot::channel();
     shared.journal.sending(job, answer);
     answered
+}
+
+/// The answer to a `sending` mark; if it has not come yet, the journal is
+/// told a worker waits for it.
+async fn granted(shared: &Shared, mut permit: oneshot::Receiver<bool>) -> bool {
+    match permit.try_recv() {
+        Ok(granted) => granted,
+        Err(oneshot::error::TryRecvError::Empty) => {
+            shared.journal.hurry();
+            permit.await.unwrap_or(false)
+        }
+        Err(oneshot::error::TryRecvError::Closed) => false,
+    }
 }
 
 /// Counts `outcome` towards the connection failures in a row: trouble
@@ -497,7 +512,7 @@ fn note(shared: &Shared, outcome: &Outcome) {
 /// was found suppressed, that is what became of it.
 async fn settle(shared: &Shared, mut job: Job, mut outcome: Outcome) {
     if let Some(permit) = job.permit.take()
-        && !permit.await.unwrap_or(false)
+        && !granted(shared, permit).await
     {
         outcome = Outcome::Withheld;
     }

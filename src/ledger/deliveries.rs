@@ -6,10 +6,10 @@
 //! know whether the 250 came (RFC 5321 §4.5.3.2), and
 //! [`recover`](Ledger::recover) makes it `unknown`. Marks are written in
 //! batches, each batch one transaction committed before
-//! [`record`](Ledger::record) returns, and `sent` is final: nothing but
+//! [`write`](Ledger::write) returns, and `sent` is final: nothing but
 //! `sent` again may be written over it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, anyhow};
@@ -93,6 +93,17 @@ pub struct NewDelivery {
     pub message_id: String,
 }
 
+/// What one transaction of a send writes (see [`Ledger::write`]).
+#[derive(Debug, Default)]
+pub struct Writes {
+    /// Deliveries of readers frozen now.
+    pub deliveries: Vec<NewDelivery>,
+    /// Marks on deliveries frozen before, in order.
+    pub marks: Vec<(AddressKey, Mark)>,
+    /// Whether the issue's last reader is frozen with this.
+    pub frozen: bool,
+}
+
 /// A delivery as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -152,7 +163,7 @@ const SELECT: &str = "SELECT issue_id, address_key, address, segment, variant, p
 /// How many deliveries [`Due`] reads at a time.
 const PAGE: i64 = 1000;
 
-/// A change of a delivery's status, as [`Ledger::record`] writes it.
+/// A change of a delivery's status, as [`Ledger::write`] writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mark {
     /// `sending`: the message is about to go. One more attempt, unless it
@@ -253,6 +264,39 @@ impl Ledger {
         })
     }
 
+    /// Like [`due`](Ledger::due), but only deliveries recorded after
+    /// [`last_row`](Ledger::last_row) said `after`: those a freeze adds
+    /// while they are sent, read as they are committed (see [`Due::again`]).
+    pub fn due_after(
+        &self,
+        issue: &str,
+        now: DateTime<FixedOffset>,
+        resend_unknown: bool,
+        after: i64,
+    ) -> Due<'_> {
+        Due {
+            ledger: self,
+            issue: issue.to_string(),
+            now,
+            resend_unknown,
+            after,
+            page: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
+    /// Where the deliveries recorded so far end, for
+    /// [`due_after`](Ledger::due_after).
+    pub fn last_row(&self) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(rowid), 0) FROM deliveries",
+                [],
+                |row| row.get(0),
+            )
+            .context("cannot read the ledger's deliveries")
+    }
+
     /// How many deliveries [`due`](Ledger::due) would list now.
     pub fn due_count(
         &self,
@@ -295,22 +339,33 @@ impl Ledger {
             .with_context(|| format!("cannot read the delivery of issue {issue} to {}", key.hex()))
     }
 
-    /// Writes `marks` on deliveries of `issue`, in order, in one
-    /// transaction that commits before this returns. Says, for each mark,
-    /// whether it went as asked: only a [`Mark::Sending`] of a suppressed
-    /// address does not (its delivery is made `suppressed`). `sent` is
-    /// final: a mark that would change it is an error, and records nothing.
-    pub fn record(
+    /// Writes `writes` on issue `issue` in one transaction that commits
+    /// before this returns: the new deliveries (`pending`, created at
+    /// `at`), then the marks in order, then — if asked — that the issue is
+    /// frozen. Says, for each mark, whether it went as asked: only a
+    /// [`Mark::Sending`] of a suppressed address does not (its delivery is
+    /// made `suppressed`). `sent` is final: a mark that would change it is
+    /// an error, as is a second delivery to one reader, and then nothing
+    /// is recorded.
+    pub fn write(
         &self,
         issue: &str,
-        marks: &[(AddressKey, Mark)],
+        writes: &Writes,
         at: DateTime<FixedOffset>,
     ) -> Result<Vec<bool>> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .with_context(|| format!("cannot record deliveries of issue {issue}"))?;
         let at = at.to_rfc3339();
-        let mut went = Vec::with_capacity(marks.len());
-        for (key, mark) in marks {
+        for delivery in &writes.deliveries {
+            insert(&tx, issue, delivery, &at).with_context(|| {
+                format!(
+                    "cannot freeze the delivery of issue {issue} to {}",
+                    delivery.key.hex()
+                )
+            })?;
+        }
+        let mut went = Vec::with_capacity(writes.marks.len());
+        for (key, mark) in &writes.marks {
             let applied = apply(&tx, issue, *key, mark, &at).with_context(|| {
                 format!(
                     "cannot mark the delivery of issue {issue} to {} {}",
@@ -320,9 +375,34 @@ impl Ledger {
             })?;
             went.push(applied);
         }
+        if writes.frozen {
+            tx.prepare_cached("UPDATE issues SET frozen = ?2 WHERE id = ?1")?
+                .execute(params![issue, at])?;
+        }
         tx.commit()
             .with_context(|| format!("cannot record deliveries of issue {issue}"))?;
         Ok(went)
+    }
+
+    /// The readers of `issue` frozen so far.
+    pub fn delivery_keys(&self, issue: &str) -> Result<HashSet<AddressKey>> {
+        let read = || -> Result<HashSet<AddressKey>> {
+            require_issue(&self.conn, issue)?;
+            let mut statement = self
+                .conn
+                .prepare_cached("SELECT address_key FROM deliveries WHERE issue_id = ?1")?;
+            let mut rows = statement.query([issue])?;
+            let mut keys = HashSet::new();
+            while let Some(row) = rows.next()? {
+                let hex: String = row.get(0)?;
+                let key = AddressKey::from_hex(&hex).with_context(|| {
+                    format!("the ledger's deliveries of issue {issue} are damaged")
+                })?;
+                keys.insert(key);
+            }
+            Ok(keys)
+        };
+        read().with_context(|| format!("cannot read the readers of issue {issue}"))
     }
 
     /// Deferred deliveries of `issue` become `failed` (their last reply
@@ -399,6 +479,26 @@ fn waiting(
     now: DateTime<FixedOffset>,
 ) -> bool {
     status == DeliveryStatus::Deferred && next_attempt.is_some_and(|next| next > now)
+}
+
+/// Records `delivery` of `issue`, `pending`, created at `at`.
+fn insert(tx: &Connection, issue: &str, delivery: &NewDelivery, at: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO deliveries (issue_id, address_key, address, segment, variant,
+             picks, message_id, status, created, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+    )?
+    .execute(params![
+        issue,
+        delivery.key.hex(),
+        delivery.address,
+        delivery.segment,
+        delivery.variant,
+        delivery.picks,
+        delivery.message_id,
+        at,
+    ])?;
+    Ok(())
 }
 
 /// Writes `mark` on the delivery of `key`; false when a `Sending` mark met
@@ -496,6 +596,11 @@ pub struct Due<'l> {
 }
 
 impl Due<'_> {
+    /// After the end, looks again: deliveries committed since come next.
+    pub fn again(&mut self) {
+        self.done = false;
+    }
+
     /// The next page of due deliveries; empty at the end.
     fn next_page(&mut self) -> Result<Vec<Delivery>> {
         // The rowid range, not an index: pages come in frozen order, each

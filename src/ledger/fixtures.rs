@@ -4,22 +4,40 @@
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
-use super::{IssueRecord, Ledger, Mark, NewDelivery};
+use super::{IssueRecord, Ledger, Mark, NewDelivery, Writes};
 use crate::unsubscribe::AddressKey;
 
 impl Ledger {
-    /// Freezes `issue` with `deliveries` and no custom columns.
+    /// Freezes `issue` with `deliveries` and no custom columns; returns
+    /// how many.
     pub(super) fn create_issue(
         &self,
         issue: &IssueRecord,
         deliveries: &mut dyn Iterator<Item = NewDelivery>,
         at: DateTime<FixedOffset>,
     ) -> Result<u64> {
-        let mut freezing = self.freeze_issue(issue, at)?;
-        for delivery in deliveries {
-            freezing.add(&delivery)?;
-        }
-        freezing.finish(&[])
+        self.open_issue(issue, &[])?;
+        let writes = Writes {
+            deliveries: deliveries.collect(),
+            marks: Vec::new(),
+            frozen: true,
+        };
+        self.write(&issue.id, &writes, at)?;
+        Ok(u64::try_from(writes.deliveries.len())?)
+    }
+
+    /// Writes `marks` in one transaction; whether each went as asked.
+    pub(super) fn record(
+        &self,
+        issue: &str,
+        marks: &[(AddressKey, Mark)],
+        at: DateTime<FixedOffset>,
+    ) -> Result<Vec<bool>> {
+        let writes = Writes {
+            marks: marks.to_vec(),
+            ..Writes::default()
+        };
+        self.write(issue, &writes, at)
     }
 
     /// Records one mark, which must go as asked.

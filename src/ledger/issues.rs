@@ -1,6 +1,7 @@
-//! Ledger stage: issues, each frozen at its first attempt with its posts
-//! and one `pending` delivery per reader, so a resumed run sends the same
-//! digest even if the content changed in between.
+//! Ledger stage: issues, each frozen with its posts and one `pending`
+//! delivery per reader, so a resumed run sends the same digest even if the
+//! content changed in between. The posts come first, the readers as they
+//! are read (see [`Ledger::write`]); `frozen` says when the last one was.
 //!
 //! Times keep the offset they were recorded in, and RFC 3339 text with
 //! different offsets does not sort by time: "newest" is decided in Rust.
@@ -10,7 +11,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
 
 use super::deliveries::counts_by_issue;
-use super::{Counts, Ledger, NewDelivery, parse_time};
+use super::{Counts, Ledger, parse_time};
 
 /// An issue as frozen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +71,7 @@ impl Ledger {
 
     /// A free id for an issue made on `date` (`YYYY-MM-DD`): the date
     /// itself, then `-2`, `-3`… Free when asked: if another run takes it
-    /// first, [`freeze_issue`](Ledger::freeze_issue) refuses it.
+    /// first, [`open_issue`](Ledger::open_issue) refuses it.
     pub fn next_issue_id(&self, date: &str) -> Result<String> {
         let valid = NaiveDate::parse_from_str(date, "%Y-%m-%d")
             .is_ok_and(|day| day.format("%Y-%m-%d").to_string() == date);
@@ -90,19 +91,12 @@ impl Ledger {
         }
     }
 
-    /// Starts freezing `issue`: its record now, each of its deliveries
-    /// (`pending`, created at `at`) as [`Freezing::add`] gets it, and the
-    /// subscribers file's custom columns at [`Freezing::finish`]. All in one
-    /// transaction, so a million deliveries need not be held at once and a
-    /// freeze that fails — or is dropped unfinished — records nothing. An
-    /// id that exists or an issue completed already is refused here; two
-    /// deliveries to one key, by `add`.
-    pub fn freeze_issue(
-        &self,
-        issue: &IssueRecord,
-        at: DateTime<FixedOffset>,
-    ) -> Result<Freezing<'_>> {
-        let begin = || -> Result<Freezing<'_>> {
+    /// Records `issue`, made at `at` with the subscribers file's custom
+    /// columns, before its deliveries (see [`Ledger::write`]): it is
+    /// frozen once they all are ([`Ledger::is_frozen`]). An id that exists
+    /// or an issue completed already is refused.
+    pub fn open_issue(&self, issue: &IssueRecord, custom_columns: &[String]) -> Result<()> {
+        let open = || -> Result<()> {
             if issue.completed.is_some() {
                 bail!("a new issue cannot be completed already");
             }
@@ -111,8 +105,9 @@ impl Ledger {
                 bail!("an issue with that id exists already");
             }
             tx.prepare_cached(
-                "INSERT INTO issues (id, cutoff, since, posts, content_hash, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO issues (id, cutoff, since, posts, content_hash, created,
+                     custom_columns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 issue.id,
@@ -121,15 +116,25 @@ impl Ledger {
                 issue.posts,
                 issue.content_hash,
                 issue.created.to_rfc3339(),
+                serde_json::to_string(custom_columns)?,
             ])?;
-            Ok(Freezing {
-                tx,
-                issue: issue.id.clone(),
-                at: at.to_rfc3339(),
-                inserted: 0,
-            })
+            tx.commit()?;
+            Ok(())
         };
-        begin().with_context(|| format!("cannot create issue {}", issue.id))
+        open().with_context(|| format!("cannot create issue {}", issue.id))
+    }
+
+    /// Whether every reader of issue `id` is frozen.
+    pub fn is_frozen(&self, id: &str) -> Result<bool> {
+        let read = || -> Result<bool> {
+            require_issue(&self.conn, id)?;
+            let frozen: Option<String> = self
+                .conn
+                .prepare_cached("SELECT frozen FROM issues WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))?;
+            Ok(frozen.is_some())
+        };
+        read().with_context(|| format!("cannot read issue {id}"))
     }
 
     /// The custom columns issue `id` was frozen with; `None` for an issue
@@ -146,9 +151,10 @@ impl Ledger {
         };
         read().with_context(|| format!("cannot read the custom columns of issue {id}"))
     }
-    /// Sets `completed` (if it was not) when no delivery of `issue` is
-    /// pending, sending or deferred (or `unknown`, when `unknown_open`:
-    /// those are to be sent again); returns whether it is completed.
+    /// Sets `completed` (if it was not) when every reader of `issue` is
+    /// frozen and no delivery is pending, sending or deferred (or
+    /// `unknown`, when `unknown_open`: those are to be sent again); returns
+    /// whether it is completed.
     pub fn complete_if_done(
         &self,
         issue: &str,
@@ -165,7 +171,10 @@ impl Ledger {
                          OR (?2 AND status = 'unknown'))",
                 )?
                 .exists(params![issue, unknown_open])?;
-            if open {
+            let frozen = tx
+                .prepare_cached("SELECT 1 FROM issues WHERE id = ?1 AND frozen IS NOT NULL")?
+                .exists([issue])?;
+            if open || !frozen {
                 return Ok(false);
             }
             tx.prepare_cached(
@@ -219,62 +228,6 @@ impl Ledger {
         newest
             .map(|(_, id)| read_issue(&self.conn, &id))
             .transpose()
-    }
-}
-
-/// An issue being frozen: an open transaction that takes its deliveries
-/// one at a time (see [`Ledger::freeze_issue`]).
-pub struct Freezing<'l> {
-    tx: Transaction<'l>,
-    issue: String,
-    at: String,
-    inserted: u64,
-}
-
-impl Freezing<'_> {
-    /// Records a `pending` delivery of the issue.
-    pub fn add(&mut self, delivery: &NewDelivery) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO deliveries (issue_id, address_key, address, segment, variant,
-                     picks, message_id, status, created, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
-            )
-            .and_then(|mut insert| {
-                insert.execute(params![
-                    self.issue,
-                    delivery.key.hex(),
-                    delivery.address,
-                    delivery.segment,
-                    delivery.variant,
-                    delivery.picks,
-                    delivery.message_id,
-                    self.at,
-                ])
-            })
-            .with_context(|| {
-                format!(
-                    "cannot create issue {}: cannot record its delivery to {}",
-                    self.issue,
-                    delivery.key.hex()
-                )
-            })?;
-        self.inserted += 1;
-        Ok(())
-    }
-
-    /// Records the custom columns of the subscribers file the issue was
-    /// frozen with, and commits; returns how many deliveries it has.
-    pub fn finish(self, custom_columns: &[String]) -> Result<u64> {
-        let issue = self.issue.clone();
-        let finish = || -> Result<u64> {
-            self.tx
-                .prepare_cached("UPDATE issues SET custom_columns = ?2 WHERE id = ?1")?
-                .execute(params![self.issue, serde_json::to_string(custom_columns)?])?;
-            self.tx.commit()?;
-            Ok(self.inserted)
-        };
-        finish().with_context(|| format!("cannot create issue {issue}"))
     }
 }
 
@@ -355,7 +308,7 @@ mod tests {
 
     use crate::ledger::Mark;
     use crate::ledger::fixtures::{create, issue, ledger, time, to};
-    use crate::ledger::{Counts, DeliveryStatus};
+    use crate::ledger::{Counts, DeliveryStatus, Writes};
     use crate::unsubscribe::AddressKey;
 
     #[test]
@@ -411,19 +364,24 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_delivery_records_nothing_of_the_issue() {
+    fn a_second_delivery_to_one_reader_records_nothing_of_its_batch() {
         let (_root, ledger) = ledger();
         let record = issue("2026-06-01", "2026-06-01T06:00:00Z");
-        let mut twice = [to("ana@example.com", "all"), to("ANA@example.com", "all")].into_iter();
+        ledger.open_issue(&record, &[]).unwrap();
+        let writes = Writes {
+            deliveries: vec![to("ana@example.com", "all"), to("ANA@example.com", "all")],
+            marks: Vec::new(),
+            frozen: true,
+        };
         let err = ledger
-            .create_issue(&record, &mut twice, record.created)
+            .write(&record.id, &writes, record.created)
             .unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains("2026-06-01"), "{message}");
         let key = AddressKey::of("ana@example.com");
         assert!(message.contains(&key.hex()), "{message}");
-        assert_eq!(ledger.last_issue().unwrap(), None);
         assert_eq!(ledger.delivery("2026-06-01", key).unwrap(), None);
+        assert!(!ledger.is_frozen("2026-06-01").unwrap());
     }
 
     #[test]
@@ -439,22 +397,42 @@ mod tests {
     }
 
     #[test]
-    fn an_issue_keeps_its_custom_columns_and_an_unfinished_freeze_records_nothing() {
+    fn an_issue_keeps_its_custom_columns_and_is_frozen_with_its_last_reader() {
         let (_root, ledger) = ledger();
         let record = issue("2026-06-01", "2026-06-01T06:00:00Z");
-        {
-            let mut freezing = ledger.freeze_issue(&record, record.created).unwrap();
-            freezing.add(&to("ana@example.com", "all")).unwrap();
-            // Dropped: a failure half-way through.
-        }
-        assert_eq!(ledger.last_issue().unwrap(), None);
-        let mut freezing = ledger.freeze_issue(&record, record.created).unwrap();
-        freezing.add(&to("ana@example.com", "all")).unwrap();
         let columns = vec!["role".to_string(), "company".to_string()];
-        assert_eq!(freezing.finish(&columns).unwrap(), 1);
+        ledger.open_issue(&record, &columns).unwrap();
         assert_eq!(ledger.custom_columns("2026-06-01").unwrap(), Some(columns));
         assert!(ledger.custom_columns("2026-06-02").is_err());
-        // Frozen before the ledger kept them: unknown.
+        // Readers still to freeze: not complete, though nothing is pending.
+        assert!(!ledger.is_frozen("2026-06-01").unwrap());
+        assert!(
+            !ledger
+                .complete_if_done("2026-06-01", false, record.created)
+                .unwrap()
+        );
+        let first = Writes {
+            deliveries: vec![to("ana@example.com", "all")],
+            ..Writes::default()
+        };
+        ledger.write("2026-06-01", &first, record.created).unwrap();
+        let keys = ledger.delivery_keys("2026-06-01").unwrap();
+        assert_eq!(keys, [AddressKey::of("ana@example.com")].into());
+        assert!(!ledger.is_frozen("2026-06-01").unwrap());
+        let last = Writes {
+            frozen: true,
+            ..Writes::default()
+        };
+        ledger.write("2026-06-01", &last, record.created).unwrap();
+        assert!(ledger.is_frozen("2026-06-01").unwrap());
+        let sent = [(AddressKey::of("ana@example.com"), Mark::Sent("250".into()))];
+        ledger.record("2026-06-01", &sent, record.created).unwrap();
+        assert!(
+            ledger
+                .complete_if_done("2026-06-01", false, record.created)
+                .unwrap()
+        );
+        // Issued before the ledger kept them: unknown.
         ledger
             .conn
             .execute("UPDATE issues SET custom_columns = NULL", [])
@@ -605,7 +583,7 @@ mod tests {
         ledger
             .conn
             .execute(
-                "INSERT INTO issues VALUES ('2026-06-01', 'soon', NULL, '[]', 'x', '2026-06-01T06:00:00Z', NULL, '[]')",
+                "INSERT INTO issues VALUES ('2026-06-01', 'soon', NULL, '[]', 'x', '2026-06-01T06:00:00Z', NULL, '[]', NULL)",
                 [],
             )
             .unwrap();

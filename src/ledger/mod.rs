@@ -25,8 +25,10 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-pub use deliveries::{Counts, Delivery, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus};
-pub use issues::{Freezing, IssueRecord};
+pub use deliveries::{
+    Counts, Delivery, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus, Writes,
+};
+pub use issues::IssueRecord;
 pub use recorder::{Marks, Recorder};
 pub use suppression::{Reason, Suppression, UnknownReason};
 

@@ -1,16 +1,16 @@
-//! Ledger stage: the one writer of a send's delivery marks, on a thread of
+//! Ledger stage: the one writer of a send's delivery marks — and of the
+//! deliveries of readers frozen while the first are sent — on a thread of
 //! its own with a connection of its own, so SMTP sessions and rendering
 //! never wait for the disk.
 //!
-//! Group commit: whatever marks are queued when the writer is free go in
-//! one transaction — the `sending` marks of every session waiting at that
-//! moment and the replies that came meanwhile — and each `sending` mark is
-//! answered only once that transaction is durable. A reply (`sent`,
-//! `deferred`, `failed`…) is not waited for, and does not get a
-//! transaction (an `fsync`) of its own: it goes with the next `sending`
-//! mark (its session asks for one at once), or after [`REPLY_WAIT`]. Lost
-//! in a crash, its delivery stays `sending` and becomes `unknown`, never a
-//! duplicate.
+//! Group commit: what is queued goes in one transaction — frozen readers,
+//! the `sending` marks asked for in the last [`GROUP_WAIT`] (sooner when a
+//! session waits for one) and the replies that came meanwhile — and each
+//! `sending` mark is answered only once that transaction is durable. A
+//! reply (`sent`, `deferred`, `failed`…) is not waited for, and does not
+//! get a transaction (an `fsync`) of its own: it goes with the next
+//! `sending` marks, or after [`REPLY_WAIT`]. Lost in a crash, its delivery
+//! stays `sending` and becomes `unknown`, never a duplicate.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -21,20 +21,34 @@ use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, FixedOffset};
 use tokio::sync::oneshot;
 
-use super::{Ledger, Mark};
+use super::{Ledger, Mark, NewDelivery, Writes};
 use crate::unsubscribe::AddressKey;
 
 /// The most marks one transaction takes.
 const MAX_BATCH: usize = 4096;
 /// How long a reply may wait for a `sending` mark to share a transaction
-/// with (a session asks for its next one at once, so it rarely waits).
+/// with (marks come all the time while a send runs).
 const REPLY_WAIT: Duration = Duration::from_millis(100);
+/// How long a `sending` mark (or a chunk of frozen readers) waits for
+/// others to share its transaction — its `fsync` — unless a session waits
+/// for it ([`Marks::hurry`]). Marks are asked for as jobs are queued,
+/// usually well before a session needs them.
+const GROUP_WAIT: Duration = Duration::from_millis(2);
 
 /// What the writer is asked to do.
 enum Request {
     /// A mark; a `sending` mark comes with where to say whether the
     /// message may go.
     Mark(AddressKey, Mark, Option<oneshot::Sender<bool>>),
+    /// Deliveries of readers frozen now, the issue's last ones if `last`;
+    /// `committed` hears how many once they are written.
+    Freeze {
+        deliveries: Vec<NewDelivery>,
+        last: bool,
+        committed: mpsc::Sender<usize>,
+    },
+    /// Write what is asked now: a session waits for it.
+    Hurry,
     /// Say when everything asked before is committed.
     Flush(oneshot::Sender<()>),
     /// Write everything asked before, then stop.
@@ -112,6 +126,30 @@ impl Marks {
         let _ = self.requests.send(Request::Mark(key, mark, None));
     }
 
+    /// Queues `deliveries` of readers frozen now (the issue's last ones if
+    /// `last`), written at once; `committed` hears how many once they are.
+    /// False if the writer stopped.
+    pub fn freeze(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        last: bool,
+        committed: mpsc::Sender<usize>,
+    ) -> bool {
+        self.requests
+            .send(Request::Freeze {
+                deliveries,
+                last,
+                committed,
+            })
+            .is_ok()
+    }
+
+    /// Has what is asked written now, without the wait for more to share
+    /// its transaction: a session waits for a `sending` mark.
+    pub fn hurry(&self) {
+        let _ = self.requests.send(Request::Hurry);
+    }
+
     /// Waits until every mark asked for so far is committed; false if the
     /// writer stopped (`finish` says why).
     pub async fn flush(&self) -> bool {
@@ -129,74 +167,108 @@ fn write(
     queue: &mpsc::Receiver<Request>,
 ) -> Result<()> {
     let mut batch = Batch::default();
-    // When the oldest mark not yet written came.
-    let mut waiting: Option<Instant> = None;
-    let mut stop = false;
-    while !stop {
-        let first = match waiting {
-            None => queue.recv().ok(),
-            Some(since) => match queue.recv_timeout(REPLY_WAIT.saturating_sub(since.elapsed())) {
-                Ok(request) => Some(request),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    batch.commit(ledger, issue, at)?;
-                    waiting = None;
-                    continue;
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+    // When the batch must be written: soon after a `sending` mark or frozen
+    // readers came, later after a reply.
+    let mut due: Option<Instant> = None;
+    loop {
+        let first = match due {
+            None => match queue.recv() {
+                Ok(request) => request,
+                Err(_) => break,
             },
-        };
-        let Some(first) = first else { break };
-        let mut urgent = false;
-        let mut next = Some(first);
-        while let Some(request) = next.take() {
-            match request {
-                Request::Mark(key, mark, answer) => {
-                    if let Some(answer) = answer {
-                        urgent = true;
-                        batch.answers.push((batch.marks.len(), answer));
+            Some(deadline) => {
+                match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(request) => request,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        batch.commit(ledger, issue, at)?;
+                        due = None;
+                        continue;
                     }
-                    batch.marks.push((key, mark));
-                }
-                Request::Flush(done) => {
-                    urgent = true;
-                    batch.flushes.push(done);
-                }
-                Request::Stop => {
-                    urgent = true;
-                    stop = true;
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             }
-            if !stop && batch.marks.len() < MAX_BATCH {
+        };
+        let mut stop = false;
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            let now = Instant::now();
+            let wait = match request {
+                Request::Mark(key, mark, answer) => {
+                    let wait = match answer {
+                        Some(answer) => {
+                            batch.answers.push((batch.writes.marks.len(), answer));
+                            GROUP_WAIT
+                        }
+                        None => REPLY_WAIT,
+                    };
+                    batch.writes.marks.push((key, mark));
+                    wait
+                }
+                Request::Freeze {
+                    deliveries,
+                    last,
+                    committed,
+                } => {
+                    // Sessions wait for these readers to be readable.
+                    batch.committed.push((committed, deliveries.len()));
+                    batch.writes.deliveries.extend(deliveries);
+                    batch.writes.frozen |= last;
+                    GROUP_WAIT
+                }
+                Request::Hurry => Duration::ZERO,
+                Request::Flush(done) => {
+                    batch.flushes.push(done);
+                    Duration::ZERO
+                }
+                Request::Stop => {
+                    stop = true;
+                    Duration::ZERO
+                }
+            };
+            due = Some(due.map_or(now + wait, |due| due.min(now + wait)));
+            if !stop && batch.len() < MAX_BATCH {
                 next = queue.try_recv().ok();
             }
         }
-        waiting.get_or_insert_with(Instant::now);
-        if urgent || batch.marks.len() >= MAX_BATCH {
+        if stop {
+            break;
+        }
+        if batch.len() >= MAX_BATCH || due.is_some_and(|due| due <= Instant::now()) {
             batch.commit(ledger, issue, at)?;
-            waiting = None;
+            due = None;
         }
     }
     batch.commit(ledger, issue, at)
 }
 
-/// Marks not written yet, and who waits for them.
+/// What is not written yet, and who waits for it.
 #[derive(Default)]
 struct Batch {
-    marks: Vec<(AddressKey, Mark)>,
-    /// Where to answer each `sending` mark, by its place in `marks`.
+    writes: Writes,
+    /// Where to answer each `sending` mark, by its place in the marks.
     answers: Vec<(usize, oneshot::Sender<bool>)>,
+    /// Where to say how many frozen deliveries are written.
+    committed: Vec<(mpsc::Sender<usize>, usize)>,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
 impl Batch {
-    /// Writes the marks in one transaction, then answers.
+    /// How many rows it writes.
+    fn len(&self) -> usize {
+        self.writes.marks.len() + self.writes.deliveries.len()
+    }
+
+    /// Writes everything in one transaction, then answers.
     fn commit(&mut self, ledger: &Ledger, issue: &str, at: DateTime<FixedOffset>) -> Result<()> {
-        if !self.marks.is_empty() {
-            let went = ledger.record(issue, &self.marks, at)?;
+        if self.len() > 0 || self.writes.frozen {
+            let went = ledger.write(issue, &self.writes, at)?;
             for (index, answer) in self.answers.drain(..) {
                 let _ = answer.send(went.get(index).copied().unwrap_or(false));
             }
-            self.marks.clear();
+            for (committed, n) in self.committed.drain(..) {
+                let _ = committed.send(n);
+            }
+            self.writes = Writes::default();
         }
         for done in self.flushes.drain(..) {
             let _ = done.send(());

@@ -50,6 +50,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // with (a JSON list), so a run can set up its renderer without reading
     // every delivery first; NULL for issues frozen before.
     "ALTER TABLE issues ADD COLUMN custom_columns TEXT;",
+    // 4: when the issue's last reader was frozen. Readers are frozen while
+    // the first are sent; NULL while that goes on, or after a run that
+    // stopped in the middle (the next one carries on). Issues before this
+    // were frozen in one transaction.
+    "ALTER TABLE issues ADD COLUMN frozen TEXT;
+    UPDATE issues SET frozen = created;",
 ];
 
 /// Runs the migrations the ledger lacks, each in its own transaction.

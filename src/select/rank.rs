@@ -40,6 +40,20 @@ pub struct Score {
     pub total: f64,
 }
 
+impl Score {
+    /// The parts to four decimals, as the ledger keeps them: enough to
+    /// show why a post was picked, at a third of the text.
+    pub fn rounded(self) -> Score {
+        let round = |x: f64| (x * 1e4).round() / 1e4;
+        Score {
+            tags: round(self.tags),
+            text: round(self.text),
+            recency: round(self.recency),
+            total: round(self.total),
+        }
+    }
+}
+
 /// The term statistics of one issue's posts.
 #[derive(Debug)]
 pub struct Index<'a> {

@@ -1,17 +1,21 @@
-//! Send stage: a real send. The issue is frozen in the ledger at its first
-//! attempt — its posts, and each reader's segment, variant, picks and
-//! fields — so a resumed run sends the same digests whatever changed since.
-//! Every message is recorded as `sending` before it is handed over and as
-//! `sent` only after the server's 250; a run that dies in between leaves
-//! `unknown`, never a silent duplicate.
+//! Send stage: a real send. The issue is frozen in the ledger — its posts,
+//! then each reader's segment, variant, picks and fields — so a resumed run
+//! sends the same digests whatever changed since. Every message is recorded
+//! as `sending` before it is handed over and as `sent` only after the
+//! server's 250; a run that dies in between leaves `unknown`, never a
+//! silent duplicate.
 //!
-//! Three stages run at once, joined by bounded queues: this thread streams
-//! the due deliveries from the ledger a page at a time and renders each
-//! reader's message, a pool of SMTP sessions sends them, and the ledger's
-//! writer commits their marks in batches. Memory stays flat however many
-//! readers there are: only messages in flight are held.
+//! Four stages run at once, joined by bounded queues: a freezer thread
+//! reads the subscribers file and freezes each reader, this thread streams
+//! the due deliveries from the ledger a page at a time as they are
+//! committed and renders each reader's message, a pool of SMTP sessions
+//! sends them, and the ledger's writer commits the frozen readers and the
+//! marks in batches. Memory stays flat however many readers there are:
+//! only messages in flight are held.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
@@ -29,7 +33,7 @@ use crate::deliver::pool::{Halt, Job, Journal, Limits, Pool, Report};
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::ledger::{
-    Delivery, DeliveryStatus, IssueRecord, Ledger, Mark, Marks, NewDelivery, Recorder,
+    Delivery, DeliveryStatus, Due, IssueRecord, Ledger, Mark, Marks, NewDelivery, Recorder,
 };
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Issue, Pick, Reader, Reason, Score};
@@ -47,10 +51,14 @@ pub enum Ended {
     LoginRefused,
 }
 
-/// What the ledger keeps of a reader's digest, in `deliveries.picks`.
+/// What the ledger keeps of a reader's digest, in `deliveries.picks`:
+/// a row of every reader, so it is written short — tags as `[name, key]`
+/// and scores as `[tags, text, recency, total]` to four decimals (both are
+/// read in either form, as earlier versions wrote them as objects).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Frozen {
     name: Option<String>,
+    #[serde(serialize_with = "tags_as_pairs")]
     interests: Vec<Tag>,
     personalize: bool,
     attrs: BTreeMap<String, String>,
@@ -61,7 +69,17 @@ struct Frozen {
 struct FrozenPick {
     slug: String,
     reason: Reason,
+    #[serde(serialize_with = "score_as_array")]
     score: Score,
+}
+
+fn tags_as_pairs<S: serde::Serializer>(tags: &[Tag], out: S) -> Result<S::Ok, S::Error> {
+    out.collect_seq(tags.iter().map(|tag| (&tag.name, &tag.key)))
+}
+
+fn score_as_array<S: serde::Serializer>(score: &Score, out: S) -> Result<S::Ok, S::Error> {
+    let score = score.rounded();
+    [score.tags, score.text, score.recency, score.total].serialize(out)
 }
 
 /// Sends the issue due now through `smtp`.
@@ -78,34 +96,41 @@ pub fn send(
         .iter()
         .map(|s| (s.id.clone(), SegmentCounts::default()))
         .collect();
-    let (record, posts, allowed) = match unfinished(&ledger, config.delivery.resend_unknown)? {
-        Some(record) => {
-            let posts: Vec<Post> = serde_json::from_str(&record.posts)
-                .with_context(|| format!("cannot read the posts of issue {}", record.id))?;
-            let allowed = Allowed::Only(mailable_now(run, &mut problems)?);
-            (record, posts, allowed)
-        }
-        None => match freeze(run, &ledger, &mut problems, &mut segments)? {
-            // Frozen just now from the subscribers file: every reader in it
-            // is allowed.
-            Some((record, posts)) => (record, posts, Allowed::All),
-            None => {
-                let summary = Summary {
-                    issue: run
-                        .now
-                        .with_timezone(&config.site.timezone)
-                        .format("%Y-%m-%d")
-                        .to_string(),
-                    dry_run: false,
-                    posts: Vec::new(),
-                    outbox: None,
-                    shard: run.shard_label(),
-                    segments: BTreeMap::new(),
+    // The issue, and — while its readers are not all frozen — those that are.
+    let (record, posts, allowed, frozen) =
+        match unfinished(&ledger, config.delivery.resend_unknown)? {
+            Some(record) => {
+                let posts: Vec<Post> = serde_json::from_str(&record.posts)
+                    .with_context(|| format!("cannot read the posts of issue {}", record.id))?;
+                let allowed = Allowed::Only(mailable_now(run, &mut problems)?);
+                let frozen = if ledger.is_frozen(&record.id)? {
+                    None
+                } else {
+                    Some(ledger.delivery_keys(&record.id)?)
                 };
-                return Ok((summary, problems, Ended::Done));
+                (record, posts, allowed, frozen)
             }
-        },
-    };
+            None => match open(run, &ledger)? {
+                // Made just now from the subscribers file: every reader in
+                // it is allowed.
+                Some((record, posts)) => (record, posts, Allowed::All, Some(HashSet::new())),
+                None => {
+                    let summary = Summary {
+                        issue: run
+                            .now
+                            .with_timezone(&config.site.timezone)
+                            .format("%Y-%m-%d")
+                            .to_string(),
+                        dry_run: false,
+                        posts: Vec::new(),
+                        outbox: None,
+                        shard: run.shard_label(),
+                        segments: BTreeMap::new(),
+                    };
+                    return Ok((summary, problems, Ended::Done));
+                }
+            },
+        };
     ledger.recover(&record.id, run.now)?;
     let expired = expire(&ledger, &record, run, &mut segments)?;
     if expired > 0 {
@@ -155,41 +180,80 @@ pub fn send(
         max_connection_failures: config.delivery.max_connection_failures,
     };
     let total = ledger.due_count(&record.id, run.now, resend_unknown)?;
+    // Readers frozen by this run come after every delivery recorded now.
+    let floor = ledger.last_row()?;
     let recorder = Recorder::start(run.root, &record.id, run.now)?;
-    let mut dispatch = Dispatch {
-        policy: Policy::of(run, &record),
-        run,
-        ledger: &ledger,
-        record: &record,
-        posts: &posts,
-        allowed,
-        renderer,
-        recorder,
-        summary,
-        problems,
-        progress: Progress::new(total, quiet),
-        in_flight: HashMap::new(),
-        deferred: Vec::new(),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the sending runtime")?;
-    let ended = runtime.block_on(dispatch.deliver(smtp, from, &limits));
-    // Sessions still open (after an error) end before the last marks are
-    // written.
-    drop(runtime);
-    let Dispatch {
-        summary,
-        mut problems,
-        progress,
-        renderer,
-        recorder,
-        ..
-    } = dispatch;
+    let freezing = Freezing::default();
+    let marks = recorder.marks().clone();
+    let (summary, mut problems, ended, recorder) = std::thread::scope(|scope| {
+        let freezer = frozen.map(|frozen| {
+            let (record, posts, freezing) = (&record, &posts, &freezing);
+            std::thread::Builder::new()
+                .name("freezer".into())
+                .spawn_scoped(scope, move || {
+                    freeze(run, record, posts, &frozen, &marks, freezing)
+                })
+        });
+        let freezer = freezer
+            .transpose()
+            .context("cannot start freezing readers")?;
+        let growing = freezer.as_ref().map(|_| {
+            (
+                ledger.due_after(&record.id, run.now, resend_unknown, floor),
+                &freezing,
+            )
+        });
+        let mut dispatch = Dispatch {
+            policy: Policy::of(run, &record),
+            run,
+            ledger: &ledger,
+            record: &record,
+            posts: &posts,
+            allowed,
+            renderer,
+            recorder,
+            summary,
+            problems,
+            progress: Progress::new(total, quiet),
+            in_flight: HashMap::new(),
+            deferred: Vec::new(),
+            freezing: &freezing,
+            frozen_counted: 0,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the sending runtime")?;
+        let ended = runtime.block_on(dispatch.deliver(smtp, from, &limits, growing));
+        // Sessions still open (after an error) end before the last marks are
+        // written.
+        drop(runtime);
+        let Dispatch {
+            mut summary,
+            mut problems,
+            progress,
+            renderer,
+            recorder,
+            ..
+        } = dispatch;
+        // Readers are frozen to the end, even when the relay is gone.
+        if let Some(freezer) = freezer {
+            let froze = freezer
+                .join()
+                .map_err(|_| anyhow::anyhow!("freezing readers panicked"))?;
+            for (segment, counts) in froze.segments {
+                let total = summary.segments.entry(segment).or_default();
+                total.suppressed += counts.suppressed;
+                total.skipped += counts.skipped;
+            }
+            problems.extend(froze.problems);
+        }
+        progress.finish();
+        problems.extend(renderer.take_warnings());
+        anyhow::Ok((summary, problems, ended, recorder))
+    })?;
     let written = recorder.finish();
-    progress.finish();
     let ended = ended?;
     written?;
     // Marked `sending` without a reply: the message may have arrived.
@@ -202,7 +266,6 @@ pub fn send(
             ),
         ));
     }
-    problems.extend(renderer.take_warnings());
     ledger.complete_if_done(&record.id, resend_unknown, run.now)?;
     Ok((summary, problems, ended))
 }
@@ -274,16 +337,9 @@ fn columns_of_due(
     Ok(attrs)
 }
 
-/// The issue made now, frozen with its deliveries as the subscribers file
-/// is read (one transaction); `None` when nothing is new. Readers left out
-/// at this point are counted into `segments` (suppressed: not mailable;
-/// skipped: no new post for them).
-fn freeze(
-    run: &Run,
-    ledger: &Ledger,
-    problems: &mut Vec<Diagnostic>,
-    segments: &mut BTreeMap<String, SegmentCounts>,
-) -> Result<Option<(IssueRecord, Vec<Post>)>> {
+/// The issue made now, recorded with its posts (its readers are frozen
+/// while the first are sent); `None` when nothing is new.
+fn open(run: &Run, ledger: &Ledger) -> Result<Option<(IssueRecord, Vec<Post>)>> {
     let config = run.config;
     let history = history(ledger)?;
     let window = select::Window::new(config, run.now, run.since);
@@ -305,26 +361,146 @@ fn freeze(
         created: run.now,
         completed: None,
     };
-    let index = Index::new(&planned.posts, run.now, &config.digest);
     let path = run.root.join(&config.audience.file);
     let shown = display_path(run.root, &path);
-    let suppressed = Suppressed::load(run.root)?;
-    let secret = Secret::load(run.root)?;
+    // Every digest can use every custom column of the file, as in a dry run.
+    ledger.open_issue(&record, &subscribers::columns(&path, &shown))?;
+    Ok(Some((record, posts)))
+}
+
+/// How far the freezing of an issue's readers has got, for the send
+/// beside it.
+#[derive(Default)]
+struct Freezing {
+    /// Readers frozen (written or on their way to the ledger).
+    frozen: AtomicU64,
+    /// Set once freezing ended: every reader is frozen and written, or the
+    /// ledger's writer stopped (and says why).
+    done: AtomicBool,
+}
+
+/// Says freezing ended when dropped, however it ends.
+struct FreezeEnds<'f>(&'f Freezing);
+
+impl Drop for FreezeEnds<'_> {
+    fn drop(&mut self) {
+        self.0.done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The deliveries a freeze beside the send adds, read as they are
+/// committed: waits for more while the freeze goes on.
+struct Growing<'l> {
+    due: Due<'l>,
+    freezing: &'l Freezing,
+}
+
+impl Iterator for Growing<'_> {
+    type Item = Result<Delivery>;
+
+    fn next(&mut self) -> Option<Result<Delivery>> {
+        loop {
+            // Read first: whatever was committed before it was set is then
+            // seen by the look that follows.
+            let done = self.freezing.done.load(Ordering::SeqCst);
+            self.due.again();
+            if let Some(delivery) = self.due.next() {
+                return Some(delivery);
+            }
+            if done {
+                return None;
+            }
+            std::thread::sleep(GROWING_WAIT);
+        }
+    }
+}
+
+/// How long to wait before looking for more frozen readers.
+const GROWING_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// What freezing found, for the summary.
+struct Froze {
+    /// Readers left out, by segment: not mailable, or no new post for them.
+    segments: BTreeMap<String, SegmentCounts>,
+    problems: Vec<Diagnostic>,
+}
+
+/// How many readers go to the ledger at a time, and how many such chunks
+/// may wait to be written.
+const CHUNK: usize = 256;
+const CHUNKS_WAITING: usize = 4;
+
+/// Freezes the readers of `record` the subscribers file lists now and the
+/// ledger does not (`frozen`): each one's segment, variant, picks and
+/// fields, written by the ledger's writer a chunk at a time, the last
+/// chunk saying the issue is frozen. Runs beside the send, which reads the
+/// readers as they are committed.
+fn freeze(
+    run: &Run,
+    record: &IssueRecord,
+    posts: &[Post],
+    frozen: &HashSet<AddressKey>,
+    marks: &Marks,
+    freezing: &Freezing,
+) -> Froze {
+    let config = run.config;
+    let mut froze = Froze {
+        segments: BTreeMap::new(),
+        problems: Vec::new(),
+    };
+    let path = run.root.join(&config.audience.file);
+    let shown = display_path(run.root, &path);
+    let _ends = FreezeEnds(freezing);
+    let (suppressed, secret) = match (Suppressed::load(run.root), Secret::load(run.root)) {
+        (Ok(suppressed), Ok(secret)) => (suppressed, secret),
+        (Err(err), _) | (_, Err(err)) => {
+            froze
+                .problems
+                .push(Diagnostic::error(shown, format!("{err:#}")));
+            return froze;
+        }
+    };
+    let posts: Vec<&Post> = posts.iter().collect();
+    // As of the issue's cutoff, so a run that carries on picks alike.
+    let index = Index::new(&posts, record.cutoff, &config.digest);
     let host = config
         .site
         .base_url
         .host_str()
         .unwrap_or("localhost")
         .to_string();
-    let mut freezing = ledger.freeze_issue(&record, run.now)?;
-    let mut failure = None;
-    problems.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
-        if failure.is_some() || !run.mails(&subscriber) {
+    let (committed, written) = mpsc::channel();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut waiting = 0;
+    let mut stopped = false;
+    let send = |chunk: Vec<NewDelivery>, last: bool, waiting: &mut usize| {
+        while *waiting >= CHUNKS_WAITING || (last && *waiting > 0) {
+            match written.recv() {
+                Ok(_) => *waiting -= 1,
+                // The writer stopped: `finish` says why.
+                Err(_) => return false,
+            }
+        }
+        let n = chunk.len() as u64;
+        if !marks.freeze(chunk, last, committed.clone()) {
+            return false;
+        }
+        *waiting += 1;
+        freezing.frozen.fetch_add(n, Ordering::SeqCst);
+        // The last one is waited for: the issue is frozen once it is written.
+        !last || written.recv().is_ok()
+    };
+    let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
+        if stopped || !run.mails(&subscriber) {
+            return;
+        }
+        let key = AddressKey::of(&subscriber.email);
+        if frozen.contains(&key) {
             return;
         }
         suppressed.apply(&mut subscriber);
         let segment = segment_of(&subscriber, &config.segments);
-        let counts = segments.entry(segment.id.clone()).or_default();
+        let counts = froze.segments.entry(segment.id.clone()).or_default();
         if !subscriber.status.mailable() {
             counts.suppressed += 1;
             return;
@@ -338,7 +514,7 @@ fn freeze(
             counts.skipped += 1;
             return;
         }
-        let frozen = Frozen {
+        let digest = Frozen {
             name: subscriber.name.clone(),
             interests: subscriber.interests.clone(),
             personalize: subscriber.personalize,
@@ -352,24 +528,24 @@ fn freeze(
                 })
                 .collect(),
         };
-        let delivery = NewDelivery {
-            key: AddressKey::of(&subscriber.email),
+        chunk.push(NewDelivery {
+            key,
             address: subscriber.email.clone(),
             segment: segment.id.clone(),
             variant: crate::render::variant_of(segment, &record.id, &subscriber.email),
-            picks: serde_json::to_string(&frozen).unwrap_or_default(),
+            picks: serde_json::to_string(&digest).unwrap_or_default(),
             message_id: secret.message_id(&record.id, &subscriber.email, &host),
-        };
-        if let Err(err) = freezing.add(&delivery) {
-            failure = Some(err);
+        });
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            stopped = !send(full, false, &mut waiting);
         }
-    }));
-    if let Some(err) = failure {
-        return Err(err);
+    });
+    froze.problems.extend(found);
+    if !stopped {
+        send(chunk, true, &mut waiting);
     }
-    // Every digest can use every custom column of the file, as in a dry run.
-    freezing.finish(&subscribers::columns(&path, &shown))?;
-    Ok(Some((record, posts)))
+    froze
 }
 
 /// What earlier issues sent: the last cutoff and every post's slug.
@@ -462,6 +638,10 @@ impl Journal for Ledgered {
             self.marks.record(job.key, mark);
         }
     }
+
+    fn hurry(&self) {
+        self.marks.hurry();
+    }
 }
 
 /// A send under way: the deliveries rendered into the pool, the pool's
@@ -483,6 +663,10 @@ struct Dispatch<'r> {
     in_flight: HashMap<AddressKey, String>,
     /// Messages deferred in the current round, for a try within the run.
     deferred: Vec<AddressKey>,
+    /// Readers frozen beside the send, and how many of them `progress`
+    /// counts.
+    freezing: &'r Freezing,
+    frozen_counted: u64,
 }
 
 impl Dispatch<'_> {
@@ -493,6 +677,7 @@ impl Dispatch<'_> {
         smtp: SmtpSettings,
         from: lettre::Address,
         limits: &Limits,
+        growing: Option<(Due<'_>, &Freezing)>,
     ) -> Result<Ended> {
         let config = self.run.config;
         let journal = Ledgered {
@@ -505,7 +690,9 @@ impl Dispatch<'_> {
             self.run.now,
             config.delivery.resend_unknown,
         )?;
-        self.round(&mut pool, due, false).await?;
+        let growing = growing.map(|(due, freezing)| Growing { due, freezing });
+        self.round(&mut pool, due.chain(growing.into_iter().flatten()), false)
+            .await?;
         for _ in 0..config.delivery.retries_in_run {
             while !self.in_flight.is_empty() {
                 match pool.reports.recv().await {
@@ -593,6 +780,11 @@ impl Dispatch<'_> {
         let config = self.run.config;
         for delivery in queue.by_ref() {
             let delivery = delivery?;
+            let frozen = self.freezing.frozen.load(Ordering::SeqCst);
+            if frozen > self.frozen_counted {
+                self.progress.add(frozen - self.frozen_counted);
+                self.frozen_counted = frozen;
+            }
             if again {
                 let counts = self.counts(&delivery.segment);
                 counts.deferred = counts.deferred.saturating_sub(1);
@@ -729,5 +921,104 @@ fn interval(config: &Config) -> Option<std::time::Duration> {
     match (per_second, per_hour) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_frozen_beside_the_send_are_read_to_the_last() {
+        let root = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(root.path()).unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-06-01T06:00:00Z").unwrap();
+        let record = IssueRecord {
+            id: "2026-06-01".into(),
+            cutoff: at,
+            since: None,
+            posts: "[]".into(),
+            content_hash: String::new(),
+            created: at,
+            completed: None,
+        };
+        ledger.open_issue(&record, &[]).unwrap();
+        let floor = ledger.last_row().unwrap();
+        let freeze = |readers: std::ops::Range<u32>| {
+            let deliveries = readers
+                .map(|n| {
+                    let address = format!("reader{n}@example.com");
+                    NewDelivery {
+                        key: AddressKey::of(&address),
+                        address,
+                        segment: "all".into(),
+                        variant: "a".into(),
+                        picks: "{}".into(),
+                        message_id: format!("<{n}@example.com>"),
+                    }
+                })
+                .collect();
+            let writes = crate::ledger::Writes {
+                deliveries,
+                ..Default::default()
+            };
+            ledger.write(&record.id, &writes, at).unwrap();
+        };
+        freeze(0..2);
+        let freezing = Freezing::default();
+        let mut growing = Growing {
+            due: ledger.due_after(&record.id, at, false, floor),
+            freezing: &freezing,
+        };
+        let mut read = |n| {
+            (&mut growing)
+                .take(n)
+                .map(|delivery| delivery.unwrap().address)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(read(2), ["reader0@example.com", "reader1@example.com"]);
+        // More come, and the freeze ends, before the send looks again.
+        freeze(2..5);
+        freezing.done.store(true, Ordering::SeqCst);
+        assert_eq!(read(9).len(), 3);
+    }
+
+    #[test]
+    fn a_frozen_digest_is_written_short_and_read_in_either_form() {
+        let tag = Tag {
+            name: "Rust".into(),
+            key: "rust".into(),
+        };
+        let score = Score {
+            tags: 1.0,
+            text: 0.884_404_582_786_735_5,
+            recency: 0.950_411_156_943_017_4,
+            total: 1.465_726_264_003_349_3,
+        };
+        let frozen = Frozen {
+            name: Some("Ana".into()),
+            interests: vec![tag.clone()],
+            personalize: true,
+            attrs: BTreeMap::new(),
+            picks: vec![FrozenPick {
+                slug: "hello".into(),
+                reason: Reason::SomethingDifferent,
+                score,
+            }],
+        };
+        let json = serde_json::to_string(&frozen).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"Ana","interests":[["Rust","rust"]],"personalize":true,"attrs":{},"picks":[{"slug":"hello","reason":"SomethingDifferent","score":[1.0,0.8844,0.9504,1.4657]}]}"#
+        );
+        let read: Frozen = serde_json::from_str(&json).unwrap();
+        assert_eq!(read.interests, std::slice::from_ref(&tag));
+        assert_eq!(read.picks[0].score, score.rounded());
+        // As earlier versions wrote it.
+        let old = r#"{"name":null,"interests":[{"name":"Rust","key":"rust"}],"personalize":false,"attrs":{"role":"cto"},"picks":[{"slug":"hello","reason":{"Follows":"rust"},"score":{"tags":1.0,"text":0.5,"recency":0.25,"total":2.0}}]}"#;
+        let read: Frozen = serde_json::from_str(old).unwrap();
+        assert_eq!(read.interests, [tag]);
+        assert_eq!(read.picks[0].score.total, 2.0);
+        assert_eq!(read.attrs["role"], "cto");
     }
 }

@@ -14,6 +14,7 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct Progress {
     bar: Option<ProgressBar>,
     log: bool,
+    quiet: bool,
     total: u64,
     done: u64,
     started: Instant,
@@ -21,26 +22,44 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Progress over `total` messages; silent when `quiet`.
+    /// Progress over `total` messages; silent when `quiet`, or while there
+    /// are none.
     pub fn new(total: u64, quiet: bool) -> Progress {
-        let terminal = std::io::stderr().is_terminal();
-        let bar = (!quiet && terminal && total > 0).then(|| {
-            let bar = ProgressBar::new(total);
+        let now = Instant::now();
+        let mut progress = Progress {
+            bar: None,
+            log: false,
+            quiet,
+            total: 0,
+            done: 0,
+            started: now,
+            last_log: now,
+        };
+        progress.add(total);
+        progress
+    }
+
+    /// `more` messages to send (readers frozen meanwhile).
+    pub fn add(&mut self, more: u64) {
+        self.total += more;
+        if let Some(bar) = &self.bar {
+            bar.inc_length(more);
+            return;
+        }
+        if self.quiet || self.log || self.total == 0 {
+            return;
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(self.total);
             if let Ok(style) = ProgressStyle::with_template(
                 "{bar:30} {pos}/{len} messages · {per_sec} · ETA {eta}",
             ) {
                 bar.set_style(style);
             }
-            bar
-        });
-        let now = Instant::now();
-        Progress {
-            bar,
-            log: !quiet && !terminal && total > 0,
-            total,
-            done: 0,
-            started: now,
-            last_log: now,
+            bar.set_position(self.done);
+            self.bar = Some(bar);
+        } else {
+            self.log = true;
         }
     }
 
