@@ -2,6 +2,7 @@
 //! compliance ones included) written by lettre, its body the digest's
 //! encoded `multipart/alternative` with the reader's fields spliced in.
 
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -12,6 +13,10 @@ use lettre::message::header::{
 use lettre::message::{Mailbox, Mailboxes};
 
 use super::Email;
+
+/// Bytes a message takes beyond its compiled body, about: its headers and
+/// the reader's fields spliced into the body.
+const HEADROOM: usize = 4096;
 
 /// The sender side of every message.
 #[derive(Debug, Clone)]
@@ -55,10 +60,9 @@ pub fn write(email: &Email, sender: &Sender, date: DateTime<FixedOffset>) -> Res
     );
     // Quoted-printable parts: the multipart body is 7-bit.
     headers.set(ContentTransferEncoding::SevenBit);
-    let headers = headers.to_string();
-    let mut out = Vec::with_capacity(headers.len() + 2 + email.body_len());
-    out.extend_from_slice(headers.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    // Room for the headers and the body with its fields: one allocation.
+    let mut out = Vec::with_capacity(HEADROOM + email.body_len());
+    write!(out, "{headers}\r\n").context("cannot write the headers")?;
     email.body(&mut out);
     Ok(out)
 }

@@ -98,7 +98,7 @@ impl Body {
 
     /// The body with field `i` as `values[i]`, appended to `out`.
     pub fn fill(&self, values: &[&str], out: &mut Vec<u8>) {
-        out.reserve(self.len + 256);
+        out.reserve(self.len + FIELDS_ROOM);
         let mut escaped = String::new();
         for chunk in &self.chunks {
             match chunk {
@@ -112,6 +112,10 @@ impl Body {
         }
     }
 }
+
+/// Bytes the reader's fields add to a body, about (names, reasons, links
+/// with tokens): reserved with it.
+const FIELDS_ROOM: usize = 2048;
 
 /// The encoded pieces of one run's bodies, each kept once.
 #[derive(Debug, Default)]
