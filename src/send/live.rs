@@ -427,7 +427,7 @@ struct Froze {
 
 /// How many readers go to the ledger at a time, and how many such chunks
 /// may wait to be written.
-const CHUNK: usize = 256;
+const CHUNK: usize = 1024;
 const CHUNKS_WAITING: usize = 4;
 
 /// Freezes the readers of `record` the subscribers file lists now and the
