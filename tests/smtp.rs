@@ -456,3 +456,91 @@ fn an_issue_begun_for_everyone_is_finished_before_the_directory_shards() {
     );
     assert!(!project.exists(".gazette/shard"));
 }
+
+/// A resumed, half-frozen issue with more than a page (1,000) of readers
+/// still due: the walk of those due stops where the freeze beside it
+/// starts, so nobody is read, and mailed, twice.
+#[test]
+fn a_resumed_half_frozen_issue_mails_nobody_twice() {
+    let mut csv = String::from("email,name,segment,interests,status\n");
+    for i in 0..1500 {
+        csv.push_str(&format!("reader{i:04}@example.com,R {i},,ai,active\n"));
+    }
+    let project = sample_with("  concurrency: 4\n").file("subscribers.csv", csv);
+    let (catcher, port) = catcher();
+    send(&project, port).expect(0);
+    assert_eq!(catcher.recipients().len(), 1500);
+    let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
+    ledger
+        .execute(
+            "DELETE FROM deliveries WHERE rowid > (SELECT min(rowid) + 1099 FROM deliveries)",
+            [],
+        )
+        .unwrap();
+    ledger
+        .execute(
+            "UPDATE deliveries SET status = 'pending', attempts = 0, last_reply = NULL",
+            [],
+        )
+        .unwrap();
+    ledger
+        .execute("UPDATE issues SET frozen = NULL, completed = NULL", [])
+        .unwrap();
+    drop(ledger);
+    catcher.received.lock().unwrap().clear();
+    let run = send(&project, port);
+    let mut got = catcher.recipients();
+    let n = got.len();
+    got.sort();
+    got.dedup();
+    assert_eq!((run.code, n, got.len()), (0, 1500, 1500));
+}
+
+/// The ledger's writer fails while the freezer waits for a chunk to be
+/// written: the run ends (with the error), it does not hang.
+#[test]
+fn a_writer_failing_while_readers_are_frozen_ends_the_run() {
+    let project = Project::sample();
+    let (_catcher, port) = catcher();
+    // Creates the ledger with its schema.
+    project
+        .run_env(&["unsubscribe", "nobody@example.org"], &[SECRET])
+        .expect(0);
+    let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
+    ledger
+        .execute_batch(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON deliveries
+             WHEN NEW.address = 'noah@example.com'
+             BEGIN SELECT RAISE(ABORT, 'simulated disk full'); END;",
+        )
+        .unwrap();
+    drop(ledger);
+    let url = format!("smtp://127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["send", "--smtp", &url])
+        .current_dir(project.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GAZETTE_NOW", crate::support::NOW)
+        .env(SECRET.0, SECRET.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let status = status.expect("gazette send still running after 20 s (hung)");
+    assert!(!status.success(), "{status:?}");
+}

@@ -99,7 +99,7 @@ struct Shared {
     from: Address,
     jobs: Mutex<mpsc::Receiver<Job>>,
     journal: Arc<dyn Journal>,
-    reports: mpsc::Sender<Report>,
+    reports: mpsc::UnboundedSender<Report>,
     next_slot: Mutex<Instant>,
     interval: Option<Duration>,
     failures: AtomicU32,
@@ -112,7 +112,7 @@ struct Shared {
 /// A running pool: send jobs in, read reports out.
 pub struct Pool {
     pub jobs: mpsc::Sender<Job>,
-    pub reports: mpsc::Receiver<Report>,
+    pub reports: mpsc::UnboundedReceiver<Report>,
     shared: Arc<Shared>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -129,7 +129,9 @@ impl Pool {
         // long as lets a mark be written (an fsync, ~1 ms here) before its
         // job is taken, and no longer (a crash leaves the queue `sending`).
         let (jobs_tx, jobs_rx) = mpsc::channel(limits.concurrency * QUEUED_PER_SESSION);
-        let (reports_tx, reports_rx) = mpsc::channel(limits.concurrency * 4);
+        // Never full: a worker does not wait for the caller with a server
+        // waiting on it. At most the queued and in-flight jobs report.
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             settings,
             from,
@@ -156,8 +158,12 @@ impl Pool {
 
     /// Queues `job` in the place `slot` reserved, asking for its `sending`
     /// mark now: written while the job waits, the mark is seldom waited for.
+    /// Under a rate limit, where a job may wait long, the mark is asked
+    /// for when a worker takes it instead.
     pub fn submit(&self, slot: mpsc::Permit<'_, Job>, mut job: Job) {
-        job.permit = Some(ask(&self.shared, &mut job));
+        if self.shared.interval.is_none() {
+            job.permit = Some(ask(&self.shared, &mut job));
+        }
         slot.send(job);
     }
 
@@ -327,11 +333,12 @@ async fn start(
     let (_, replies) = open
         .exchange(None, Some(&envelope), shared.settings.timeout)
         .await;
-    follow(shared, job, tries, permit, replies, ready).await
+    follow(shared, job, tries, permit, replies, ready, false).await
 }
 
 /// What becomes of a job after the replies to its envelope: ready for
-/// its data, or concluded.
+/// its data, or concluded (`lost`: the connection died with the message
+/// before it, a trouble counted already).
 async fn follow(
     shared: &Shared,
     job: Job,
@@ -339,13 +346,14 @@ async fn follow(
     permit: oneshot::Receiver<bool>,
     replies: Option<Result<(), Outcome>>,
     ready: &mut Option<Ready>,
+    lost: bool,
 ) -> Option<(Job, u32)> {
     match replies {
         Some(Ok(())) => {
             *ready = Some(Ready { job, permit });
             None
         }
-        Some(Err(outcome)) => conclude(shared, job, tries, permit, outcome).await,
+        Some(Err(outcome)) => conclude(shared, job, tries, permit, outcome, lost).await,
         None => None,
     }
 }
@@ -404,24 +412,33 @@ async fn step(
         .await;
     let outcome = outcome.unwrap_or_else(|| Outcome::NotSent("not written".into()));
     note(shared, &outcome);
+    // A connection lost with this message is one trouble, not two.
+    let lost = matches!(outcome, Outcome::Unknown(_) | Outcome::NotSent(_));
     settle(shared, job, outcome).await;
     match next {
-        Some((next, tries, _, permit)) => follow(shared, next, tries, permit, replies, ready).await,
+        Some((next, tries, _, permit)) => {
+            follow(shared, next, tries, permit, replies, ready, lost).await
+        }
         None => later,
     }
 }
 
 /// A job whose envelope did not lead to its data: settled with `outcome`
 /// once its mark is written, or returned to be tried again on a new
-/// connection (once) when it was not handed over.
+/// connection (once) when it was not handed over. `counted`: the trouble
+/// that ended it was counted already (the connection died with the message
+/// before it).
 async fn conclude(
     shared: &Shared,
     job: Job,
     tries: u32,
     permit: oneshot::Receiver<bool>,
     outcome: Outcome,
+    counted: bool,
 ) -> Option<(Job, u32)> {
-    note(shared, &outcome);
+    if !counted {
+        note(shared, &outcome);
+    }
     if !granted(shared, permit).await {
         settle(shared, job, Outcome::Withheld).await;
         return None;
@@ -522,7 +539,7 @@ async fn settle(shared: &Shared, mut job: Job, mut outcome: Outcome) {
         tried: job.tried,
         outcome,
     };
-    let _ = shared.reports.send(report).await;
+    let _ = shared.reports.send(report);
 }
 
 /// One more connection problem in a row; too many stop the pool.

@@ -259,6 +259,7 @@ impl Ledger {
             now,
             resend_unknown,
             after: start.map_or(i64::MAX, |first| first - 1),
+            last: i64::MAX,
             page: Vec::new().into_iter(),
             done: start.is_none(),
         })
@@ -280,6 +281,7 @@ impl Ledger {
             now,
             resend_unknown,
             after,
+            last: i64::MAX,
             page: Vec::new().into_iter(),
             done: false,
         }
@@ -591,11 +593,21 @@ pub struct Due<'l> {
     resend_unknown: bool,
     /// The rowid of the last delivery read.
     after: i64,
+    /// The last rowid to read.
+    last: i64,
     page: std::vec::IntoIter<Delivery>,
     done: bool,
 }
 
 impl Due<'_> {
+    /// Only the deliveries recorded up to rowid `last` (see
+    /// [`Ledger::last_row`]): those a freeze adds meanwhile are read by
+    /// [`Ledger::due_after`] alone.
+    pub fn up_to(mut self, last: i64) -> Self {
+        self.last = last;
+        self
+    }
+
     /// After the end, looks again: deliveries committed since come next.
     pub fn again(&mut self) {
         self.done = false;
@@ -609,11 +621,12 @@ impl Due<'_> {
             .resend_unknown
             .then_some(DeliveryStatus::Unknown.as_str());
         let mut statement = self.ledger.conn.prepare_cached(&format!(
-            "{SELECT} NOT INDEXED WHERE rowid > ?3 AND issue_id = ?1
+            "{SELECT} NOT INDEXED WHERE rowid > ?3 AND rowid <= ?5 AND issue_id = ?1
                  AND status IN ('pending', 'deferred', ?2)
              ORDER BY rowid LIMIT ?4"
         ))?;
-        let mut rows = statement.query(params![self.issue, unknown, self.after, PAGE])?;
+        let mut rows =
+            statement.query(params![self.issue, unknown, self.after, PAGE, self.last])?;
         let mut page = Vec::new();
         let mut read = 0;
         while let Some(row) = rows.next()? {

@@ -9,8 +9,9 @@
 //! `sending` mark is answered only once that transaction is durable. A
 //! reply (`sent`, `deferred`, `failed`…) is not waited for, and does not
 //! get a transaction (an `fsync`) of its own: it goes with the next
-//! `sending` marks, or after [`REPLY_WAIT`]. Lost in a crash, its delivery
-//! stays `sending` and becomes `unknown`, never a duplicate.
+//! `sending` marks, at most [`GROUP_WAIT`] later. Lost in a crash, its
+//! delivery stays `sending` and becomes `unknown`, never sent again unless
+//! asked (`delivery.resend_unknown`).
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -26,9 +27,6 @@ use crate::unsubscribe::AddressKey;
 
 /// The most marks one transaction takes.
 const MAX_BATCH: usize = 4096;
-/// How long a reply may wait for a `sending` mark to share a transaction
-/// with (marks come all the time while a send runs).
-const REPLY_WAIT: Duration = Duration::from_millis(100);
 /// How long a `sending` mark (or a chunk of frozen readers) waits for
 /// others to share its transaction — its `fsync` — unless a session waits
 /// for it ([`Marks::hurry`]). Marks are asked for as jobs are queued,
@@ -194,15 +192,13 @@ fn write(
             let now = Instant::now();
             let wait = match request {
                 Request::Mark(key, mark, answer) => {
-                    let wait = match answer {
-                        Some(answer) => {
-                            batch.answers.push((batch.writes.marks.len(), answer));
-                            GROUP_WAIT
-                        }
-                        None => REPLY_WAIT,
-                    };
+                    // A reply waits as long: a 250 lost in a crash makes an
+                    // `unknown` message of one that arrived.
+                    if let Some(answer) = answer {
+                        batch.answers.push((batch.writes.marks.len(), answer));
+                    }
                     batch.writes.marks.push((key, mark));
-                    wait
+                    GROUP_WAIT
                 }
                 Request::Freeze {
                     deliveries,
@@ -328,7 +324,7 @@ mod tests {
         recorder.marks().sending(ana, answer);
         assert_eq!(answered.await, Ok(true));
         recorder.marks().record(ana, Mark::Sent("250 OK".into()));
-        tokio::time::sleep(REPLY_WAIT * 3).await;
+        tokio::time::sleep(GROUP_WAIT * 50).await;
         let sent = ledger.delivery(ISSUE, ana).unwrap().unwrap();
         assert_eq!(sent.status, DeliveryStatus::Sent);
         recorder.finish().unwrap();

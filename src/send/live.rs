@@ -13,7 +13,7 @@
 //! marks in batches. Memory stays flat however many readers there are:
 //! only messages in flight are held.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
@@ -197,12 +197,7 @@ pub fn send(
         let freezer = freezer
             .transpose()
             .context("cannot start freezing readers")?;
-        let growing = freezer.as_ref().map(|_| {
-            (
-                ledger.due_after(&record.id, run.now, resend_unknown, floor),
-                &freezing,
-            )
-        });
+        let growing = freezer.as_ref().map(|_| (floor, &freezing));
         let mut dispatch = Dispatch {
             policy: Policy::of(run, &record),
             run,
@@ -247,7 +242,12 @@ pub fn send(
                 total.suppressed += counts.suppressed;
                 total.skipped += counts.skipped;
             }
-            problems.extend(froze.problems);
+            // A run that carries a freeze on read the file twice: once said.
+            for problem in froze.problems {
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
         }
         progress.finish();
         problems.extend(renderer.take_warnings());
@@ -469,26 +469,31 @@ fn freeze(
         .host_str()
         .unwrap_or("localhost")
         .to_string();
-    let (committed, written) = mpsc::channel();
     let mut chunk = Vec::with_capacity(CHUNK);
-    let mut waiting = 0;
+    // Each chunk has its own answer: one the writer drops unanswered (it
+    // stopped) says so, and nothing waits for a writer that is gone.
+    let mut waiting: VecDeque<mpsc::Receiver<usize>> = VecDeque::new();
     let mut stopped = false;
-    let send = |chunk: Vec<NewDelivery>, last: bool, waiting: &mut usize| {
-        while *waiting >= CHUNKS_WAITING || (last && *waiting > 0) {
-            match written.recv() {
-                Ok(_) => *waiting -= 1,
+    let send = |chunk: Vec<NewDelivery>, last: bool, waiting: &mut VecDeque<_>| {
+        while waiting.len() >= CHUNKS_WAITING || (last && !waiting.is_empty()) {
+            let written: Option<mpsc::Receiver<usize>> = waiting.pop_front();
+            if written.is_none_or(|written| written.recv().is_err()) {
                 // The writer stopped: `finish` says why.
-                Err(_) => return false,
+                return false;
             }
         }
         let n = chunk.len() as u64;
-        if !marks.freeze(chunk, last, committed.clone()) {
+        let (committed, written) = mpsc::channel();
+        if !marks.freeze(chunk, last, committed) {
             return false;
         }
-        *waiting += 1;
         freezing.frozen.fetch_add(n, Ordering::SeqCst);
-        // The last one is waited for: the issue is frozen once it is written.
-        !last || written.recv().is_ok()
+        if last {
+            // The issue is frozen once its last chunk is written.
+            return written.recv().is_ok();
+        }
+        waiting.push_back(written);
+        true
     };
     let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
         if stopped || !run.mails(&subscriber) {
@@ -671,27 +676,54 @@ struct Dispatch<'r> {
 
 impl Dispatch<'_> {
     /// Sends what is due, then — `retries_in_run` times — what was
-    /// deferred meanwhile, after a pause (greylisting wants one).
+    /// deferred meanwhile, after a pause (greylisting wants one). The pool
+    /// is finished whatever happens: the jobs it holds, whose `sending`
+    /// marks are written, go before this returns.
     async fn deliver(
         &mut self,
         smtp: SmtpSettings,
         from: lettre::Address,
         limits: &Limits,
-        growing: Option<(Due<'_>, &Freezing)>,
+        growing: Option<(i64, &Freezing)>,
     ) -> Result<Ended> {
-        let config = self.run.config;
         let journal = Ledgered {
             marks: self.recorder.marks().clone(),
             policy: self.policy,
         };
         let mut pool = Pool::start(smtp, from, limits, std::sync::Arc::new(journal));
-        let due = self.ledger.due(
-            &self.record.id,
-            self.run.now,
-            config.delivery.resend_unknown,
-        )?;
-        let growing = growing.map(|(due, freezing)| Growing { due, freezing });
-        self.round(&mut pool, due.chain(growing.into_iter().flatten()), false)
+        let rounds = self.rounds(&mut pool, growing).await;
+        let halt = pool.finish(|report| self.count(report)).await;
+        rounds?;
+        Ok(match halt {
+            Halt::No => Ended::Done,
+            Halt::Unreachable => Ended::Unreachable,
+            Halt::LoginRefused => Ended::LoginRefused,
+        })
+    }
+
+    /// The rounds of [`deliver`](Dispatch::deliver): the due deliveries —
+    /// those recorded before the run, then (`growing`: from which rowid)
+    /// those frozen beside it — then the deferred ones again.
+    async fn rounds(&mut self, pool: &mut Pool, growing: Option<(i64, &Freezing)>) -> Result<()> {
+        let config = self.run.config;
+        let resend_unknown = config.delivery.resend_unknown;
+        let due = self
+            .ledger
+            .due(&self.record.id, self.run.now, resend_unknown)?;
+        let (due, growing) = match growing {
+            Some((floor, freezing)) => {
+                let frozen =
+                    self.ledger
+                        .due_after(&self.record.id, self.run.now, resend_unknown, floor);
+                let growing = Growing {
+                    due: frozen,
+                    freezing,
+                };
+                (due.up_to(floor), Some(growing))
+            }
+            None => (due, None),
+        };
+        self.round(pool, due.chain(growing.into_iter().flatten()), false)
             .await?;
         for _ in 0..config.delivery.retries_in_run {
             while !self.in_flight.is_empty() {
@@ -717,14 +749,9 @@ impl Dispatch<'_> {
                     Ok(None) => None,
                     Err(err) => Some(Err(err)),
                 });
-            self.round(&mut pool, again, true).await?;
+            self.round(pool, again, true).await?;
         }
-        let halt = pool.finish(|report| self.count(report)).await;
-        Ok(match halt {
-            Halt::No => Ended::Done,
-            Halt::Unreachable => Ended::Unreachable,
-            Halt::LoginRefused => Ended::LoginRefused,
-        })
+        Ok(())
     }
 
     /// Renders `queue` into the pool as fast as the pool takes messages,
@@ -788,6 +815,10 @@ impl Dispatch<'_> {
             if again {
                 let counts = self.counts(&delivery.segment);
                 counts.deferred = counts.deferred.saturating_sub(1);
+            }
+            // A reader already handed to the pool is not queued again.
+            if self.in_flight.contains_key(&delivery.key) {
+                continue;
             }
             if !self.allowed.contains(delivery.key) {
                 self.recorder.marks().record(delivery.key, Mark::Suppressed);
@@ -928,11 +959,13 @@ fn interval(config: &Config) -> Option<std::time::Duration> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn readers_frozen_beside_the_send_are_read_to_the_last() {
+    const AT: &str = "2026-06-01T06:00:00Z";
+
+    /// A ledger with an issue opened, and where its deliveries start.
+    fn opened() -> (tempfile::TempDir, Ledger, IssueRecord, i64) {
         let root = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(root.path()).unwrap();
-        let at = DateTime::parse_from_rfc3339("2026-06-01T06:00:00Z").unwrap();
+        let at = DateTime::parse_from_rfc3339(AT).unwrap();
         let record = IssueRecord {
             id: "2026-06-01".into(),
             cutoff: at,
@@ -944,30 +977,38 @@ mod tests {
         };
         ledger.open_issue(&record, &[]).unwrap();
         let floor = ledger.last_row().unwrap();
-        let freeze = |readers: std::ops::Range<u32>| {
-            let deliveries = readers
-                .map(|n| {
-                    let address = format!("reader{n}@example.com");
-                    NewDelivery {
-                        key: AddressKey::of(&address),
-                        address,
-                        segment: "all".into(),
-                        variant: "a".into(),
-                        picks: "{}".into(),
-                        message_id: format!("<{n}@example.com>"),
-                    }
-                })
-                .collect();
-            let writes = crate::ledger::Writes {
-                deliveries,
-                ..Default::default()
-            };
-            ledger.write(&record.id, &writes, at).unwrap();
+        (root, ledger, record, floor)
+    }
+
+    /// Freezes readers `readers` of `record`, as the freezer does.
+    fn freeze_readers(ledger: &Ledger, record: &IssueRecord, readers: std::ops::Range<u32>) {
+        let deliveries = readers
+            .map(|n| {
+                let address = format!("reader{n}@example.com");
+                NewDelivery {
+                    key: AddressKey::of(&address),
+                    address,
+                    segment: "all".into(),
+                    variant: "a".into(),
+                    picks: "{}".into(),
+                    message_id: format!("<{n}@example.com>"),
+                }
+            })
+            .collect();
+        let writes = crate::ledger::Writes {
+            deliveries,
+            ..Default::default()
         };
-        freeze(0..2);
+        ledger.write(&record.id, &writes, record.created).unwrap();
+    }
+
+    #[test]
+    fn readers_frozen_beside_the_send_are_read_to_the_last() {
+        let (_root, ledger, record, floor) = opened();
+        freeze_readers(&ledger, &record, 0..2);
         let freezing = Freezing::default();
         let mut growing = Growing {
-            due: ledger.due_after(&record.id, at, false, floor),
+            due: ledger.due_after(&record.id, record.created, false, floor),
             freezing: &freezing,
         };
         let mut read = |n| {
@@ -978,9 +1019,26 @@ mod tests {
         };
         assert_eq!(read(2), ["reader0@example.com", "reader1@example.com"]);
         // More come, and the freeze ends, before the send looks again.
-        freeze(2..5);
+        freeze_readers(&ledger, &record, 2..5);
         freezing.done.store(true, Ordering::SeqCst);
         assert_eq!(read(9).len(), 3);
+    }
+
+    #[test]
+    fn the_due_walk_stops_where_the_freeze_beside_it_starts() {
+        let (_root, ledger, record, floor) = opened();
+        // Committed by the freezer before the walk of the due ones began.
+        freeze_readers(&ledger, &record, 0..5);
+        let freezing = Freezing::default();
+        freezing.done.store(true, Ordering::SeqCst);
+        let at = record.created;
+        let growing = Growing {
+            due: ledger.due_after(&record.id, at, false, floor),
+            freezing: &freezing,
+        };
+        let due = ledger.due(&record.id, at, false).unwrap().up_to(floor);
+        let all: Vec<String> = due.chain(growing).map(|d| d.unwrap().address).collect();
+        assert_eq!(all.len(), 5, "{all:?}");
     }
 
     #[test]
