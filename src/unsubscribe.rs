@@ -68,6 +68,7 @@ impl AddressKey {
 }
 
 /// The key tokens are signed with.
+#[derive(Clone)]
 pub struct Secret {
     /// HMAC-SHA256 already keyed; cloned for each token.
     mac: Hmac<Sha256>,

@@ -253,16 +253,14 @@ impl Ledger {
         };
         let start = start()
             .with_context(|| format!("cannot read the deliveries of issue {issue} due now"))?;
-        Ok(Due {
-            ledger: self,
-            issue: issue.to_string(),
+        let mut due = self.due_after(
+            issue,
             now,
             resend_unknown,
-            after: start.map_or(i64::MAX, |first| first - 1),
-            last: i64::MAX,
-            page: Vec::new().into_iter(),
-            done: start.is_none(),
-        })
+            start.map_or(i64::MAX, |first| first - 1),
+        );
+        due.done = start.is_none();
+        Ok(due)
     }
 
     /// Like [`due`](Ledger::due), but only deliveries recorded after

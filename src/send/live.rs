@@ -162,8 +162,14 @@ pub fn send(
         None => columns_of_due(&ledger, &record.id, run.now, resend_unknown)?,
     };
     let secret = Secret::load(run.root)?;
-    let (renderer, found) =
-        Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
+    let (renderer, found) = Renderer::new(
+        config,
+        run.root,
+        run.config_shown,
+        &issue,
+        secret.clone(),
+        attrs,
+    );
     problems.extend(found);
     let Some(renderer) = renderer else {
         return Ok((summary, problems, Ended::Done));
@@ -185,14 +191,25 @@ pub fn send(
     let recorder = Recorder::start(run.root, &record.id, run.now)?;
     let freezing = Freezing::default();
     let marks = recorder.marks().clone();
+    // Who may not be mailed, for the readers still to freeze.
+    let freeze_with = match frozen {
+        Some(frozen) => Some((frozen, Suppressed::load(run.root)?)),
+        None => None,
+    };
     let (summary, mut problems, ended, recorder) = std::thread::scope(|scope| {
-        let freezer = frozen.map(|frozen| {
-            let (record, posts, freezing) = (&record, &posts, &freezing);
+        let freezer = freeze_with.map(|(frozen, suppressed)| {
+            let readers = Readers {
+                run,
+                record: &record,
+                posts: &posts,
+                frozen,
+                suppressed,
+                secret: &secret,
+            };
+            let freezing = &freezing;
             std::thread::Builder::new()
                 .name("freezer".into())
-                .spawn_scoped(scope, move || {
-                    freeze(run, record, posts, &frozen, &marks, freezing)
-                })
+                .spawn_scoped(scope, move || freeze(&readers, &marks, freezing))
         });
         let freezer = freezer
             .transpose()
@@ -430,19 +447,31 @@ struct Froze {
 const CHUNK: usize = 1024;
 const CHUNKS_WAITING: usize = 4;
 
-/// Freezes the readers of `record` the subscribers file lists now and the
-/// ledger does not (`frozen`): each one's segment, variant, picks and
-/// fields, written by the ledger's writer a chunk at a time, the last
-/// chunk saying the issue is frozen. Runs beside the send, which reads the
-/// readers as they are committed.
-fn freeze(
-    run: &Run,
-    record: &IssueRecord,
-    posts: &[Post],
-    frozen: &HashSet<AddressKey>,
-    marks: &Marks,
-    freezing: &Freezing,
-) -> Froze {
+/// What freezing the readers of an issue works from.
+struct Readers<'r> {
+    run: &'r Run<'r>,
+    record: &'r IssueRecord,
+    posts: &'r [Post],
+    /// Readers the ledger has already.
+    frozen: HashSet<AddressKey>,
+    suppressed: Suppressed,
+    secret: &'r Secret,
+}
+
+/// Freezes the readers of the issue the subscribers file lists now and the
+/// ledger does not: each one's segment, variant, picks and fields, written
+/// by the ledger's writer a chunk at a time, the last chunk saying the
+/// issue is frozen. Runs beside the send, which reads the readers as they
+/// are committed.
+fn freeze(readers: &Readers, marks: &Marks, freezing: &Freezing) -> Froze {
+    let Readers {
+        run,
+        record,
+        posts,
+        frozen,
+        suppressed,
+        secret,
+    } = readers;
     let config = run.config;
     let mut froze = Froze {
         segments: BTreeMap::new(),
@@ -451,15 +480,6 @@ fn freeze(
     let path = run.root.join(&config.audience.file);
     let shown = display_path(run.root, &path);
     let _ends = FreezeEnds(freezing);
-    let (suppressed, secret) = match (Suppressed::load(run.root), Secret::load(run.root)) {
-        (Ok(suppressed), Ok(secret)) => (suppressed, secret),
-        (Err(err), _) | (_, Err(err)) => {
-            froze
-                .problems
-                .push(Diagnostic::error(shown, format!("{err:#}")));
-            return froze;
-        }
-    };
     let posts: Vec<&Post> = posts.iter().collect();
     // As of the issue's cutoff, so a run that carries on picks alike.
     let index = Index::new(&posts, record.cutoff, &config.digest);
