@@ -1,5 +1,11 @@
 //! The `gazette` binary: parses the command line and hands over to the library.
 
+/// mimalloc instead of the system allocator: reading posts, rendering and
+/// sending allocate many short-lived strings on several threads, where
+/// glibc's malloc cost ~12% of a send's CPU (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     gazette::main()
 }
