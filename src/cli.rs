@@ -16,7 +16,7 @@ use crate::audience::subscribers;
 use crate::audience::suppressed::Suppressed;
 use crate::clock::Clock;
 use crate::config::{self, Config};
-use crate::content::{self, Loaded};
+use crate::content::{self, Head, Loaded, Want};
 use crate::deliver::smtp::SmtpSettings;
 use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
 use crate::ledger::{Ledger, Reason as LedgerReason};
@@ -274,15 +274,25 @@ fn style(choice: ColorChoice) -> Style {
 }
 
 impl Session {
-    /// Reads config and content, collecting every problem into `report`.
+    /// Reads config and every post whole, collecting every problem into
+    /// `report`.
     fn load(&self, report: &mut Report) -> Option<(Config, Loaded)> {
+        let config = self.load_config(report)?;
+        let loaded = self.load_content(&config, Want::Everything, report);
+        Some((config, loaded))
+    }
+
+    fn load_config(&self, report: &mut Report) -> Option<Config> {
         let shown = display_path(&self.root, &self.config_path);
         let (config, problems) = Config::load(&self.config_path, &shown);
         report.extend(problems);
-        let config = config?;
-        let loaded = content::load(&config, &self.root, &self.clock);
+        config
+    }
+
+    fn load_content(&self, config: &Config, want: Want, report: &mut Report) -> Loaded {
+        let loaded = content::load(config, &self.root, &self.clock, want);
         report.extend(loaded.diagnostics.iter().cloned());
-        Some((config, loaded))
+        loaded
     }
 
     fn print(&self, report: &Report, notes: bool) -> Result<()> {
@@ -368,7 +378,11 @@ impl Session {
 
     fn feeds(&self, out: Option<PathBuf>) -> Result<Exit> {
         let mut report = Report::default();
-        let loaded = self.load(&mut report);
+        let loaded = self.load_config(&mut report).map(|config| {
+            let wanted = |heads: &[Head]| feed::wanted(&config, heads);
+            let loaded = self.load_content(&config, Want::Some(&wanted), &mut report);
+            (config, loaded)
+        });
         self.print(&report, self.verbose)?;
         let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
             eprintln!(
@@ -395,7 +409,7 @@ impl Session {
                 "wrote {} to {} ({})",
                 count(files.len(), "feed file"),
                 shown.display(),
-                count(loaded.library.posts.len(), "post")
+                count(loaded.library.published(), "post")
             );
         }
         Ok(Exit::Done)
@@ -430,8 +444,25 @@ impl Session {
             smtp,
         } = options;
         let mut report = Report::default();
-        let loaded = self.load(&mut report);
-        let Some((config, loaded)) = loaded.filter(|_| !report.has_errors()) else {
+        let mut loaded = None;
+        if let Some(config) = self.load_config(&mut report) {
+            let Ok(since) = self.since(&config, since) else {
+                return Ok(Exit::Usage);
+            };
+            // Bodies are read for the posts the issue and the feeds take.
+            let history = crate::send::history(&self.root)?;
+            let window = select::Window::new(&config, self.clock.now(), since);
+            let wanted = |heads: &[Head]| {
+                let mut wanted = feed::wanted(&config, heads);
+                for i in select::fresh(heads, &history, &window) {
+                    wanted[i] = true;
+                }
+                wanted
+            };
+            let content = self.load_content(&config, Want::Some(&wanted), &mut report);
+            loaded = Some((config, content, since));
+        }
+        let Some((config, loaded, since)) = loaded.filter(|_| !report.has_errors()) else {
             self.print(&report, false)?;
             eprintln!(
                 "{} {} found; nothing sent",
@@ -439,9 +470,6 @@ impl Session {
                 count(report.errors(), "problem")
             );
             return Ok(Exit::BadInput);
-        };
-        let Ok(since) = self.since(&config, since) else {
-            return Ok(Exit::Usage);
         };
         // One cron line keeps feeds and digests in step.
         let feeds_out = self.root.join(&config.feeds.out);

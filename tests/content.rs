@@ -4,19 +4,23 @@ use std::fmt::Write;
 
 use gazette::clock::Clock;
 use gazette::config::Config;
-use gazette::content::{self, Post};
+use gazette::content::{self, Head, Post, Want};
 
 use crate::support::{NOW, Project};
 
-/// Loads a project through the library, as the binary does.
+/// Loads a project through the library, every post whole, as `check` does.
 fn load(project: &Project) -> content::Loaded {
+    load_wanting(project, Want::Everything)
+}
+
+fn load_wanting(project: &Project, want: Want) -> content::Loaded {
     let (config, problems) = Config::load(
         &project.path().join("gazette.yaml"),
         std::path::Path::new("gazette.yaml"),
     );
     assert!(problems.is_empty(), "{problems:?}");
     let clock = Clock::pinned(NOW).expect("pinned clock");
-    content::load(&config.expect("config"), project.path(), &clock)
+    content::load(&config.expect("config"), project.path(), &clock, want)
 }
 
 /// Every field of a post on its own line, for snapshots.
@@ -479,4 +483,80 @@ fn a_scheduled_post_cannot_take_a_published_slug() {
     content/c-draft.md: note: skipped: draft (draft: true)
     content/b-later.md: slug 'news' is also used by content/a-now.md; give one of them a different `slug:`
     ");
+}
+
+#[test]
+fn a_run_that_wants_some_posts_reads_only_their_bodies_but_every_front_matter() {
+    let project = Project::new()
+        .file(
+            "gazette.yaml",
+            "site:\n  title: T\n  base_url: https://example.com\n",
+        )
+        .file(
+            "content/new.md",
+            "---\ntitle: New\ndate: 2024-03-01\n---\nNew body.\n",
+        )
+        .file(
+            "content/old.md",
+            "---\ntitle: Old\ndate: 2024-01-01\nsumary: typo\n---\n[x](http://[::1)\n",
+        )
+        .file(
+            "content/untitled.md",
+            "---\ndate: 2024-02-01\n---\nNo heading, so no title.\n",
+        )
+        .file(
+            "content/draft.md",
+            "---\ntitle: D\ndate: 2024-04-01\ndraft: true\n---\nx\n",
+        )
+        .file(
+            "content/broken.md",
+            "---\ndate: soon\n---\nNo heading either.\n",
+        );
+    let seen = std::sync::Mutex::new(Vec::new());
+    let choose = |heads: &[Head]| {
+        *seen.lock().unwrap() = heads.iter().map(|h| h.slug.clone()).collect();
+        heads.iter().map(|h| h.slug == "new").collect()
+    };
+    let loaded = load_wanting(&project, Want::Some(&choose));
+    // Published posts only, newest first.
+    assert_eq!(*seen.lock().unwrap(), ["new", "untitled", "old"]);
+    let slugs: Vec<&str> = loaded
+        .library
+        .posts
+        .iter()
+        .map(|p| p.slug.as_str())
+        .collect();
+    assert_eq!(slugs, ["new"]);
+    assert_eq!(loaded.library.unread, 2);
+    assert_eq!(loaded.library.published(), 3);
+    let shown: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    // Front-matter problems of every file; body problems of the posts read
+    // whole, and of a file that failed anyway (read whole to say all).
+    assert_eq!(
+        shown,
+        [
+            "content/broken.md:1:1: no title: add `title:` to the front matter or a `# ` heading to the post",
+            "content/broken.md:2:7: cannot read 'date' value 'soon' as a date; expected YYYY-MM-DD, an RFC 3339 time (2025-03-09T10:00:00+01:00), YYYY-MM-DD HH:MM:SS +ZZZZ, or RFC 2822",
+            "content/draft.md: note: skipped: draft (draft: true)",
+            "content/old.md:4:9: warning: unknown front-matter key 'sumary' (did you mean 'summary'?); kept in extra",
+        ],
+    );
+    // Read whole, the unwanted posts' bodies have problems of their own.
+    let everything: Vec<String> = load(&project)
+        .diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        everything
+            .iter()
+            .any(|d| d.starts_with("content/untitled.md:1:1: no title")),
+        "{everything:#?}"
+    );
+    assert!(
+        everything
+            .iter()
+            .any(|d| d.starts_with("content/old.md:1:1: warning: cannot resolve link")),
+        "{everything:#?}"
+    );
 }

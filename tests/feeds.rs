@@ -2,7 +2,12 @@
 
 use std::io::BufReader;
 
-use crate::support::Project;
+use gazette::clock::Clock;
+use gazette::config::Config;
+use gazette::content::{self, Head, Want};
+use gazette::feed;
+
+use crate::support::{NOW, Project};
 
 fn rss(project: &Project, name: &str) -> rss::Channel {
     let file = std::fs::File::open(project.path().join(name)).expect("rss file");
@@ -196,5 +201,52 @@ fn plain_summaries_and_odd_tags_survive_every_reader() {
     assert_eq!(
         self_link.href,
         "https://example.com/tags/%D7%A2%D7%91%D7%A8%D7%99%D7%AA/rss.xml"
+    );
+}
+
+#[test]
+fn feeds_from_the_wanted_posts_are_those_from_every_post() {
+    // Twelve posts over overlapping tags, a limit of 2: most bodies are
+    // not needed, and every tag's feed must still be complete and named
+    // as its newest post writes the tag.
+    let mut project = Project::new().file(
+        "gazette.yaml",
+        "site:\n  title: T\n  base_url: https://example.com\nfeeds:\n  limit: 2\n  tags: true\n",
+    );
+    let tags = ["Rust", "rust, Web", "Email", "web", "Go", "RUST"];
+    for i in 0..12 {
+        project = project.file(
+            &format!("content/p{i:02}.md"),
+            format!(
+                "---\ntitle: Post {i}\ndate: 2024-01-{:02}\ntags: {}\n---\nBody {i}.\n",
+                1 + i % 7,
+                tags[i % tags.len()]
+            ),
+        );
+    }
+    let (config, problems) = Config::load(
+        &project.path().join("gazette.yaml"),
+        std::path::Path::new("gazette.yaml"),
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let config = config.expect("config");
+    let clock = Clock::pinned(NOW).expect("pinned clock");
+    let every = content::load(&config, project.path(), &clock, Want::Everything);
+    let wanted = |heads: &[Head]| feed::wanted(&config, heads);
+    let some = content::load(&config, project.path(), &clock, Want::Some(&wanted));
+    assert!(some.library.posts.len() < 12, "bodies of every post read");
+    assert_eq!(some.library.published(), 12);
+    let files = |loaded: &content::Loaded| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        feed::build(&config, &loaded.library)
+            .expect("feeds")
+            .into_iter()
+            .map(|f| (f.path, f.bytes))
+            .collect()
+    };
+    let (every, some) = (files(&every), files(&some));
+    assert_eq!(every.len(), 15, "site feeds and four tags, three formats");
+    assert!(
+        every == some,
+        "feeds differ when only the wanted posts are read"
     );
 }

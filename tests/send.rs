@@ -207,3 +207,22 @@ fn a_dry_run_reports_bad_rows_and_mails_the_good_ones() {
         run.stderr
     );
 }
+
+#[test]
+fn the_issue_reads_its_posts_whole_even_beyond_the_feeds() {
+    // The feeds want one post; the first issue takes five, and each must
+    // be read whole (selection sees only the posts read whole).
+    let project = Project::sample();
+    let config = project
+        .read("gazette.yaml")
+        .replace("limit: 20", "limit: 1")
+        .replace("tags: true", "tags: false");
+    let project = project.file("gazette.yaml", config);
+    let run = project
+        .run_env(&["send", "--dry-run", "--format", "json"], &[SECRET])
+        .expect(0);
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(summary["posts"].as_array().unwrap().len(), 5, "{summary}");
+    let feed = project.json_feed("public/feed.json");
+    assert_eq!(feed["items"].as_array().unwrap().len(), 1);
+}

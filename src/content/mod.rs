@@ -6,6 +6,13 @@
 //! schema, strict about correctness: every problem of every file is
 //! collected with its place, and drafts and scheduled posts are listed as
 //! skipped rather than dropped silently.
+//!
+//! A run that publishes only some posts (the new ones, the feeds'
+//! newest) reads in two passes ([`Want::Some`]): every file's front matter
+//! first (what selection needs: slug, date, tags, and every front-matter
+//! problem), then the bodies of the posts it needs. Rendering the bodies is
+//! most of the work, so a send of a 10,000-post site reads ~40 bodies, not
+//! 10,000. `check` reads every body ([`Want::Everything`]).
 
 mod body;
 mod dates;
@@ -81,7 +88,36 @@ pub struct Cta {
 /// The published posts, newest first, ties broken by slug.
 #[derive(Debug, Clone, Default)]
 pub struct Library {
+    /// The posts read whole: all of them, or those the run wanted.
     pub posts: Vec<Post>,
+    /// Published posts whose front matter was read but not their body, as
+    /// the run did not want them (not in `posts`).
+    pub unread: usize,
+}
+
+impl Library {
+    /// How many posts are published, read whole or not.
+    pub fn published(&self) -> usize {
+        self.posts.len() + self.unread
+    }
+}
+
+/// What the front matter says of a published post: enough to choose the
+/// posts whose bodies a run needs.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub slug: String,
+    pub date: DateTime<FixedOffset>,
+    pub tags: Vec<Tag>,
+}
+
+/// Which posts to read whole.
+pub enum Want<'a> {
+    /// Every post (what `check` reads).
+    Everything,
+    /// Those `choose` marks, given every published post's head, newest
+    /// first (ties broken by slug, as [`Library::posts`]).
+    Some(&'a (dyn Fn(&[Head]) -> Vec<bool> + Sync)),
 }
 
 /// The outcome of reading `content/`.
@@ -108,12 +144,39 @@ const MAX_TABLE_CELLS: usize = 1000;
 /// What reading one file gave.
 enum Read1 {
     Post(Box<Post>),
-    Skipped(Box<Post>, String),
+    /// A published post whose body was not read.
+    Head(Head),
+    Skipped(Head, String),
     Failed,
 }
 
-/// Reads every post under the configured content folder of `root`.
-pub fn load(config: &Config, root: &Path, clock: &Clock) -> Loaded {
+/// What [`Reader::build`] made of a post.
+enum Built {
+    Post(Box<Post>),
+    Head(Head),
+}
+
+/// How much of a file to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Front matter, body and all.
+    Whole,
+    /// The front matter only (every problem of it still reported).
+    FrontMatter,
+}
+
+/// A post's head, from the post read whole.
+fn head_of(post: &Post) -> Head {
+    Head {
+        slug: post.slug.clone(),
+        date: post.date,
+        tags: post.tags.clone(),
+    }
+}
+
+/// Reads the posts under the configured content folder of `root`: every
+/// one whole, or as `want` says.
+pub fn load(config: &Config, root: &Path, clock: &Clock, want: Want) -> Loaded {
     let dir = root.join(&config.content.dir);
     let mut diagnostics = Vec::new();
     if !dir.is_dir() {
@@ -134,9 +197,6 @@ pub fn load(config: &Config, root: &Path, clock: &Clock) -> Loaded {
         now: clock.now(),
         git: GitDates::new(&dir),
     };
-    let mut posts = Vec::new();
-    // Published and scheduled posts, in file order: each needs its own slug.
-    let mut claims: Vec<(String, PathBuf)> = Vec::new();
     let mut paths = Vec::new();
     let walker = walkdir::WalkDir::new(&dir)
         .follow_links(true)
@@ -159,40 +219,99 @@ pub fn load(config: &Config, root: &Path, clock: &Clock) -> Loaded {
             paths.push(entry.into_path());
         }
     }
+    let depth = match want {
+        Want::Everything => Depth::Whole,
+        Want::Some(_) => Depth::FrontMatter,
+    };
     // Posts are independent: read on every core, then taken in file order.
-    let read: Vec<(Read1, Vec<Diagnostic>)> = paths
-        .par_iter()
-        .map(|path| {
-            let mut problems = Vec::new();
-            let read = reader.read(path, &mut problems);
-            (read, problems)
-        })
-        .collect();
-    for (read, mut problems) in read {
+    let read_all = |paths: &[&PathBuf], depth| -> Vec<(Read1, Vec<Diagnostic>)> {
+        paths
+            .par_iter()
+            .map(|path| {
+                let mut problems = Vec::new();
+                let read = reader.read(path, depth, &mut problems);
+                (read, problems)
+            })
+            .collect()
+    };
+    let mut read = read_all(&paths.iter().collect::<Vec<_>>(), depth);
+    if let Want::Some(choose) = want {
+        // The wanted posts read again, whole: their problems replace those
+        // of their front matter (a superset).
+        let mut heads: Vec<(usize, &Head)> = read
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (r, _))| match r {
+                Read1::Head(head) => Some((i, head)),
+                _ => None,
+            })
+            .collect();
+        heads.sort_by(|(_, a), (_, b)| newest_first(a.date, &a.slug, b.date, &b.slug));
+        let chosen = choose(&heads.iter().map(|(_, h)| (*h).clone()).collect::<Vec<_>>());
+        // Files that failed are read whole too, so that the problems of
+        // their bodies are reported in the same run.
+        let failed = read
+            .iter()
+            .enumerate()
+            .filter(|(_, (r, _))| matches!(r, Read1::Failed))
+            .map(|(i, _)| i);
+        let mut wanted: Vec<usize> = heads
+            .iter()
+            .zip(chosen.iter().chain(std::iter::repeat(&false)))
+            .filter(|(_, want)| **want)
+            .map(|((i, _), _)| *i)
+            .chain(failed)
+            .collect();
+        wanted.sort_unstable();
+        let whole = read_all(
+            &wanted.iter().map(|i| &paths[*i]).collect::<Vec<_>>(),
+            Depth::Whole,
+        );
+        for (i, result) in wanted.into_iter().zip(whole) {
+            read[i] = result;
+        }
+    }
+    let mut posts = Vec::new();
+    let mut unread = 0;
+    // Published and scheduled posts, in file order: each needs its own slug.
+    let mut claims: Vec<(String, PathBuf)> = Vec::new();
+    for (path, (read, mut problems)) in paths.iter().zip(read) {
+        let shown = display_path(root, path);
         match read {
             Read1::Post(post) => {
                 claims.push((post.slug.clone(), post.source.clone()));
                 posts.push(*post);
             }
-            Read1::Skipped(post, reason) => {
-                if post.date > reader.now {
-                    claims.push((post.slug.clone(), post.source.clone()));
+            Read1::Head(head) => {
+                claims.push((head.slug, shown));
+                unread += 1;
+            }
+            Read1::Skipped(head, reason) => {
+                if head.date > reader.now {
+                    claims.push((head.slug, shown.clone()));
                 }
-                problems.push(Diagnostic::note(
-                    post.source.clone(),
-                    format!("skipped: {reason}"),
-                ));
+                problems.push(Diagnostic::note(shown, format!("skipped: {reason}")));
             }
             Read1::Failed => {}
         }
         diagnostics.extend(problems);
     }
     check_duplicate_slugs(&claims, &mut diagnostics);
-    posts.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.slug.cmp(&b.slug)));
+    posts.sort_by(|a, b| newest_first(a.date, &a.slug, b.date, &b.slug));
     Loaded {
-        library: Library { posts },
+        library: Library { posts, unread },
         diagnostics,
     }
+}
+
+/// The order of [`Library::posts`]: newest first, ties broken by slug.
+fn newest_first(
+    a_date: DateTime<FixedOffset>,
+    a_slug: &str,
+    b_date: DateTime<FixedOffset>,
+    b_slug: &str,
+) -> std::cmp::Ordering {
+    b_date.cmp(&a_date).then_with(|| a_slug.cmp(b_slug))
 }
 
 /// The two kinds of post source.
@@ -263,7 +382,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn read(&self, path: &Path, problems: &mut Vec<Diagnostic>) -> Read1 {
+    fn read(&self, path: &Path, depth: Depth, problems: &mut Vec<Diagnostic>) -> Read1 {
         let shown = display_path(self.root, path);
         let Some(text) = self.read_text(path, &shown, problems) else {
             return Read1::Failed;
@@ -281,23 +400,32 @@ impl Reader<'_> {
         };
         let kind = kind_of(path).unwrap_or(Kind::Markdown);
         let mut fm = FrontMatter::new(split.fields, &split.places, &shown);
-        let post = self.build(path, &shown, kind, split.body, &mut fm);
+        let built = self.build(path, &shown, kind, split.body, depth, &mut fm);
         let draft = fm.take_draft();
         let (extra, fm_problems) = fm.into_extra();
         let failed = fm_problems.iter().any(Diagnostic::is_error);
         problems.extend(fm_problems);
-        let Some(mut post) = post.filter(|_| !failed) else {
+        let Some(built) = built.filter(|_| !failed) else {
             return Read1::Failed;
         };
-        post.extra = extra;
+        let head = match &built {
+            Built::Post(post) => head_of(post),
+            Built::Head(head) => head.clone(),
+        };
         if let Some(reason) = draft {
-            return Read1::Skipped(Box::new(post), format!("draft ({reason})"));
+            return Read1::Skipped(head, format!("draft ({reason})"));
         }
-        if post.date > self.now {
-            let reason = format!("scheduled for {}", post.date.to_rfc3339());
-            return Read1::Skipped(Box::new(post), reason);
+        if head.date > self.now {
+            let reason = format!("scheduled for {}", head.date.to_rfc3339());
+            return Read1::Skipped(head, reason);
         }
-        Read1::Post(Box::new(post))
+        match built {
+            Built::Post(mut post) => {
+                post.extra = extra;
+                Read1::Post(post)
+            }
+            Built::Head(head) => Read1::Head(head),
+        }
     }
 
     /// The file as text: within the size limit and valid UTF-8.
@@ -349,15 +477,23 @@ impl Reader<'_> {
         shown: &Path,
         kind: Kind,
         body_source: &str,
+        depth: Depth,
         fm: &mut FrontMatter,
-    ) -> Option<Post> {
+    ) -> Option<Built> {
         let config = self.config;
         let tz = config.site.timezone;
         let relative = path.strip_prefix(self.dir).unwrap_or(path);
 
-        let html = body_html(kind, body_source, fm);
+        let html = match depth {
+            Depth::Whole => body_html(kind, body_source, fm),
+            Depth::FrontMatter => None,
+        };
         let reading = html.as_deref().map(body::read).unwrap_or_default();
-        let title = post_title(fm, &reading, html.is_some());
+        let title = match depth {
+            Depth::Whole => post_title(fm, &reading, html.is_some()),
+            // Taken, so that it is not kept as an unknown key.
+            Depth::FrontMatter => fm.take_text(fields::TITLE).map(|_| (String::new(), false)),
+        };
         let slug = self.slug(relative, fm);
         let date = match fm.take_date(fields::DATE, tz) {
             Some((_, date)) => Some(date),
@@ -390,6 +526,10 @@ impl Reader<'_> {
         let tags = fm.take_tags();
         let read_time = fm.take_read_time();
         let cta = fm.take_cta(&base);
+        if depth == Depth::FrontMatter {
+            let (slug, date, _) = (slug?, date?, url?);
+            return Some(Built::Head(Head { slug, date, tags }));
+        }
 
         let (html, (title, drop_h1), slug, date, url) = (html?, title?, slug?, date?, url?);
         let (body_html, bad_urls) = body::rewrite(&html, &url, drop_h1);
@@ -439,7 +579,7 @@ impl Reader<'_> {
                 format!("removed {removed} (written as an escape; not allowed in XML feeds)"),
             );
         }
-        Some(post)
+        Some(Built::Post(Box::new(post)))
     }
 
     /// The `slug:` field, or one made from the file name.

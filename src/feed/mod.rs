@@ -8,13 +8,14 @@ mod atom;
 mod json;
 mod rss;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
 use crate::config::Config;
-use crate::content::{Library, Post};
+use crate::content::{Head, Library, Post};
 use crate::output::write_atomic;
 
 /// One feed file ready to be written.
@@ -49,6 +50,33 @@ impl Scope<'_> {
             .map(|p| p.updated.unwrap_or(p.date).max(p.date))
             .max()
     }
+}
+
+/// Which of the posts (`heads`, newest first) [`build`] puts in a feed:
+/// the newest `feeds.limit`, and of each tag its newest `feeds.limit` (at
+/// least one: the newest post of a tag names its feed).
+pub fn wanted(config: &Config, heads: &[Head]) -> Vec<bool> {
+    let feeds = &config.feeds;
+    let mut wanted = vec![false; heads.len()];
+    if !(feeds.rss || feeds.atom || feeds.json) {
+        return wanted;
+    }
+    for want in wanted.iter_mut().take(feeds.limit) {
+        *want = true;
+    }
+    if feeds.tags {
+        let mut taken: HashMap<&str, usize> = HashMap::new();
+        for (head, want) in heads.iter().zip(wanted.iter_mut()) {
+            for tag in &head.tags {
+                let n = taken.entry(&tag.key).or_default();
+                if *n < feeds.limit.max(1) {
+                    *n += 1;
+                    *want = true;
+                }
+            }
+        }
+    }
+    wanted
 }
 
 /// Builds every enabled feed of `library`: the site feeds, then one set per tag.

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, FixedOffset};
 use chrono_tz::Tz;
 
-use crate::content::{Library, Post};
+use crate::content::{Head, Library, Post};
 
 pub use picks::{Mode, Pick, Reader, Reason, digest};
 pub use rank::{Index, Score};
@@ -69,20 +69,55 @@ impl Window {
     }
 }
 
-/// The posts of the issue made at `window.now`: published after the last
-/// cutoff (or `--since`) and not sent before; for a first issue, the latest
-/// `first_issue_posts`.
+/// What choosing an issue's posts reads of a post: a whole [`Post`], or
+/// the [`Head`] read before its body.
+pub trait Dated {
+    fn date(&self) -> DateTime<FixedOffset>;
+    fn slug(&self) -> &str;
+}
+
+impl Dated for Post {
+    fn date(&self) -> DateTime<FixedOffset> {
+        self.date
+    }
+    fn slug(&self) -> &str {
+        &self.slug
+    }
+}
+
+impl Dated for Head {
+    fn date(&self) -> DateTime<FixedOffset> {
+        self.date
+    }
+    fn slug(&self) -> &str {
+        &self.slug
+    }
+}
+
+/// Which of `posts` (newest first) the issue made at `window.now` covers:
+/// published after the last cutoff (or `--since`) and not sent before; for
+/// a first issue, the latest `first_issue_posts`.
+pub fn fresh<T: Dated>(posts: &[T], history: &History, window: &Window) -> Vec<usize> {
+    let since = window.since.or(history.last_cutoff);
+    let fresh = posts.iter().enumerate().filter(|(_, post)| {
+        post.date() <= window.now
+            && since.is_none_or(|since| post.date() > since)
+            && !history.sent.contains(post.slug())
+    });
+    let limit = match since {
+        Some(_) => usize::MAX,
+        None => window.first_issue_posts,
+    };
+    fresh.take(limit).map(|(i, _)| i).collect()
+}
+
+/// The issue made at `window.now`, with the posts [`fresh`] chooses.
 pub fn plan<'a>(library: &'a Library, history: &History, window: Window) -> Issue<'a> {
     let since = window.since.or(history.last_cutoff);
-    let fresh = library.posts.iter().filter(|post| {
-        post.date <= window.now
-            && since.is_none_or(|since| post.date > since)
-            && !history.sent.contains(&post.slug)
-    });
-    let posts = match since {
-        Some(_) => fresh.collect(),
-        None => fresh.take(window.first_issue_posts).collect(),
-    };
+    let posts = fresh(&library.posts, history, &window)
+        .into_iter()
+        .map(|i| &library.posts[i])
+        .collect();
     Issue {
         id: window
             .now
@@ -112,6 +147,7 @@ mod tests {
                 test_post("b", "2026-05-02T00:00:00Z", &[]),
                 test_post("a", "2026-05-01T00:00:00Z", &[]),
             ],
+            unread: 0,
         }
     }
 
@@ -148,5 +184,35 @@ mod tests {
         assert_eq!(slugs(&issue), ["d", "b"]);
         let since = plan(&library, &history, window(Some("2026-05-02T12:00:00Z")));
         assert_eq!(slugs(&since), ["d"]);
+    }
+
+    #[test]
+    fn heads_choose_what_whole_posts_do() {
+        // The posts whose bodies a send reads are chosen from their heads:
+        // the same choice as the issue's from the posts read whole.
+        let library = library();
+        let heads: Vec<Head> = library
+            .posts
+            .iter()
+            .map(|p| Head {
+                slug: p.slug.clone(),
+                date: p.date,
+                tags: Vec::new(),
+            })
+            .collect();
+        let history = History {
+            last_cutoff: Some(at("2026-05-01T12:00:00Z")),
+            sent: HashSet::from(["c".to_string()]),
+        };
+        for (history, window) in [
+            (History::default(), window(None)),
+            (history.clone(), window(None)),
+            (history, window(Some("2026-05-02T12:00:00Z"))),
+        ] {
+            let from_heads = fresh(&heads, &history, &window);
+            let from_posts = fresh(&library.posts, &history, &window);
+            assert_eq!(from_heads, from_posts);
+            assert!(!from_heads.is_empty());
+        }
     }
 }

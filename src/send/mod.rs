@@ -130,16 +130,22 @@ impl Run<'_> {
     }
 }
 
+/// What the issues already sent from the project in `root` sent (none
+/// before its first send).
+pub fn history(root: &Path) -> Result<History> {
+    match crate::ledger::Ledger::open_existing(root)? {
+        Some(ledger) => live::history(&ledger),
+        None => Ok(History::default()),
+    }
+}
+
 /// A dry run: every reader's email written as a `.eml` file; nothing
 /// recorded. Returns the summary and the problems met (bad subscriber
 /// rows, template errors).
 pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let config = run.config;
     // What a real send would do now: after the issues already sent.
-    let history = match crate::ledger::Ledger::open_existing(run.root)? {
-        Some(ledger) => live::history(&ledger)?,
-        None => History::default(),
-    };
+    let history = history(run.root)?;
     let window = select::Window::new(config, run.now, run.since);
     let issue = select::plan(run.library, &history, window);
     let mut summary = Summary {
