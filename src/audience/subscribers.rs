@@ -662,10 +662,20 @@ fn salvage(values: Vec<String>) -> Vec<(String, u8)> {
 pub(crate) fn comparable(email: &str) -> String {
     let email = email.trim();
     let (local, domain) = email.rsplit_once('@').unwrap_or((email, ""));
-    let local: String = local.nfc().collect::<String>().to_lowercase();
-    let domain: String = domain.nfc().collect::<String>().to_lowercase();
+    let local = folded(local);
+    let domain = folded(domain);
     let domain = idna::domain_to_ascii(&domain).unwrap_or(domain);
     format!("{local}@{domain}")
+}
+
+/// `text` in NFC and lower case (ASCII text, most addresses, is already
+/// in NFC).
+fn folded(text: &str) -> String {
+    if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else {
+        text.nfc().collect::<String>().to_lowercase()
+    }
 }
 
 /// The line of a row as pass 1 stores it (files past 4 billion lines share

@@ -19,7 +19,7 @@
 //! digests a run compiles.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use quoted_printable::{InputMode, Options};
@@ -63,7 +63,7 @@ impl Body {
                 match piece {
                     Piece::Literal(literal) => {
                         for cut in cuts(literal) {
-                            chunks.push(Chunk::Encoded(pieces.keep(encode(cut))));
+                            chunks.push(Chunk::Encoded(pieces.encoded(cut)));
                         }
                     }
                     Piece::Field(index) => chunks.push(Chunk::Field(index, escape)),
@@ -117,10 +117,14 @@ impl Body {
 /// with tokens): reserved with it.
 const FIELDS_ROOM: usize = 2048;
 
-/// The encoded pieces of one run's bodies, each kept once.
+/// The encoded pieces of one run's bodies, each kept once, and each
+/// literal piece encoded once.
 #[derive(Debug, Default)]
 pub struct Pieces {
     kept: Mutex<HashSet<Arc<str>>>,
+    /// The encoding of each literal piece met so far: a digest shares most
+    /// of its pieces with those compiled before it.
+    encodings: Mutex<HashMap<Box<str>, Arc<str>>>,
 }
 
 impl Pieces {
@@ -134,6 +138,21 @@ impl Pieces {
         kept.insert(piece.clone());
         piece
     }
+
+    /// The shared encoding of the literal text `raw`.
+    fn encoded(&self, raw: &str) -> Arc<str> {
+        let encodings = || {
+            self.encodings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        if let Some(found) = encodings().get(raw) {
+            return found.clone();
+        }
+        let piece = self.keep(encode(raw));
+        encodings().insert(raw.into(), piece.clone());
+        piece
+    }
 }
 
 /// Where a piece of literal text may start: places its content decides,
@@ -145,11 +164,26 @@ const LONGEST: usize = 2048;
 
 /// `text` cut into pieces at content-defined places (see [`CUT_BEFORE`]).
 fn cuts(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    // A cut can only fall before a `<` or after a `>` or line break: only
+    // those places are looked at (found by memchr, not a byte at a time).
+    let places = memchr::memchr3_iter(b'<', b'>', b'\n', bytes)
+        .map(|at| if bytes[at] == b'<' { at } else { at + 1 });
+    cuts_at(text, places)
+}
+
+/// `text` cut at those of `places` (ascending, repeats allowed) that the
+/// rule of [`cuts`] takes.
+fn cuts_at(text: &str, places: impl Iterator<Item = usize>) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let bytes = text.as_bytes();
-    let mut i = 1;
-    while i < bytes.len() {
+    let mut last = 0;
+    for i in places {
+        if i <= last || i >= bytes.len() {
+            continue;
+        }
+        last = i;
         let at_mark = bytes[i] == b'<'
             && CUT_BEFORE
                 .iter()
@@ -161,7 +195,6 @@ fn cuts(text: &str) -> Vec<&str> {
             out.push(&text[start..i]);
             start = i;
         }
-        i += 1;
     }
     if start < text.len() {
         out.push(&text[start..]);
@@ -261,6 +294,39 @@ mod tests {
             ]
         );
         assert!(out.ends_with(&format!("--{boundary}--\r\n")));
+    }
+
+    #[test]
+    fn cuts_looks_only_where_a_cut_can_fall_and_cuts_as_every_byte_would() {
+        let parts = [
+            "<div>",
+            "</div>",
+            "<table>",
+            "<!--[if mso]>",
+            "\n",
+            "\r\n",
+            "\n\n",
+            ">",
+            "<",
+            "é",
+            "text ",
+            "<p>",
+            "<<div",
+            "\n\n<div",
+        ];
+        // A deterministic walk over sequences of the parts, long enough
+        // to pass LONGEST.
+        let mut seed = 7u64;
+        for _ in 0..200 {
+            let mut text = String::new();
+            while text.len() < 3 * LONGEST {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push_str(parts[(seed >> 33) as usize % parts.len()]);
+            }
+            assert_eq!(cuts(&text), cuts_at(&text, 0..text.len()), "{text:?}");
+        }
     }
 
     #[test]
