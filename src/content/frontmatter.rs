@@ -4,6 +4,7 @@
 //! Errors are placed in the post file itself: front-matter line numbers are
 //! shifted by the fence, so `content/a.md:3:8` points at the bad character.
 
+use std::cell::OnceCell;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -24,15 +25,19 @@ pub struct Split<'a> {
 #[derive(Debug, Default)]
 pub struct Places {
     offset: usize,
-    yaml: Option<Locator>,
+    /// YAML front matter, indexed when a place is first asked for: most
+    /// posts have no problem to place, and indexing was half the cost of
+    /// reading their front matter.
+    yaml_text: Option<String>,
+    yaml: OnceCell<Locator>,
     toml_text: Option<String>,
 }
 
 impl Places {
     /// The position of the value of top-level key `key` (or its key).
     pub fn value(&self, key: &str) -> Option<(usize, usize)> {
-        let (line, col) = if let Some(locator) = &self.yaml {
-            locator.get(key)?.value
+        let (line, col) = if let Some(text) = &self.yaml_text {
+            self.yaml.get_or_init(|| Locator::new(text)).get(key)?.value
         } else {
             let text = self.toml_text.as_deref()?;
             toml_value_position(text, key)?
@@ -135,7 +140,8 @@ fn parse_yaml(matter: &str, shown: &Path) -> Result<(Map<String, Value>, Places)
     };
     let places = Places {
         offset: 1,
-        yaml: Some(Locator::new(matter)),
+        yaml_text: Some(matter.to_string()),
+        yaml: OnceCell::new(),
         toml_text: None,
     };
     Ok((fields, places))
@@ -200,7 +206,8 @@ fn parse_toml(matter: &str, shown: &Path) -> Result<(Map<String, Value>, Places)
         .collect();
     let places = Places {
         offset: 1,
-        yaml: None,
+        yaml_text: None,
+        yaml: OnceCell::new(),
         toml_text: Some(matter.to_string()),
     };
     Ok((fields, places))

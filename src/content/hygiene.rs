@@ -19,7 +19,11 @@ pub struct Repair {
 /// Normalizes `text` and returns it with the repairs made.
 pub fn clean(text: &str) -> (String, Vec<Repair>) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let text = text.replace("\r\n", "\n");
+    let text = if text.contains('\r') {
+        text.replace("\r\n", "\n")
+    } else {
+        text.to_string()
+    };
     let mut repairs = Vec::new();
     // Both are located in the text as the author's editor shows it.
     let forbidden = find_forbidden(&text);
@@ -52,8 +56,12 @@ fn cp1252_bytes() -> &'static HashMap<char, u8> {
 /// Replaces runs like "â€”" (the UTF-8 bytes of "—" read as Windows-1252)
 /// with the character they encode.
 fn repair_mojibake(text: String, repairs: &mut Vec<Repair>) -> String {
-    // Mojibake is made of non-ASCII characters only.
-    if text.is_ascii() {
+    // Mojibake starts with a UTF-8 lead byte (0xC2–0xF4) read as the
+    // Windows-1252 character U+00C2–U+00F4, in UTF-8 `C3 82`–`C3 B4`.
+    let bytes = text.as_bytes();
+    let lead =
+        memchr::memchr_iter(0xC3, bytes).any(|i| matches!(bytes.get(i + 1), Some(0x82..=0xB4)));
+    if !lead {
         return text;
     }
     let map = cp1252_bytes();
@@ -123,9 +131,31 @@ pub fn xml_allowed(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
+/// The byte offset of the first character XML forbids in `text`, found a
+/// byte at a time: in UTF-8 such a character is a control byte other than
+/// tab and line ends, or the bytes of U+FFFE and U+FFFF (`EF BF BE`/`BF`).
+pub fn first_forbidden(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let control = |b: u8| b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r';
+    // Blocks are tested without a branch per byte (so the test is
+    // vectorized); only a block that holds a control byte is searched.
+    let control_at = bytes
+        .chunks(64)
+        .enumerate()
+        .find(|(_, block)| block.iter().fold(false, |any, &b| any | control(b)))
+        .and_then(|(n, block)| Some(n * 64 + block.iter().position(|&b| control(b))?));
+    let nonchar_at = memchr::memchr_iter(0xEF, bytes).find(|&i| {
+        bytes.get(i + 1) == Some(&0xBF) && matches!(bytes.get(i + 2), Some(0xBE | 0xBF))
+    });
+    match (control_at, nonchar_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Where the first character XML forbids is, and how many there are.
 fn find_forbidden(text: &str) -> Option<Repair> {
-    let first = text.find(|c| !xml_allowed(c))?;
+    let first = first_forbidden(text)?;
     let bad = text[first..].chars().next().unwrap_or_default();
     let count = text.chars().filter(|c| !xml_allowed(*c)).count();
     let more = match count {
@@ -152,6 +182,38 @@ pub fn position_in(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_scan_finds_what_the_character_rule_forbids() {
+        let chars = [
+            'a',
+            '\t',
+            '\n',
+            '\r',
+            '\u{0}',
+            '\u{1F}',
+            ' ',
+            '\u{7F}',
+            'é',
+            '\u{FFFD}',
+            '\u{FFFE}',
+            '\u{FFFF}',
+            '\u{EFFF}',
+            '\u{FEFF}',
+            '\u{10FFFF}',
+            '😀',
+        ];
+        // Around the edges of the 64-byte blocks too.
+        for pad in [0, 1, 62, 63, 64, 127, 130] {
+            for a in chars {
+                for b in chars {
+                    let text = format!("{}{a}{}{b}", "x".repeat(pad), "y".repeat(pad % 7));
+                    let by_chars = text.find(|c| !xml_allowed(c));
+                    assert_eq!(first_forbidden(&text), by_chars, "{text:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn bom_and_crlf_are_normalized() {

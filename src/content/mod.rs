@@ -764,7 +764,7 @@ fn scrub(post: &mut Post) -> Option<String> {
     let mut removed: Option<char> = None;
     let mut count = 0usize;
     let mut clean = |text: &mut String| {
-        if text.chars().all(xml_allowed) {
+        if hygiene::first_forbidden(text).is_none() {
             return;
         }
         text.retain(|c| {
