@@ -249,11 +249,13 @@ pub fn load(config: &Config, root: &Path, clock: &Clock, want: Want) -> Loaded {
         heads.sort_by(|(_, a), (_, b)| newest_first(a.date, &a.slug, b.date, &b.slug));
         let chosen = choose(&heads.iter().map(|(_, h)| (*h).clone()).collect::<Vec<_>>());
         // Files that failed are read whole too, so that the problems of
-        // their bodies are reported in the same run.
+        // their bodies are reported in the same run, and drafts and
+        // scheduled posts (few), so that a post's problems show before
+        // the day it is published.
         let failed = read
             .iter()
             .enumerate()
-            .filter(|(_, (r, _))| matches!(r, Read1::Failed))
+            .filter(|(_, (r, _))| matches!(r, Read1::Failed | Read1::Skipped(..)))
             .map(|(i, _)| i);
         let mut wanted: Vec<usize> = heads
             .iter()
@@ -492,7 +494,9 @@ impl Reader<'_> {
         let title = match depth {
             Depth::Whole => post_title(fm, &reading, html.is_some()),
             // Taken, so that it is not kept as an unknown key.
-            Depth::FrontMatter => fm.take_text(fields::TITLE).map(|_| (String::new(), false)),
+            Depth::FrontMatter => fm
+                .take_text(fields::TITLE)
+                .map(|(_, t)| (body::collapse(&t), false)),
         };
         let slug = self.slug(relative, fm);
         let date = match fm.take_date(fields::DATE, tz) {
@@ -528,6 +532,21 @@ impl Reader<'_> {
         let cta = fm.take_cta(&base);
         if depth == Depth::FrontMatter {
             let (slug, date, _) = (slug?, date?, url?);
+            // What `scrub` would say of the front matter's texts.
+            let summary = summary.map(|s| body::cut(&s, config.content.summary_length));
+            let texts = (title.iter().map(|(t, _)| t.as_str()))
+                .chain(summary.as_deref())
+                .chain(tags.iter().map(|t| t.name.as_str()))
+                .chain(
+                    authors
+                        .iter()
+                        .flat_map(|a| [Some(a.name.as_str()), a.email.as_deref()])
+                        .flatten(),
+                )
+                .chain(cta.as_ref().map(|c| c.text.as_str()));
+            if let Some(removed) = forbidden_in(texts) {
+                fm.warn(None, escaped_removed(&removed));
+            }
             return Some(Built::Head(Head { slug, date, tags }));
         }
 
@@ -574,10 +593,7 @@ impl Reader<'_> {
             extra: Map::new(),
         };
         if let Some(removed) = scrub(&mut post) {
-            fm.warn(
-                None,
-                format!("removed {removed} (written as an escape; not allowed in XML feeds)"),
-            );
+            fm.warn(None, escaped_removed(&removed));
         }
         Some(Built::Post(Box::new(post)))
     }
@@ -761,44 +777,50 @@ fn summary_before_more(html: &str) -> Option<String> {
 /// arrive through escapes (`"\u0001"` in YAML, `&#1;` in HTML) after the
 /// file's own text was cleaned. Says what was removed, if anything.
 fn scrub(post: &mut Post) -> Option<String> {
-    let mut removed: Option<char> = None;
-    let mut count = 0usize;
-    let mut clean = |text: &mut String| {
-        if hygiene::first_forbidden(text).is_none() {
-            return;
-        }
-        text.retain(|c| {
-            let keep = xml_allowed(c);
-            if !keep {
-                removed.get_or_insert(c);
-                count += 1;
-            }
-            keep
-        });
-    };
-    clean(&mut post.title);
-    post.title = body::collapse(&post.title);
-    clean(&mut post.summary);
-    clean(&mut post.body_html);
-    clean(&mut post.text);
-    for tag in &mut post.tags {
-        clean(&mut tag.name);
-    }
+    let mut texts: Vec<&mut String> = vec![
+        &mut post.title,
+        &mut post.summary,
+        &mut post.body_html,
+        &mut post.text,
+    ];
+    texts.extend(post.tags.iter_mut().map(|tag| &mut tag.name));
     for author in &mut post.authors {
-        clean(&mut author.name);
-        if let Some(email) = &mut author.email {
-            clean(email);
+        texts.push(&mut author.name);
+        texts.extend(author.email.as_mut());
+    }
+    texts.extend(post.cta.as_mut().map(|cta| &mut cta.text));
+    let removed = forbidden_in(texts.iter().map(|text| text.as_str()));
+    if removed.is_some() {
+        for text in texts {
+            text.retain(xml_allowed);
         }
     }
-    if let Some(cta) = &mut post.cta {
-        clean(&mut cta.text);
+    post.title = body::collapse(&post.title);
+    removed
+}
+
+/// The first character XML forbids in `texts` and how many more there are
+/// (`control character U+0001 and 2 more`), if any.
+fn forbidden_in<'a>(texts: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut first = None;
+    let mut count = 0usize;
+    for text in texts.filter(|text| hygiene::first_forbidden(text).is_some()) {
+        for c in text.chars().filter(|c| !xml_allowed(*c)) {
+            first.get_or_insert(c);
+            count += 1;
+        }
     }
-    let first = removed?;
+    let first = first?;
     let more = match count {
         1 => String::new(),
         n => format!(" and {} more", n - 1),
     };
     Some(format!("control character U+{:04X}{more}", first as u32))
+}
+
+/// The warning for what [`scrub`] removed.
+fn escaped_removed(removed: &str) -> String {
+    format!("removed {removed} (written as an escape; not allowed in XML feeds)")
 }
 
 fn fm_has_error(fm: &FrontMatter) -> bool {
