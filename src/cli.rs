@@ -379,7 +379,7 @@ impl Session {
     fn feeds(&self, out: Option<PathBuf>) -> Result<Exit> {
         let mut report = Report::default();
         let loaded = self.load_config(&mut report).map(|config| {
-            let wanted = |heads: &[Head]| feed::wanted(&config, heads);
+            let wanted = |heads: &[&Head]| feed::wanted(&config, heads);
             let loaded = self.load_content(&config, Want::Some(&wanted), &mut report);
             (config, loaded)
         });
@@ -452,9 +452,10 @@ impl Session {
             // Bodies are read for the posts the issue and the feeds take.
             let history = crate::send::history(&self.root)?;
             let window = select::Window::new(&config, self.clock.now(), since);
-            let wanted = |heads: &[Head]| {
+            let wanted = |heads: &[&Head]| {
                 let mut wanted = feed::wanted(&config, heads);
-                for i in select::fresh(heads, &history, &window) {
+                let dated = heads.iter().map(|h| (h.date, h.slug.as_str()));
+                for i in select::fresh(dated, &history, &window) {
                     wanted[i] = true;
                 }
                 wanted

@@ -521,7 +521,7 @@ fn a_run_that_wants_some_posts_reads_only_their_bodies_but_every_front_matter() 
             "---\ntitle: \"Old\\u0001\"\ndate: 2023-01-01\n---\nBody.\n",
         );
     let seen = std::sync::Mutex::new(Vec::new());
-    let choose = |heads: &[Head]| {
+    let choose = |heads: &[&Head]| {
         *seen.lock().unwrap() = heads.iter().map(|h| h.slug.clone()).collect();
         heads.iter().map(|h| h.slug == "new").collect()
     };

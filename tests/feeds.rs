@@ -232,7 +232,7 @@ fn feeds_from_the_wanted_posts_are_those_from_every_post() {
     let config = config.expect("config");
     let clock = Clock::pinned(NOW).expect("pinned clock");
     let every = content::load(&config, project.path(), &clock, Want::Everything);
-    let wanted = |heads: &[Head]| feed::wanted(&config, heads);
+    let wanted = |heads: &[&Head]| feed::wanted(&config, heads);
     let some = content::load(&config, project.path(), &clock, Want::Some(&wanted));
     assert!(some.library.posts.len() < 12, "bodies of every post read");
     assert_eq!(some.library.published(), 12);

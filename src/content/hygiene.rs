@@ -156,19 +156,30 @@ pub fn first_forbidden(text: &str) -> Option<usize> {
 /// Where the first character XML forbids is, and how many there are.
 fn find_forbidden(text: &str) -> Option<Repair> {
     let first = first_forbidden(text)?;
-    let bad = text[first..].chars().next().unwrap_or_default();
-    let count = text.chars().filter(|c| !xml_allowed(*c)).count();
+    let said = forbidden_in(std::iter::once(text))?;
+    Some(Repair {
+        at: position_in(text, first),
+        message: format!("removed {said} (not allowed in XML feeds)"),
+    })
+}
+
+/// The first character XML forbids in `texts` and how many more there are
+/// (`control character U+0001 and 2 more`), if any.
+pub fn forbidden_in<'a>(texts: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut first = None;
+    let mut count = 0usize;
+    for text in texts.filter(|text| first_forbidden(text).is_some()) {
+        for c in text.chars().filter(|c| !xml_allowed(*c)) {
+            first.get_or_insert(c);
+            count += 1;
+        }
+    }
+    let first = first?;
     let more = match count {
         1 => String::new(),
         n => format!(" and {} more", n - 1),
     };
-    Some(Repair {
-        at: position_in(text, first),
-        message: format!(
-            "removed control character U+{:04X}{more} (not allowed in XML feeds)",
-            bad as u32
-        ),
-    })
+    Some(format!("control character U+{:04X}{more}", first as u32))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

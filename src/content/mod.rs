@@ -117,7 +117,7 @@ pub enum Want<'a> {
     Everything,
     /// Those `choose` marks, given every published post's head, newest
     /// first (ties broken by slug, as [`Library::posts`]).
-    Some(&'a (dyn Fn(&[Head]) -> Vec<bool> + Sync)),
+    Some(&'a (dyn Fn(&[&Head]) -> Vec<bool> + Sync)),
 }
 
 /// The outcome of reading `content/`.
@@ -165,12 +165,17 @@ enum Depth {
     FrontMatter,
 }
 
-/// A post's head, from the post read whole.
-fn head_of(post: &Post) -> Head {
-    Head {
-        slug: post.slug.clone(),
-        date: post.date,
-        tags: post.tags.clone(),
+impl Built {
+    /// The head of the post, however much of it was read.
+    fn into_head(self) -> Head {
+        match self {
+            Built::Post(post) => Head {
+                slug: post.slug,
+                date: post.date,
+                tags: post.tags,
+            },
+            Built::Head(head) => head,
+        }
     }
 }
 
@@ -247,7 +252,7 @@ pub fn load(config: &Config, root: &Path, clock: &Clock, want: Want) -> Loaded {
             })
             .collect();
         heads.sort_by(|(_, a), (_, b)| newest_first(a.date, &a.slug, b.date, &b.slug));
-        let chosen = choose(&heads.iter().map(|(_, h)| (*h).clone()).collect::<Vec<_>>());
+        let chosen = choose(&heads.iter().map(|(_, h)| *h).collect::<Vec<_>>());
         // Files that failed are read whole too, so that the problems of
         // their bodies are reported in the same run, and drafts and
         // scheduled posts (few), so that a post's problems show before
@@ -410,23 +415,21 @@ impl Reader<'_> {
         let Some(built) = built.filter(|_| !failed) else {
             return Read1::Failed;
         };
-        let head = match &built {
-            Built::Post(post) => head_of(post),
-            Built::Head(head) => head.clone(),
+        let date = match &built {
+            Built::Post(post) => post.date,
+            Built::Head(head) => head.date,
         };
-        if let Some(reason) = draft {
-            return Read1::Skipped(head, format!("draft ({reason})"));
-        }
-        if head.date > self.now {
-            let reason = format!("scheduled for {}", head.date.to_rfc3339());
-            return Read1::Skipped(head, reason);
-        }
-        match built {
-            Built::Post(mut post) => {
+        let skipped = match draft {
+            Some(reason) => Some(format!("draft ({reason})")),
+            None => (date > self.now).then(|| format!("scheduled for {}", date.to_rfc3339())),
+        };
+        match (built, skipped) {
+            (built, Some(reason)) => Read1::Skipped(built.into_head(), reason),
+            (Built::Post(mut post), None) => {
                 post.extra = extra;
                 Read1::Post(post)
             }
-            Built::Head(head) => Read1::Head(head),
+            (Built::Head(head), None) => Read1::Head(head),
         }
     }
 
@@ -544,7 +547,7 @@ impl Reader<'_> {
                         .flatten(),
                 )
                 .chain(cta.as_ref().map(|c| c.text.as_str()));
-            if let Some(removed) = forbidden_in(texts) {
+            if let Some(removed) = hygiene::forbidden_in(texts) {
                 fm.warn(None, escaped_removed(&removed));
             }
             return Some(Built::Head(Head { slug, date, tags }));
@@ -789,7 +792,7 @@ fn scrub(post: &mut Post) -> Option<String> {
         texts.extend(author.email.as_mut());
     }
     texts.extend(post.cta.as_mut().map(|cta| &mut cta.text));
-    let removed = forbidden_in(texts.iter().map(|text| text.as_str()));
+    let removed = hygiene::forbidden_in(texts.iter().map(|text| text.as_str()));
     if removed.is_some() {
         for text in texts {
             text.retain(xml_allowed);
@@ -797,25 +800,6 @@ fn scrub(post: &mut Post) -> Option<String> {
     }
     post.title = body::collapse(&post.title);
     removed
-}
-
-/// The first character XML forbids in `texts` and how many more there are
-/// (`control character U+0001 and 2 more`), if any.
-fn forbidden_in<'a>(texts: impl Iterator<Item = &'a str>) -> Option<String> {
-    let mut first = None;
-    let mut count = 0usize;
-    for text in texts.filter(|text| hygiene::first_forbidden(text).is_some()) {
-        for c in text.chars().filter(|c| !xml_allowed(*c)) {
-            first.get_or_insert(c);
-            count += 1;
-        }
-    }
-    let first = first?;
-    let more = match count {
-        1 => String::new(),
-        n => format!(" and {} more", n - 1),
-    };
-    Some(format!("control character U+{:04X}{more}", first as u32))
 }
 
 /// The warning for what [`scrub`] removed.

@@ -55,7 +55,7 @@ impl Scope<'_> {
 /// Which of the posts (`heads`, newest first) [`build`] puts in a feed:
 /// the newest `feeds.limit`, and of each tag its newest `feeds.limit` (at
 /// least one: the newest post of a tag names its feed).
-pub fn wanted(config: &Config, heads: &[Head]) -> Vec<bool> {
+pub fn wanted(config: &Config, heads: &[&Head]) -> Vec<bool> {
     let feeds = &config.feeds;
     let mut wanted = vec![false; heads.len()];
     if !(feeds.rss || feeds.atom || feeds.json) {

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, FixedOffset};
 use chrono_tz::Tz;
 
-use crate::content::{Head, Library, Post};
+use crate::content::{Library, Post};
 
 pub use picks::{Mode, Pick, Reader, Reason, digest};
 pub use rank::{Index, Score};
@@ -69,40 +69,20 @@ impl Window {
     }
 }
 
-/// What choosing an issue's posts reads of a post: a whole [`Post`], or
-/// the [`Head`] read before its body.
-pub trait Dated {
-    fn date(&self) -> DateTime<FixedOffset>;
-    fn slug(&self) -> &str;
-}
-
-impl Dated for Post {
-    fn date(&self) -> DateTime<FixedOffset> {
-        self.date
-    }
-    fn slug(&self) -> &str {
-        &self.slug
-    }
-}
-
-impl Dated for Head {
-    fn date(&self) -> DateTime<FixedOffset> {
-        self.date
-    }
-    fn slug(&self) -> &str {
-        &self.slug
-    }
-}
-
-/// Which of `posts` (newest first) the issue made at `window.now` covers:
-/// published after the last cutoff (or `--since`) and not sent before; for
-/// a first issue, the latest `first_issue_posts`.
-pub fn fresh<T: Dated>(posts: &[T], history: &History, window: &Window) -> Vec<usize> {
+/// Which of the posts (their dates and slugs, newest first; whole posts
+/// or the heads read before their bodies) the issue made at `window.now`
+/// covers: published after the last cutoff (or `--since`) and not sent
+/// before; for a first issue, the latest `first_issue_posts`.
+pub fn fresh<'a>(
+    posts: impl Iterator<Item = (DateTime<FixedOffset>, &'a str)>,
+    history: &History,
+    window: &Window,
+) -> Vec<usize> {
     let since = window.since.or(history.last_cutoff);
-    let fresh = posts.iter().enumerate().filter(|(_, post)| {
-        post.date() <= window.now
-            && since.is_none_or(|since| post.date() > since)
-            && !history.sent.contains(post.slug())
+    let fresh = posts.enumerate().filter(|(_, (date, slug))| {
+        *date <= window.now
+            && since.is_none_or(|since| *date > since)
+            && !history.sent.contains(*slug)
     });
     let limit = match since {
         Some(_) => usize::MAX,
@@ -114,7 +94,8 @@ pub fn fresh<T: Dated>(posts: &[T], history: &History, window: &Window) -> Vec<u
 /// The issue made at `window.now`, with the posts [`fresh`] chooses.
 pub fn plan<'a>(library: &'a Library, history: &History, window: Window) -> Issue<'a> {
     let since = window.since.or(history.last_cutoff);
-    let posts = fresh(&library.posts, history, &window)
+    let dated = library.posts.iter().map(|p| (p.date, p.slug.as_str()));
+    let posts = fresh(dated, history, &window)
         .into_iter()
         .map(|i| &library.posts[i])
         .collect();
@@ -133,7 +114,7 @@ pub fn plan<'a>(library: &'a Library, history: &History, window: Window) -> Issu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::test_post;
+    use crate::content::{Head, test_post};
 
     fn at(text: &str) -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339(text).unwrap()
@@ -209,8 +190,16 @@ mod tests {
             (history.clone(), window(None)),
             (history, window(Some("2026-05-02T12:00:00Z"))),
         ] {
-            let from_heads = fresh(&heads, &history, &window);
-            let from_posts = fresh(&library.posts, &history, &window);
+            let from_heads = fresh(
+                heads.iter().map(|h| (h.date, h.slug.as_str())),
+                &history,
+                &window,
+            );
+            let from_posts = fresh(
+                library.posts.iter().map(|p| (p.date, p.slug.as_str())),
+                &history,
+                &window,
+            );
             assert_eq!(from_heads, from_posts);
             assert!(!from_heads.is_empty());
         }
