@@ -8,16 +8,15 @@
 pub mod audience;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod content;
 pub mod deliver;
 pub mod diagnostics;
-pub mod explain;
+pub mod exit;
 pub mod feed;
-mod init;
 pub mod ledger;
 mod output;
-pub mod preview;
 pub mod render;
 pub mod select;
 pub mod send;

@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod content;
 mod feeds;
+mod reference;
 mod render;
 mod send;
 mod smtp;

@@ -7,6 +7,7 @@
 //! compiled digest with their name, address, attributes and unsubscribe
 //! link spliced in, escaped ([`splice`]). mrml never runs per reader.
 
+pub mod check;
 pub mod message;
 mod mime;
 mod mjml;

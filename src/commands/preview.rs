@@ -1,5 +1,5 @@
-//! Preview stage: every segment and variant rendered for a representative
-//! reader into a folder — `.html`, `.txt` and `.eml` each, and the `.mjml`
+//! Command `gazette preview [--out DIR] [--open]`: every segment and
+//! variant rendered for a representative reader into a folder — `.html`, `.txt` and `.eml` each, and the `.mjml`
 //! the HTML came from — with an `index.html` gallery, to look at before
 //! anything is sent.
 
@@ -10,14 +10,96 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
+use super::{Invocation, count};
 use crate::audience::segments::segment_of;
+use crate::audience::subscribers;
 use crate::audience::subscribers::{Status, Subscriber};
+use crate::audience::suppressed::Suppressed;
 use crate::config::{Config, Segment};
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Diagnostic, Report, Severity};
+use crate::exit::Exit;
 use crate::output::write_atomic;
 use crate::render::splice::escape_html;
 use crate::render::{Email, Renderer};
 use crate::select::{Index, Reader, digest};
+use crate::unsubscribe::Secret;
+
+/// Runs `preview`: renders into `out` (default `preview/`), and with
+/// `open` opens the gallery in a browser.
+pub fn run(inv: &Invocation, out: Option<PathBuf>, open: bool) -> Result<Exit> {
+    let mut report = Report::default();
+    let Some((config, loaded)) = inv.load(&mut report).filter(|_| !report.has_errors()) else {
+        inv.print(&report, false)?;
+        return Ok(Exit::BadInput);
+    };
+    let now = inv.clock.now();
+    let (issue, index) = inv.issue(&config, &loaded.library, None);
+    let mut audience = Audience::default();
+    let mut attrs: Vec<String> = Vec::new();
+    let path = inv.root.join(&config.audience.file);
+    // A project without a subscribers file still previews, for a stand-in
+    // reader of each segment.
+    if path.exists() {
+        let suppressed = Suppressed::load(&inv.root)?;
+        report.extend(subscribers::read(
+            &path,
+            &inv.shown(&path),
+            &mut |mut subscriber| {
+                suppressed.apply(&mut subscriber);
+                subscribers::add_columns(&mut attrs, &subscriber.attrs);
+                audience.add(&config, subscriber);
+            },
+        ));
+    }
+    let secret = Secret::load(&inv.root)?;
+    let config_shown = inv.config_shown();
+    let (renderer, problems) =
+        Renderer::new(&config, &inv.root, &config_shown, &issue, secret, attrs);
+    report.extend(problems);
+    let Some(mut renderer) = renderer else {
+        inv.print(&report, false)?;
+        return Ok(Exit::BadInput);
+    };
+    renderer.keep_sources();
+    let out = inv
+        .root
+        .join(out.unwrap_or_else(|| PathBuf::from("preview")));
+    let (entries, problems) = write(&config, &renderer, &index, &audience, &out, now)?;
+    report.extend(problems);
+    report.extend(renderer.take_warnings());
+    inv.print(&report, false)?;
+    if report.has_errors() {
+        return Ok(Exit::BadInput);
+    }
+    let shown = inv.shown(&out);
+    if !inv.quiet {
+        println!(
+            "wrote {} to {} (open {})",
+            count(entries.len(), "preview"),
+            shown.display(),
+            shown.join("index.html").display()
+        );
+    }
+    if open {
+        open_in_browser(inv, &out.join("index.html"));
+    }
+    Ok(Exit::Done)
+}
+
+/// Opens `index` with the desktop's opener, or says how to open it.
+fn open_in_browser(inv: &Invocation, index: &Path) {
+    let opened = std::process::Command::new("xdg-open")
+        .arg(index)
+        .status()
+        .or_else(|_| std::process::Command::new("open").arg(index).status());
+    if !opened.is_ok_and(|status| status.success()) {
+        eprintln!(
+            "{} cannot open a browser here; open {} yourself",
+            inv.style.label(Severity::Warning),
+            index.display()
+        );
+    }
+}
 
 /// Per segment: how many readers it would mail, and the first of them.
 #[derive(Debug, Default)]

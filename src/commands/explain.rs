@@ -1,38 +1,21 @@
-//! Report stage: what `gazette segments` and `gazette explain EMAIL` print —
-//! the segments with their audience and picks, and one reader's digest with
-//! every score taken apart.
+//! Command `gazette explain EMAIL`: one reader's digest as it would be made
+//! now, with their segment, variants, and every score taken apart.
 
 use std::fmt::Write;
+
+use anyhow::Result;
+
+use super::Invocation;
+use crate::diagnostics::Report;
+use crate::exit::Exit;
 
 use crate::audience::segments::segment_of;
 use crate::audience::subscribers::Subscriber;
 use crate::config::{Config, Segment, Weights};
 use crate::select::{Index, Issue, Mode, Pick, Reader, digest, variant};
 
-/// Subscribers per segment, as `gazette segments` counts them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Would get this issue's email.
-    pub mailable: usize,
-    /// Unsubscribed, bounced, complained or of unknown status.
-    pub not_mailable: usize,
-}
-
-/// Counts `subscriber` into its segment's entry of `counts` (one per
-/// segment, in config order).
-pub fn count(config: &Config, counts: &mut [Counts], subscriber: &Subscriber) {
-    let segment = segment_of(subscriber, &config.segments);
-    if let Some(at) = config.segments.iter().position(|s| s.id == segment.id) {
-        if subscriber.status.mailable() {
-            counts[at].mailable += 1;
-        } else {
-            counts[at].not_mailable += 1;
-        }
-    }
-}
-
 /// The issue line shared by both reports.
-fn issue_line(config: &Config, issue: &Issue) -> String {
+pub(super) fn issue_line(config: &Config, issue: &Issue) -> String {
     let window = match issue.since {
         Some(since) => format!(
             "published after {}",
@@ -50,35 +33,40 @@ fn issue_line(config: &Config, issue: &Issue) -> String {
     format!("issue {}: {posts} ({window})", issue.id)
 }
 
-/// `gazette segments`: every segment, its subscribers and the posts a
-/// reader of it with no interests of their own would get now.
-pub fn segments(config: &Config, issue: &Issue, index: &Index, counts: &[Counts]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{}", issue_line(config, issue));
-    for (segment, count) in config.segments.iter().zip(counts) {
-        let _ = writeln!(
-            out,
-            "\n{} ({}): {} to mail, {} not mailable",
-            segment.id, segment.name, count.mailable, count.not_mailable
-        );
-        let reader = Reader {
-            interests: &[],
-            personalize: true,
-        };
-        let (mode, picks) = digest(index, segment, reader, &config.digest);
-        if picks.is_empty() {
-            let _ = writeln!(out, "  no new posts: no email this issue");
-            continue;
+/// Runs `explain EMAIL`; `since` as `--since` gives it.
+pub fn run(inv: &Invocation, email: &str, since: Option<&str>) -> Result<Exit> {
+    let mut report = Report::default();
+    let (config, loaded, since) = match inv.load_with_since(&mut report, since)? {
+        Ok(loaded) => loaded,
+        Err(exit) => return Ok(exit),
+    };
+    let (issue, index) = inv.issue(&config, &loaded.library, since);
+    let wanted = email.trim().to_lowercase();
+    let mut found = None;
+    let read = inv.read_audience(&config, &mut report, &mut |subscriber| {
+        if found.is_none() && subscriber.email.to_lowercase() == wanted {
+            found = Some(subscriber);
         }
-        let _ = writeln!(out, "  {}", mode.describe());
-        write_picks(&mut out, &picks, mode, None);
+    })?;
+    inv.print(&report, false)?;
+    if !read {
+        return Ok(Exit::BadInput);
     }
-    out
+    let Some(subscriber) = found else {
+        let path = inv.shown(&inv.root.join(&config.audience.file));
+        inv.error(format_args!(
+            "no subscriber with address '{email}' in {}",
+            path.display()
+        ));
+        return Ok(Exit::BadInput);
+    };
+    print!("{}", text(&config, &issue, &index, &subscriber));
+    Ok(super::exit_of(&report))
 }
 
 /// `gazette explain EMAIL`: one reader's segment, variants and picks, with
 /// scores and reasons.
-pub fn explain(config: &Config, issue: &Issue, index: &Index, subscriber: &Subscriber) -> String {
+fn text(config: &Config, issue: &Issue, index: &Index, subscriber: &Subscriber) -> String {
     let mut out = String::new();
     let segment = segment_of(subscriber, &config.segments);
     let name = subscriber.name.as_deref().unwrap_or("(no name)");
@@ -142,7 +130,7 @@ fn write_variants(out: &mut String, segment: &Segment, issue: &str, email: &str)
     }
 }
 
-fn write_picks(out: &mut String, picks: &[Pick], mode: Mode, parts: Option<Weights>) {
+pub(super) fn write_picks(out: &mut String, picks: &[Pick], mode: Mode, parts: Option<Weights>) {
     let ranked = matches!(mode, Mode::Personal | Mode::Segment);
     for (n, pick) in picks.iter().enumerate() {
         let post = pick.post;

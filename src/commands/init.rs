@@ -1,4 +1,4 @@
-//! Init: `gazette init DIR` scaffolds a project that `check`, `feeds`,
+//! Command `gazette init [DIR]`: scaffolds a project that `check`, `feeds`,
 //! `segments` and `preview` accept at once, with the default templates
 //! written out to edit. Existing files are never overwritten.
 
@@ -6,18 +6,21 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cli::Exit;
 use crate::clock::Clock;
+use crate::exit::Exit;
 use crate::output::write_atomic;
 use crate::render::templates::{DEFAULTS, DIR};
 
 /// The scaffold: path inside the project and contents.
 const FILES: [(&str, &str); 3] = [
-    ("gazette.yaml", include_str!("scaffold/gazette.yaml")),
-    ("subscribers.csv", include_str!("scaffold/subscribers.csv")),
+    ("gazette.yaml", include_str!("../scaffold/gazette.yaml")),
+    (
+        "subscribers.csv",
+        include_str!("../scaffold/subscribers.csv"),
+    ),
     (
         "content/hello-gazette.md",
-        include_str!("scaffold/content/hello-gazette.md"),
+        include_str!("../scaffold/content/hello-gazette.md"),
     ),
 ];
 

@@ -1,0 +1,76 @@
+//! Command `gazette status [--format text|json]`: every issue with its
+//! cutoff, posts and deliveries by state, read from the ledger.
+
+use anyhow::Result;
+
+use super::{Format, Invocation};
+use crate::exit::Exit;
+use crate::ledger::Ledger;
+
+/// Runs `status`; a project that never sent prints that it has no issue.
+pub fn run(inv: &Invocation, format: Format) -> Result<Exit> {
+    let Some(ledger) = Ledger::open_existing(&inv.root)? else {
+        match format {
+            Format::Json => println!("[]"),
+            Format::Text => println!("no issue sent yet (no .gazette/state.db)"),
+        }
+        return Ok(Exit::Done);
+    };
+    let issues = ledger.issues()?;
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = issues
+                .iter()
+                .map(|(issue, c)| {
+                    let posts: Vec<serde_json::Value> =
+                        serde_json::from_str(&issue.posts).unwrap_or_default();
+                    serde_json::json!({
+                        "issue": issue.id,
+                        "cutoff": issue.cutoff.to_rfc3339(),
+                        "posts": posts.len(),
+                        "created": issue.created.to_rfc3339(),
+                        "completed": issue.completed.map(|d| d.to_rfc3339()),
+                        "deliveries": {
+                            "pending": c.pending, "sending": c.sending, "sent": c.sent,
+                            "deferred": c.deferred, "failed": c.failed,
+                            "unknown": c.unknown, "suppressed": c.suppressed,
+                        },
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Format::Text => {
+            println!(
+                "{:<14} {:<26} {:>5} {:>7} {:>7} {:>8} {:>6} {:>7} {:>10}  completed",
+                "issue",
+                "cutoff",
+                "posts",
+                "sent",
+                "pending",
+                "deferred",
+                "failed",
+                "unknown",
+                "suppressed"
+            );
+            for (issue, c) in &issues {
+                let posts: Vec<serde_json::Value> =
+                    serde_json::from_str(&issue.posts).unwrap_or_default();
+                println!(
+                    "{:<14} {:<26} {:>5} {:>7} {:>7} {:>8} {:>6} {:>7} {:>10}  {}",
+                    issue.id,
+                    issue.cutoff.to_rfc3339(),
+                    posts.len(),
+                    c.sent,
+                    c.pending + c.sending,
+                    c.deferred,
+                    c.failed,
+                    c.unknown,
+                    c.suppressed,
+                    issue.completed.map_or("no".to_string(), |d| d.to_rfc3339())
+                );
+            }
+        }
+    }
+    Ok(Exit::Done)
+}

@@ -1,0 +1,59 @@
+//! Command `gazette unsubscribe TOKEN|EMAIL`: a reader added to the
+//! ledger's suppression list, from a signed token (or the whole link) or
+//! the address itself.
+
+use anyhow::Result;
+
+use super::Invocation;
+use crate::config::Config;
+use crate::diagnostics::Report;
+use crate::exit::Exit;
+use crate::ledger::{Ledger, Reason as LedgerReason};
+use crate::unsubscribe::{AddressKey, Secret};
+
+/// Runs `unsubscribe`; a token's signature is checked before anything is
+/// recorded.
+pub fn run(inv: &Invocation, target: &str) -> Result<Exit> {
+    let (config, problems) = Config::load(&inv.config_path, &inv.config_shown());
+    let mut report = Report::default();
+    report.extend(problems);
+    let Some(config) = config else {
+        inv.print(&report, false)?;
+        return Ok(Exit::BadInput);
+    };
+    let target = target.trim();
+    let is_token = target.starts_with("v1.") || target.contains("token=");
+    let (key, address) = if is_token {
+        let Some(secret) = Secret::load_existing(&inv.root)? else {
+            inv.error(
+                "no key to check tokens with (set GAZETTE_SECRET or keep .gazette/secret); nobody was unsubscribed",
+            );
+            return Ok(Exit::BadInput);
+        };
+        match secret.verify(&crate::render::list_name(&config), target) {
+            Ok(key) => (key, None),
+            Err(err) => {
+                inv.error(format_args!("{err}; nobody was unsubscribed"));
+                return Ok(Exit::BadInput);
+            }
+        }
+    } else if target.parse::<lettre::Address>().is_ok() {
+        (AddressKey::of(target), Some(target))
+    } else {
+        inv.error(format_args!(
+            "'{target}' is neither an unsubscribe token nor an email address"
+        ));
+        return Ok(Exit::Usage);
+    };
+    let ledger = Ledger::open(&inv.root)?;
+    let new = ledger.suppress(key, address, LedgerReason::Unsubscribed, inv.clock.now())?;
+    if !inv.quiet {
+        let who = address.map_or_else(|| "the reader of this token".to_string(), str::to_string);
+        if new {
+            println!("unsubscribed {who}");
+        } else {
+            println!("{who} was already on the suppression list");
+        }
+    }
+    Ok(Exit::Done)
+}
