@@ -1,9 +1,12 @@
 //! gazette: a folder of blog posts in, reader feeds and personalized email
 //! digests out.
 //!
-//! The stages follow one another in one direction (see `ARCHITECTURE.md`):
-//! [`config`] and [`content`] read the project, [`feed`] writes the feeds;
-//! [`cli`] ties them to the command line and decides the exit code.
+//! The stages follow one another in one direction, content → feed /
+//! audience → select → render → deliver, with the ledger and the clock as
+//! the only state and time; shared words (exit codes, addresses, tags,
+//! located YAML) sit below them, and [`commands`] and [`cli`] on top.
+//! `docs/src/internals/architecture.md` has the flow and the layering
+//! rule, which `scripts/check_layers.py` checks.
 
 pub mod audience;
 pub mod cli;

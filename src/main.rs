@@ -2,7 +2,7 @@
 
 /// mimalloc instead of the system allocator: reading posts, rendering and
 /// sending allocate many short-lived strings on several threads, where
-/// glibc's malloc cost ~12% of a send's CPU (docs/src/internals/benchmarks.md).
+/// glibc's malloc measured slower (docs/src/internals/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
