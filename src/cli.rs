@@ -24,7 +24,7 @@ use crate::exit::Exit;
 /// The exit codes every command shares, as `--help` shows them.
 macro_rules! exit_codes {
     () => {
-        "Exit codes:\n  0   done\n  1   bad input: config, content, subscribers or templates (every problem is printed as PATH:LINE:COL)\n  2   usage error"
+        "Exit codes:\n  0   done\n  1   bad input in config, content, subscribers or templates (each printed as PATH:LINE:COL)\n  2   usage error"
     };
 }
 
@@ -52,7 +52,16 @@ macro_rules! after_help {
 
 /// Turns a folder of blog posts into reader feeds and personalized email digests.
 #[derive(Debug, Parser)]
-#[command(name = "gazette", version, propagate_version = true)]
+#[command(
+    name = "gazette",
+    version,
+    propagate_version = true,
+    after_help = after_help!(
+        exit: "\n  75  try again later (send: the relay unreachable, another send running)",
+        env: "\n  GAZETTE_SMTP_URL, GAZETTE_SMTP_PASSWORD, GAZETTE_SECRET: see `gazette send --help`",
+        example: "  gazette check && gazette send --dry-run    # feeds in public/, messages in outbox/"
+    )
+)]
 pub struct Cli {
     /// Run as if gazette was started in DIR
     #[arg(short = 'C', value_name = "DIR", global = true)]
