@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use url::Url;
 
-use crate::content::{Tag, tag_key};
+use crate::tag::{Tag, tag_key};
 
 /// `audience:` — where the subscribers are.
 #[derive(Debug, Clone)]

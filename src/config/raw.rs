@@ -185,7 +185,7 @@ fn remove_dotted_keys(value: &mut Value, path: &str, report: &mut Sink) {
                 };
                 let (parent, child) = key.split_once(['.', '[']).unwrap_or((key, ""));
                 report(
-                    &super::locate_join(path, key),
+                    &crate::yaml::join(path, key),
                     format!(
                         "key '{key}' holds a '.' or '['; nest it instead ('{parent}:' with '{child}' indented below it)"
                     ),
@@ -194,7 +194,7 @@ fn remove_dotted_keys(value: &mut Value, path: &str, report: &mut Sink) {
             });
             for (key, child) in map.iter_mut() {
                 let name = key.as_str().unwrap_or_default();
-                remove_dotted_keys(child, &super::locate_join(path, name), report);
+                remove_dotted_keys(child, &crate::yaml::join(path, name), report);
             }
         }
         Value::Sequence(items) => {
@@ -230,7 +230,7 @@ fn describe(path: &mut String, inner: &str) -> String {
     if let Some(rest) = inner.strip_prefix("unknown field `") {
         let (key, rest) = rest.split_once('`').unwrap_or((rest, ""));
         if !path.ends_with(key) {
-            *path = super::locate_join(path, key);
+            *path = crate::yaml::join(path, key);
         }
         let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
         let best = expected

@@ -37,9 +37,11 @@ use crate::config::{Author, Config};
 use crate::diagnostics::{Diagnostic, display_path};
 use fields::FrontMatter;
 
+/// Re-exported from their shared homes ([`crate::tag`], [`crate::yaml`]):
+/// a [`Post`] carries tags, and later stages still name these here.
+pub use crate::tag::{Tag, slugify, tag_key};
+pub use crate::yaml::position_of;
 pub use hygiene::xml_allowed;
-pub use slug::slugify;
-pub use slug::tag_key;
 
 /// One published post, fully read and checked. Serializable, so an issue
 /// can freeze its posts in the ledger.
@@ -69,13 +71,6 @@ pub struct Post {
     pub text: String,
     /// Front-matter keys gazette does not read itself, for templates.
     pub extra: Map<String, Value>,
-}
-
-/// A tag as written (for display) and its folded key (for matching and paths).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Tag {
-    pub name: String,
-    pub key: String,
 }
 
 /// A post's own call to action.
@@ -372,12 +367,6 @@ pub fn parse_date(text: &str, tz: chrono_tz::Tz) -> Result<DateTime<FixedOffset>
             dates::YEARS.end()
         ),
     })
-}
-
-/// 1-based line and column just after `bytes` (for positions of bad bytes).
-pub fn position_of(bytes: &[u8]) -> (usize, usize) {
-    let valid = String::from_utf8_lossy(bytes);
-    hygiene::position_in(&valid, valid.len())
 }
 
 struct Reader<'a> {
