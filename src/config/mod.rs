@@ -253,6 +253,33 @@ mod tests {
     }
 
     #[test]
+    fn segment_links_resolve_on_the_base_url_when_another_site_key_is_wrong() {
+        let text = "site:\n  base_url: https://example.com\n  timezone: Mars/Base\n\
+                    segments:\n  - id: fans\n    match: {segment: fans}\n    cta: {text: Demo, url: /demo/}\n";
+        assert_eq!(
+            errors(text),
+            [
+                "gazette.yaml:2:3: missing key 'site.title'",
+                "gazette.yaml:3:13: unknown timezone 'Mars/Base'; use an IANA name such as 'Europe/Berlin' or 'UTC'",
+            ]
+        );
+    }
+
+    #[test]
+    fn segment_template_names_are_checked() {
+        let text = format!(
+            "{MINIMAL}segments:\n  - id: fans\n    match: {{segment: fans}}\n    template: ../x\n  - id: default\n    template: ''\n"
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "gazette.yaml:7:15: template name '../x' must be ASCII letters, digits, '-' or '_' (it names templates/<name>.mjml.tera)",
+                "gazette.yaml:9:15: template name '' must be ASCII letters, digits, '-' or '_' (it names templates/<name>.mjml.tera)",
+            ]
+        );
+    }
+
+    #[test]
     fn syntax_errors_point_at_the_opening_quote() {
         assert_eq!(
             errors("site:\n  title: \"T\n  base_url: x\n"),
