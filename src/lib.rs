@@ -24,6 +24,8 @@ pub mod render;
 pub mod select;
 pub mod send;
 mod state;
+pub mod tag;
 pub mod unsubscribe;
+pub mod yaml;
 
 pub use cli::main;

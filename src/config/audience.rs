@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use url::Url;
 
-use crate::content::{Tag, tag_key};
+use crate::tag::{Tag, tag_key};
 
 /// `audience:` — where the subscribers are.
 #[derive(Debug, Clone)]
@@ -334,11 +334,7 @@ pub fn check_segments(
     for (index, raw) in raw.into_iter().enumerate() {
         let path = format!("segments[{index}]");
         let id = raw.id.trim().to_string();
-        if id.is_empty()
-            || !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-        {
+        if !is_name(&id) {
             fail(
                 &format!("{path}.id"),
                 format!("segment id '{id}' must be ASCII letters, digits, '-' or '_'"),
@@ -350,112 +346,7 @@ pub fn check_segments(
                 format!("segment id '{id}' is used twice"),
             );
         }
-        let rule = match (raw.rule, id == DEFAULT_SEGMENT) {
-            (Some(_), true) => {
-                fail(
-                    &format!("{path}.match"),
-                    "the 'default' segment catches everyone else; it takes no 'match'".into(),
-                );
-                Rule::default()
-            }
-            (None, false) => {
-                fail(
-                    &path,
-                    format!("segment '{id}' needs a 'match' (only 'default' catches everyone)"),
-                );
-                Rule::default()
-            }
-            (None, true) => Rule::default(),
-            (Some(rule), false) => check_rule(rule, &format!("{path}.match"), fail),
-        };
-        let subjects = match raw.subject {
-            Some(subject) => subject
-                .into_vec()
-                .into_iter()
-                .enumerate()
-                .map(|(i, s)| match s {
-                    RawSubject::Text(text) => variant(i, None, None, text),
-                    RawSubject::Full(v) => variant(i, v.id, v.weight, v.text),
-                })
-                .collect(),
-            None => vec![variant(0, None, None, DEFAULT_SUBJECT.to_string())],
-        };
-        if subjects
-            .iter()
-            .any(|v: &Variant<String>| v.value.trim().is_empty())
-        {
-            fail(
-                &format!("{path}.subject"),
-                "a subject must not be empty".into(),
-            );
-        }
-        check_variants(&subjects, &format!("{path}.subject"), fail);
-        let mut ctas = Vec::new();
-        for (i, cta) in raw
-            .cta
-            .map(OneOrMany::into_vec)
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            if cta.text.trim().is_empty() {
-                fail(
-                    &format!("{path}.cta[{i}].text"),
-                    "a call to action needs a 'text'".into(),
-                );
-            }
-            let url = cta_url(cta.url.trim(), base);
-            match url {
-                Some(url) => {
-                    let value = SegmentCta {
-                        text: cta.text.trim().to_string(),
-                        url,
-                    };
-                    ctas.push(variant(i, cta.id, cta.weight, value));
-                }
-                None => fail(
-                    &format!("{path}.cta[{i}].url"),
-                    format!(
-                        "CTA url '{}' must be an http(s) or mailto: URL, or a path on the site such as /demo/",
-                        cta.url
-                    ),
-                ),
-            }
-        }
-        check_variants(&ctas, &format!("{path}.cta"), fail);
-        let max_posts = raw.max_posts.unwrap_or(digest.max_posts);
-        if max_posts == 0 {
-            fail(
-                &format!("{path}.max_posts"),
-                "max_posts must be at least 1".into(),
-            );
-        }
-        let segment = Segment {
-            name: raw.name.unwrap_or_else(|| id.clone()),
-            id,
-            rule,
-            interests: tags(&raw.interests),
-            pinned: raw.pinned.iter().map(|s| s.trim().to_string()).collect(),
-            max_posts,
-            subjects,
-            preheader: raw.preheader,
-            ctas,
-            template: raw.template.unwrap_or_else(|| "digest".into()),
-        };
-        if !segment
-            .template
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-            || segment.template.is_empty()
-        {
-            fail(
-                &format!("{path}.template"),
-                format!(
-                    "template name '{}' must be ASCII letters, digits, '-' or '_' (it names templates/<name>.mjml.tera)",
-                    segment.template
-                ),
-            );
-        }
+        let segment = check_segment(raw, id, &path, digest, base, fail);
         if segment.id == DEFAULT_SEGMENT {
             default = Some(segment);
         } else {
@@ -475,6 +366,143 @@ pub fn check_segments(
         template: "digest".into(),
     }));
     segments
+}
+
+/// Whether `text` is a usable id or template name: ASCII letters, digits,
+/// `-` and `_`, not empty.
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+}
+
+/// One segment at `path` (`segments[2]`) whose id, already checked, is `id`.
+fn check_segment(
+    raw: RawSegment,
+    id: String,
+    path: &str,
+    digest: &DigestSettings,
+    base: Option<&Url>,
+    fail: &mut impl FnMut(&str, String),
+) -> Segment {
+    let rule = match (raw.rule, id == DEFAULT_SEGMENT) {
+        (Some(_), true) => {
+            fail(
+                &format!("{path}.match"),
+                "the 'default' segment catches everyone else; it takes no 'match'".into(),
+            );
+            Rule::default()
+        }
+        (None, false) => {
+            fail(
+                path,
+                format!("segment '{id}' needs a 'match' (only 'default' catches everyone)"),
+            );
+            Rule::default()
+        }
+        (None, true) => Rule::default(),
+        (Some(rule), false) => check_rule(rule, &format!("{path}.match"), fail),
+    };
+    let subjects = check_subjects(raw.subject, path, fail);
+    let ctas = check_ctas(raw.cta, path, base, fail);
+    let max_posts = raw.max_posts.unwrap_or(digest.max_posts);
+    if max_posts == 0 {
+        fail(
+            &format!("{path}.max_posts"),
+            "max_posts must be at least 1".into(),
+        );
+    }
+    let template = raw.template.unwrap_or_else(|| "digest".into());
+    if !is_name(&template) {
+        fail(
+            &format!("{path}.template"),
+            format!(
+                "template name '{template}' must be ASCII letters, digits, '-' or '_' (it names templates/<name>.mjml.tera)"
+            ),
+        );
+    }
+    Segment {
+        name: raw.name.unwrap_or_else(|| id.clone()),
+        id,
+        rule,
+        interests: tags(&raw.interests),
+        pinned: raw.pinned.iter().map(|s| s.trim().to_string()).collect(),
+        max_posts,
+        subjects,
+        preheader: raw.preheader,
+        ctas,
+        template,
+    }
+}
+
+/// A segment's subject lines (`{path}.subject`), or the default one.
+fn check_subjects(
+    raw: Option<OneOrMany<RawSubject>>,
+    path: &str,
+    fail: &mut impl FnMut(&str, String),
+) -> Vec<Variant<String>> {
+    let subjects: Vec<Variant<String>> = match raw {
+        Some(subject) => subject
+            .into_vec()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| match s {
+                RawSubject::Text(text) => variant(i, None, None, text),
+                RawSubject::Full(v) => variant(i, v.id, v.weight, v.text),
+            })
+            .collect(),
+        None => vec![variant(0, None, None, DEFAULT_SUBJECT.to_string())],
+    };
+    if subjects.iter().any(|v| v.value.trim().is_empty()) {
+        fail(
+            &format!("{path}.subject"),
+            "a subject must not be empty".into(),
+        );
+    }
+    check_variants(&subjects, &format!("{path}.subject"), fail);
+    subjects
+}
+
+/// A segment's calls to action (`{path}.cta`), links resolved on `base`.
+fn check_ctas(
+    raw: Option<OneOrMany<RawCta>>,
+    path: &str,
+    base: Option<&Url>,
+    fail: &mut impl FnMut(&str, String),
+) -> Vec<Variant<SegmentCta>> {
+    let mut ctas = Vec::new();
+    for (i, cta) in raw
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        if cta.text.trim().is_empty() {
+            fail(
+                &format!("{path}.cta[{i}].text"),
+                "a call to action needs a 'text'".into(),
+            );
+        }
+        match cta_url(cta.url.trim(), base) {
+            Some(url) => {
+                let value = SegmentCta {
+                    text: cta.text.trim().to_string(),
+                    url,
+                };
+                ctas.push(variant(i, cta.id, cta.weight, value));
+            }
+            None => fail(
+                &format!("{path}.cta[{i}].url"),
+                format!(
+                    "CTA url '{}' must be an http(s) or mailto: URL, or a path on the site such as /demo/",
+                    cta.url
+                ),
+            ),
+        }
+    }
+    check_variants(&ctas, &format!("{path}.cta"), fail);
+    ctas
 }
 
 /// A CTA link: an absolute http(s) URL, a `mailto:` with an address, or a

@@ -8,7 +8,6 @@
 mod audience;
 mod delivery;
 mod email;
-mod locate;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -18,14 +17,16 @@ use serde_norway::Value;
 use url::Url;
 
 use crate::diagnostics::Diagnostic;
+use crate::yaml::{Locator, position_of};
+/// Re-exported from their shared home, [`crate::yaml`], for the callers
+/// that still name them here.
+pub use crate::yaml::{MAX_YAML_NESTING, yaml_error, yaml_too_deep};
 pub use audience::{
     AttributeTest, AudienceSettings, DEFAULT_SEGMENT, DigestSettings, Rule, Segment, SegmentCta,
     Variant, Weights,
 };
 pub use delivery::DeliverySettings;
 pub use email::{EmailSettings, UnsubscribeSettings, Utm};
-pub(crate) use locate::join as locate_join;
-pub use locate::{Locator, Place};
 
 /// The default name of the config file inside a project.
 pub const FILE_NAME: &str = "gazette.yaml";
@@ -115,9 +116,7 @@ impl Config {
                 Ok(text) => text,
                 Err(err) => {
                     let d = Diagnostic::error(shown, "not valid UTF-8; save the file as UTF-8");
-                    let at = crate::content::position_of(
-                        &err.as_bytes()[..err.utf8_error().valid_up_to()],
-                    );
+                    let at = position_of(&err.as_bytes()[..err.utf8_error().valid_up_to()]);
                     return (None, vec![d.at(at.0, at.1)]);
                 }
             },
@@ -182,151 +181,9 @@ impl Config {
     }
 }
 
-/// The deepest `[`/`{` nesting YAML text may have: parsing time grows with
-/// the square of it, and real files stay within a few levels.
-pub const MAX_YAML_NESTING: usize = 128;
-
-/// Where flow collections (`[…]`, `{…}`) in YAML `text` first nest deeper
-/// than [`MAX_YAML_NESTING`], found in one pass before parsing. Brackets in
-/// comments and quoted strings are not counted.
-pub fn yaml_too_deep(text: &str) -> Option<(usize, usize)> {
-    let mut depth = 0usize;
-    for (index, line) in text.lines().enumerate() {
-        let mut quote: Option<char> = None;
-        let mut previous = ' ';
-        let mut chars = line.chars().enumerate().peekable();
-        while let Some((column, c)) = chars.next() {
-            match (quote, c) {
-                (Some('"'), '\\') => {
-                    chars.next();
-                }
-                (Some(q), _) if c == q => {
-                    if q == '\'' && chars.peek().is_some_and(|(_, n)| *n == '\'') {
-                        chars.next();
-                    } else {
-                        quote = None;
-                    }
-                }
-                (Some(_), _) => {}
-                (None, '#') if previous.is_whitespace() => break,
-                (None, '"' | '\'') if previous.is_whitespace() || "[{,:-?".contains(previous) => {
-                    quote = Some(c);
-                }
-                (None, '[' | '{') => {
-                    depth += 1;
-                    if depth > MAX_YAML_NESTING {
-                        return Some((index + 1, column + 1));
-                    }
-                }
-                (None, ']' | '}') => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            previous = c;
-        }
-    }
-    None
-}
-
-/// Turns a YAML parse error into a located diagnostic.
-///
-/// `line_offset` shifts lines for YAML embedded in another file (front
-/// matter); `what` is appended to the message ("in front matter").
-pub fn yaml_error(
-    err: &serde_norway::Error,
-    text: &str,
-    shown: &Path,
-    line_offset: usize,
-    what: &str,
-) -> Diagnostic {
-    let full = err.to_string();
-    let mut at = err.location().map(|l| (l.line(), l.column()));
-    // A duplicate key is reported at its mapping; show the second key instead.
-    if let (Some(key), Some((line, _))) = (duplicate_key(&full), at) {
-        at = second_key(text, key, line).or(at);
-    }
-    // "… at line 4 column 1, while scanning a quoted scalar at line 1 column 8":
-    // the start of the scalar is the useful place.
-    let mut message = full.clone();
-    if let Some((head, tail)) = full.split_once(", while ") {
-        let (kind, place) = tail.rsplit_once(" at line ").unwrap_or((tail, ""));
-        if let Some(found) = parse_line_column(place) {
-            at = Some(found);
-        }
-        message = match kind {
-            "scanning a quoted scalar" => "unclosed quoted string".to_string(),
-            _ => format!("{}, while {kind}", strip_location(head)),
-        };
-    } else {
-        message = strip_location(&message).to_string();
-    }
-    if !what.is_empty() {
-        message = format!("{message} {what}");
-    }
-    let d = Diagnostic::error(shown, message);
-    match at {
-        Some((line, col)) => d.at(line + line_offset, col),
-        None => d,
-    }
-}
-
-/// The key named by a "duplicate entry with key \"K\"" message.
-fn duplicate_key(message: &str) -> Option<&str> {
-    let rest = message.split_once("duplicate entry with key \"")?.1;
-    Some(rest.split_once('"')?.0)
-}
-
-/// Line and column of the second `key:` at one indentation, from `from_line` on.
-fn second_key(text: &str, key: &str, from_line: usize) -> Option<(usize, usize)> {
-    let mut first_indent = None;
-    for (index, line) in text.lines().enumerate().skip(from_line.saturating_sub(1)) {
-        let bare = line.trim_start_matches([' ', '-']);
-        let indent = line.len() - bare.len();
-        let named = [key.to_string(), format!("\"{key}\""), format!("'{key}'")]
-            .iter()
-            .any(|k| {
-                bare.strip_prefix(k.as_str())
-                    .is_some_and(|r| r.trim_start().starts_with(':'))
-            });
-        if !named {
-            continue;
-        }
-        match first_indent {
-            None => first_indent = Some(indent),
-            Some(first) if first == indent => return Some((index + 1, indent + 1)),
-            Some(_) => {}
-        }
-    }
-    None
-}
-
-/// Removes serde_norway's " at line L column C" suffix.
-fn strip_location(message: &str) -> &str {
-    match message.rfind(" at line ") {
-        Some(i) if parse_line_column(&message[i + " at line ".len()..]).is_some() => &message[..i],
-        _ => message,
-    }
-}
-
-/// Reads "L column C" (the rest of "at line L column C").
-fn parse_line_column(text: &str) -> Option<(usize, usize)> {
-    let (line, col) = text.split_once(" column ")?;
-    let col = col.split(|c: char| !c.is_ascii_digit()).next()?;
-    Some((line.trim().parse().ok()?, col.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deep_flow_nesting_is_found_before_parsing() {
-        let deep = format!("title: x\ntags: {}", "[".repeat(100_000));
-        assert_eq!(yaml_too_deep(&deep), Some((2, 7 + MAX_YAML_NESTING)));
-        let fine = "a: [1, {b: [2]}]\nq: \"[[[[\" # [[[[\nr: 'it''s [' \ns: don't [x]\n";
-        assert_eq!(yaml_too_deep(fine), None);
-        let balanced = "[[]]\n".repeat(1000);
-        assert_eq!(yaml_too_deep(&balanced), None);
-    }
 
     fn errors(text: &str) -> Vec<String> {
         let (config, problems) = Config::parse(text, Path::new("gazette.yaml"));
@@ -391,6 +248,33 @@ mod tests {
             [
                 "gazette.yaml: missing key 'site.base_url' (the address the site is published at)",
                 "gazette.yaml: missing key 'site.title'"
+            ]
+        );
+    }
+
+    #[test]
+    fn segment_links_resolve_on_the_base_url_when_another_site_key_is_wrong() {
+        let text = "site:\n  base_url: https://example.com\n  timezone: Mars/Base\n\
+                    segments:\n  - id: fans\n    match: {segment: fans}\n    cta: {text: Demo, url: /demo/}\n";
+        assert_eq!(
+            errors(text),
+            [
+                "gazette.yaml:2:3: missing key 'site.title'",
+                "gazette.yaml:3:13: unknown timezone 'Mars/Base'; use an IANA name such as 'Europe/Berlin' or 'UTC'",
+            ]
+        );
+    }
+
+    #[test]
+    fn segment_template_names_are_checked() {
+        let text = format!(
+            "{MINIMAL}segments:\n  - id: fans\n    match: {{segment: fans}}\n    template: ../x\n  - id: default\n    template: ''\n"
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "gazette.yaml:7:15: template name '../x' must be ASCII letters, digits, '-' or '_' (it names templates/<name>.mjml.tera)",
+                "gazette.yaml:9:15: template name '' must be ASCII letters, digits, '-' or '_' (it names templates/<name>.mjml.tera)",
             ]
         );
     }

@@ -185,7 +185,7 @@ fn remove_dotted_keys(value: &mut Value, path: &str, report: &mut Sink) {
                 };
                 let (parent, child) = key.split_once(['.', '[']).unwrap_or((key, ""));
                 report(
-                    &super::locate_join(path, key),
+                    &crate::yaml::join(path, key),
                     format!(
                         "key '{key}' holds a '.' or '['; nest it instead ('{parent}:' with '{child}' indented below it)"
                     ),
@@ -194,7 +194,7 @@ fn remove_dotted_keys(value: &mut Value, path: &str, report: &mut Sink) {
             });
             for (key, child) in map.iter_mut() {
                 let name = key.as_str().unwrap_or_default();
-                remove_dotted_keys(child, &super::locate_join(path, name), report);
+                remove_dotted_keys(child, &crate::yaml::join(path, name), report);
             }
         }
         Value::Sequence(items) => {
@@ -230,7 +230,7 @@ fn describe(path: &mut String, inner: &str) -> String {
     if let Some(rest) = inner.strip_prefix("unknown field `") {
         let (key, rest) = rest.split_once('`').unwrap_or((rest, ""));
         if !path.ends_with(key) {
-            *path = super::locate_join(path, key);
+            *path = crate::yaml::join(path, key);
         }
         let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
         let best = expected
@@ -315,9 +315,38 @@ impl RawConfig {
             ok = false;
             report(path, message);
         };
+        let (base_url, site) = self.site.check(&mut fail);
+        let content = self.content.check(&mut fail);
+        let feeds = self.feeds.check(&mut fail);
+        let audience = self.audience.check();
+        let digest = self.digest.check(&mut fail);
+        let segments = check_segments(self.segments, &digest, base_url.as_ref(), &mut fail);
+        let email = self.email.check(&mut fail);
+        let unsubscribe = self.unsubscribe.check(&mut fail);
+        let delivery = self.delivery.check(&mut fail);
 
-        let site = self.site;
-        let base_url = match &site.base_url {
+        if !ok {
+            return None;
+        }
+        Some(Config {
+            site: site?,
+            content: content?,
+            feeds,
+            audience,
+            digest,
+            segments,
+            email,
+            unsubscribe,
+            delivery,
+        })
+    }
+}
+
+impl RawSite {
+    /// The checked `site:`, and its base URL on its own: segments resolve
+    /// their links against it even when another site key is wrong.
+    fn check(self, fail: &mut impl FnMut(&str, String)) -> (Option<Url>, Option<Site>) {
+        let base_url = match &self.base_url {
             None => {
                 fail(
                     "site.base_url",
@@ -338,7 +367,7 @@ impl RawConfig {
                 }
             },
         };
-        let title = match site.title {
+        let title = match self.title {
             Some(title) if title.chars().any(char::is_control) => {
                 fail(
                     "site.title",
@@ -356,29 +385,29 @@ impl RawConfig {
                 None
             }
         };
-        let timezone = match Tz::from_str(site.timezone.trim()) {
+        let timezone = match Tz::from_str(self.timezone.trim()) {
             Ok(tz) => Some(tz),
             Err(_) => {
                 fail(
                     "site.timezone",
                     format!(
                         "unknown timezone '{}'; use an IANA name such as 'Europe/Berlin' or 'UTC'",
-                        site.timezone
+                        self.timezone
                     ),
                 );
                 None
             }
         };
-        if !is_language_tag(&site.language) {
+        if !is_language_tag(&self.language) {
             fail(
                 "site.language",
                 format!(
                     "language must be a tag such as 'en' or 'pt-BR', got '{}'",
-                    site.language
+                    self.language
                 ),
             );
         }
-        let author = match site.author {
+        let author = match self.author {
             None => None,
             Some(RawAuthor::Name(name)) => Some(Author { name, email: None }),
             Some(RawAuthor::Full(FullAuthor { name, email })) => Some(Author { name, email }),
@@ -393,22 +422,37 @@ impl RawConfig {
                 format!("'{email}' is not an email address"),
             );
         }
+        let site = match (title, base_url.clone(), timezone) {
+            (Some(title), Some(base_url), Some(timezone)) => Some(Site {
+                title,
+                base_url,
+                description: self.description,
+                author,
+                language: self.language,
+                timezone,
+            }),
+            _ => None,
+        };
+        (base_url, site)
+    }
+}
 
-        let content = self.content;
-        check_permalink(&content.permalink, &mut fail);
-        if content.summary_length < 20 {
+impl RawContent {
+    fn check(self, fail: &mut impl FnMut(&str, String)) -> Option<ContentSettings> {
+        check_permalink(&self.permalink, fail);
+        if self.summary_length < 20 {
             fail(
                 "content.summary_length",
                 "summary_length must be at least 20 characters".into(),
             );
         }
-        if content.words_per_minute == 0 {
+        if self.words_per_minute == 0 {
             fail(
                 "content.words_per_minute",
                 "words_per_minute must be more than 0".into(),
             );
         }
-        let max_file_size = match content.max_file_size {
+        let max_file_size = match self.max_file_size {
             RawSize::Bytes(bytes) => Some(bytes),
             RawSize::Text(text) => match parse_size(&text) {
                 Some(bytes) => Some(bytes),
@@ -424,57 +468,33 @@ impl RawConfig {
                 }
             },
         };
+        Some(ContentSettings {
+            dir: self.dir,
+            permalink: self.permalink,
+            summary_length: self.summary_length,
+            max_file_size: max_file_size?,
+            words_per_minute: self.words_per_minute,
+        })
+    }
+}
 
-        let feeds = self.feeds;
-        if feeds.limit == 0 {
+impl RawFeeds {
+    fn check(self, fail: &mut impl FnMut(&str, String)) -> FeedSettings {
+        if self.limit == 0 {
             fail("feeds.limit", "limit must be at least 1".into());
         }
-
-        let audience = self.audience.check();
-        let digest = self.digest.check(&mut fail);
-        let segments = check_segments(self.segments, &digest, base_url.as_ref(), &mut fail);
-        let email = self.email.check(&mut fail);
-        let unsubscribe = self.unsubscribe.check(&mut fail);
-        let delivery = self.delivery.check(&mut fail);
-
-        if !ok {
-            return None;
+        FeedSettings {
+            out: self.out,
+            limit: self.limit,
+            content: match self.content {
+                RawFeedContent::Full => FeedContent::Full,
+                RawFeedContent::Summary => FeedContent::Summary,
+            },
+            rss: self.rss,
+            atom: self.atom,
+            json: self.json,
+            tags: self.tags,
         }
-        Some(Config {
-            site: Site {
-                title: title?,
-                base_url: base_url?,
-                description: site.description,
-                author,
-                language: site.language,
-                timezone: timezone?,
-            },
-            content: ContentSettings {
-                dir: content.dir,
-                permalink: content.permalink,
-                summary_length: content.summary_length,
-                max_file_size: max_file_size?,
-                words_per_minute: content.words_per_minute,
-            },
-            feeds: FeedSettings {
-                out: feeds.out,
-                limit: feeds.limit,
-                content: match feeds.content {
-                    RawFeedContent::Full => FeedContent::Full,
-                    RawFeedContent::Summary => FeedContent::Summary,
-                },
-                rss: feeds.rss,
-                atom: feeds.atom,
-                json: feeds.json,
-                tags: feeds.tags,
-            },
-            audience,
-            digest,
-            segments,
-            email,
-            unsubscribe,
-            delivery,
-        })
     }
 }
 

@@ -13,9 +13,10 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::frontmatter::Places;
-use super::{Cta, Tag, body, dates, slug};
+use super::{Cta, body, dates};
 use crate::config::Author;
 use crate::diagnostics::Diagnostic;
+use crate::tag::{Tag, tag_key};
 
 pub const TITLE: &[&str] = &["title"];
 pub const SLUG: &[&str] = &["slug"];
@@ -325,7 +326,7 @@ impl<'a> FrontMatter<'a> {
             };
             for name in names {
                 let name = body::collapse(&name);
-                let key = slug::tag_key(&name);
+                let key = tag_key(&name);
                 if key.is_empty() {
                     if !name.is_empty() {
                         self.warn(

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::config::{Locator, MAX_YAML_NESTING, yaml_error, yaml_too_deep};
 use crate::diagnostics::Diagnostic;
+use crate::yaml::{Locator, MAX_YAML_NESTING, position_in, yaml_error, yaml_too_deep};
 
 /// A post split at its fences.
 #[derive(Debug)]
@@ -191,7 +191,7 @@ fn parse_toml(matter: &str, shown: &Path) -> Result<(Map<String, Value>, Places)
         Err(err) => {
             let at = err
                 .span()
-                .map(|span| super::hygiene::position_in(matter, span.start.min(matter.len())));
+                .map(|span| position_in(matter, span.start.min(matter.len())));
             let message = format!("{} in front matter", err.message().trim_end_matches('\n'));
             let d = Diagnostic::error(shown, message);
             return Err(match at {

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::yaml::position_in;
+
 /// One kind of repair made to a text, with where it first happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repair {
@@ -180,14 +182,6 @@ pub fn forbidden_in<'a>(texts: impl Iterator<Item = &'a str>) -> Option<String> 
         n => format!(" and {} more", n - 1),
     };
     Some(format!("control character U+{:04X}{more}", first as u32))
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-pub fn position_in(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 #[cfg(test)]
