@@ -26,12 +26,18 @@ use crate::render::Renderer;
 use crate::select::{self, History, Index, Reader};
 use crate::unsubscribe::{AddressKey, Secret};
 
+mod dispatch;
+mod freeze;
+mod frozen;
+mod journal;
 mod live;
 pub mod lock;
+mod newly_frozen;
 mod progress;
 pub mod shard;
 
-pub use live::{Ended, send};
+pub use dispatch::Ended;
+pub use live::send;
 
 /// What one segment's readers came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

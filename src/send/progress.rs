@@ -17,6 +17,8 @@ pub struct Progress {
     quiet: bool,
     total: u64,
     done: u64,
+    /// Readers frozen beside the send already in `total`.
+    frozen: u64,
     started: Instant,
     last_log: Instant,
 }
@@ -32,6 +34,7 @@ impl Progress {
             quiet,
             total: 0,
             done: 0,
+            frozen: 0,
             started: now,
             last_log: now,
         };
@@ -60,6 +63,15 @@ impl Progress {
             self.bar = Some(bar);
         } else {
             self.log = true;
+        }
+    }
+
+    /// `frozen` readers frozen beside the send so far: those not counted
+    /// yet are more messages to send.
+    pub fn frozen_so_far(&mut self, frozen: u64) {
+        if frozen > self.frozen {
+            self.add(frozen - self.frozen);
+            self.frozen = frozen;
         }
     }
 
