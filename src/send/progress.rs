@@ -1,6 +1,7 @@
 //! Send stage: progress while a send runs — a bar with rate and ETA on a
 //! terminal, a plain log line every few seconds under cron, nothing with
 //! `-q`. Elapsed time only (a monotonic clock); no wall-clock reads.
+//! Imports no other stage.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
