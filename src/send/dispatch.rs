@@ -101,6 +101,8 @@ impl<'l, I: Iterator<Item = Result<Delivery>>> RoundQueue<'l, I> {
         }
     }
 
+    /// The next delivery to send: the settled ones first, then those
+    /// frozen beside the send, waited for as they are committed.
     async fn next(&mut self) -> Option<Result<Delivery>> {
         if let Some(settled) = &mut self.settled {
             match settled.next() {

@@ -3,7 +3,7 @@
 //! summary per segment.
 //!
 //! A dry run (and every run without SMTP configured) writes `.eml` files
-//! under `outbox/<issue>/` and never writes the ledger ([`dry_run`]); a
+//! under `outbox/<issue>/` and never writes the ledger ([`dry_run()`]); a
 //! real send goes through the ledger ([`send`]). This file holds what both
 //! share: the run, its summary, the history of issues sent. The send stage
 //! sits at the top of the flow: it may import every stage below it.
