@@ -4,6 +4,7 @@
 
 mod files;
 pub mod pool;
+pub mod retry;
 pub mod smtp;
 
 pub use files::EmlDir;

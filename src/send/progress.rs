@@ -1,6 +1,7 @@
 //! Send stage: progress while a send runs — a bar with rate and ETA on a
 //! terminal, a plain log line every few seconds under cron, nothing with
 //! `-q`. Elapsed time only (a monotonic clock); no wall-clock reads.
+//! Imports no other stage.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ pub struct Progress {
     quiet: bool,
     total: u64,
     done: u64,
+    /// Readers frozen beside the send already in `total`.
+    frozen: u64,
     started: Instant,
     last_log: Instant,
 }
@@ -32,6 +35,7 @@ impl Progress {
             quiet,
             total: 0,
             done: 0,
+            frozen: 0,
             started: now,
             last_log: now,
         };
@@ -60,6 +64,15 @@ impl Progress {
             self.bar = Some(bar);
         } else {
             self.log = true;
+        }
+    }
+
+    /// `frozen` readers frozen beside the send so far: those not counted
+    /// yet are more messages to send.
+    pub fn frozen_so_far(&mut self, frozen: u64) {
+        if frozen > self.frozen {
+            self.add(frozen - self.frozen);
+            self.frozen = frozen;
         }
     }
 

@@ -1,0 +1,60 @@
+//! Send stage: what becomes of a message's outcome in the ledger — the mark
+//! the retry policy decides — and the pool's journal that records it from
+//! the sessions. May import deliver (outcomes, the pool's journal, the
+//! retry policy) and the ledger's marks.
+
+use crate::deliver::pool::{Job, Journal};
+use crate::deliver::retry::{AfterDeferral, RetryPolicy};
+use crate::deliver::smtp::Outcome;
+use crate::ledger::{Mark, Marks};
+
+/// The mark for `outcome` of a message to `to` tried `tried` times before:
+/// the same decision for the session that records it and for the summary
+/// that counts it. `None` when there is nothing to write (unknown: left
+/// `sending`; withheld: recorded as it was refused).
+pub(super) fn mark_of(
+    policy: &RetryPolicy,
+    tried: u32,
+    to: &str,
+    outcome: &Outcome,
+) -> Option<Mark> {
+    Some(match outcome {
+        Outcome::Sent(reply) => Mark::Sent(reply.clone()),
+        Outcome::Deferred(reply) => match policy.after_deferral(tried) {
+            AfterDeferral::GiveUp => Mark::Failed {
+                reply: reply.clone(),
+                bounced: None,
+            },
+            AfterDeferral::RetryAt(next) => Mark::Deferred(reply.clone(), next),
+        },
+        Outcome::Failed(reply) => Mark::Failed {
+            reply: reply.clone(),
+            bounced: Some(to.to_string()),
+        },
+        Outcome::NotSent(reply) => Mark::Pending(reply.clone()),
+        Outcome::Withheld | Outcome::Unknown(_) => return None,
+    })
+}
+
+/// The pool's journal: marks straight from the sessions to the ledger's
+/// writer, so a session waits for the disk and nothing else.
+pub(super) struct LedgerJournal {
+    pub(super) marks: Marks,
+    pub(super) policy: RetryPolicy,
+}
+
+impl Journal for LedgerJournal {
+    fn sending(&self, job: &Job, answer: tokio::sync::oneshot::Sender<bool>) {
+        self.marks.sending(job.key, answer);
+    }
+
+    fn settled(&self, job: &Job, outcome: &Outcome) {
+        if let Some(mark) = mark_of(&self.policy, job.tried, job.to.as_ref(), outcome) {
+            self.marks.record(job.key, mark);
+        }
+    }
+
+    fn hurry(&self) {
+        self.marks.hurry();
+    }
+}
