@@ -29,7 +29,7 @@ use crate::audience::subscribers::{self, Status, Subscriber};
 use crate::audience::suppressed::Suppressed;
 use crate::config::Config;
 use crate::content::{Post, Tag};
-use crate::deliver::pool::{Halt, Job, Journal, Limits, Pool, Report};
+use crate::deliver::pool::{Job, JobOutcome, Journal, Limits, Pool, PoolEnd};
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::ledger::{
@@ -715,9 +715,9 @@ impl Dispatch<'_> {
         let halt = pool.finish(|report| self.count(report)).await;
         rounds?;
         Ok(match halt {
-            Halt::No => Ended::Done,
-            Halt::Unreachable => Ended::Unreachable,
-            Halt::LoginRefused => Ended::LoginRefused,
+            PoolEnd::QueueDone => Ended::Done,
+            PoolEnd::Unreachable => Ended::Unreachable,
+            PoolEnd::LoginRefused => Ended::LoginRefused,
         })
     }
 
@@ -899,7 +899,7 @@ impl Dispatch<'_> {
     }
 
     /// Counts what became of a message (its journal recorded it).
-    fn count(&mut self, report: Report) {
+    fn count(&mut self, report: JobOutcome) {
         self.progress.step();
         let Some(segment) = self.in_flight.remove(&report.key) else {
             return;
@@ -961,18 +961,7 @@ fn expire(
 
 /// The shortest time between two messages under the rate limits.
 fn interval(config: &Config) -> Option<std::time::Duration> {
-    let per_second = config
-        .delivery
-        .per_second
-        .map(|r| std::time::Duration::from_secs_f64(1.0 / r));
-    let per_hour = config
-        .delivery
-        .per_hour
-        .map(|r| std::time::Duration::from_secs_f64(3600.0 / f64::from(r)));
-    match (per_second, per_hour) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
+    crate::deliver::pace::interval(config.delivery.per_second, config.delivery.per_hour)
 }
 
 #[cfg(test)]
