@@ -1,7 +1,7 @@
 //! Deliver stage, SMTP: what a reply means — the [`Outcome`] of a message
 //! from the reply to its envelope or to its data, and whether the
-//! connection goes on after it. Pure: may import lettre's reply types and
-//! std; no I/O.
+//! connection goes on after it. Pure: may import lettre's reply types,
+//! tokio's `Elapsed` and std; no I/O.
 
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::response::Response;
