@@ -47,16 +47,16 @@ pub(super) async fn implicit_tls(
 ) -> Result<Box<dyn AsyncTokioStream>, lettre::transport::smtp::Error> {
     let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(stream));
     stream.upgrade_tls(tls).await?;
-    Ok(Box::new(Encrypted(stream)))
+    Ok(Box::new(LettreTlsStream(stream)))
 }
 
 /// lettre's TLS stream, seen through tokio's I/O traits (lettre's stream
 /// speaks futures-io; its connection takes tokio streams).
 #[allow(deprecated)]
 #[derive(Debug)]
-struct Encrypted(AsyncNetworkStream);
+struct LettreTlsStream(AsyncNetworkStream);
 
-impl AsyncRead for Encrypted {
+impl AsyncRead for LettreTlsStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -74,7 +74,7 @@ impl AsyncRead for Encrypted {
     }
 }
 
-impl AsyncWrite for Encrypted {
+impl AsyncWrite for LettreTlsStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -92,7 +92,7 @@ impl AsyncWrite for Encrypted {
     }
 }
 
-impl AsyncTokioStream for Encrypted {
+impl AsyncTokioStream for LettreTlsStream {
     fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.0.peer_addr()
     }

@@ -136,16 +136,16 @@ impl Default for Script {
 /// What a scripted server saw: the client end of each connection it
 /// accepted, and each AUTH line.
 #[derive(Debug, Default)]
-pub(super) struct Seen {
+pub(super) struct ServerLog {
     pub peers: Vec<SocketAddr>,
     pub auth: Vec<String>,
 }
 
 /// Starts a server that follows `script`; its port, and what it sees.
-pub(super) async fn scripted(script: Script) -> (u16, Arc<Mutex<Seen>>) {
+pub(super) async fn scripted(script: Script) -> (u16, Arc<Mutex<ServerLog>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let seen = Arc::new(Mutex::new(ServerLog::default()));
     let shared = seen.clone();
     let acceptor = acceptor();
     tokio::spawn(async move {
@@ -160,7 +160,7 @@ pub(super) async fn scripted(script: Script) -> (u16, Arc<Mutex<Seen>>) {
                     converse(&mut tls, &script, &seen, true).await;
                     return;
                 }
-                if converse(&mut stream, &script, &seen, false).await == Ended::Starttls
+                if converse(&mut stream, &script, &seen, false).await == ConversationEnd::Starttls
                     && let Ok(mut tls) = acceptor.accept(stream).await
                 {
                     converse(&mut tls, &script, &seen, true).await;
@@ -172,7 +172,7 @@ pub(super) async fn scripted(script: Script) -> (u16, Arc<Mutex<Seen>>) {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Ended {
+enum ConversationEnd {
     Closed,
     Starttls,
 }
@@ -181,16 +181,16 @@ enum Ended {
 async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     script: &Script,
-    seen: &Mutex<Seen>,
+    seen: &Mutex<ServerLog>,
     encrypted: bool,
-) -> Ended {
+) -> ConversationEnd {
     let upgraded = encrypted && script.tls == Tls::Starttls;
     if !upgraded {
         let _ = stream
             .write_all(format!("{}\r\n", script.greeting).as_bytes())
             .await;
         if !script.greeting.starts_with("220") {
-            return Ended::Closed;
+            return ConversationEnd::Closed;
         }
     }
     let mut state = Transaction::default();
@@ -198,7 +198,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buffer = vec![0; 65536];
     loop {
         let n = match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return Ended::Closed,
+            Ok(0) | Err(_) => return ConversationEnd::Closed,
             Ok(n) => n,
         };
         pending.extend_from_slice(&buffer[..n]);
@@ -213,9 +213,9 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             replies.push_str(&reply);
             replies.push_str("\r\n");
             if reply.starts_with("421") || reply.starts_with("221") {
-                ended = Some(Ended::Closed);
+                ended = Some(ConversationEnd::Closed);
             } else if line.to_ascii_uppercase().starts_with("STARTTLS") {
-                ended = Some(Ended::Starttls);
+                ended = Some(ConversationEnd::Starttls);
             }
             if ended.is_some() {
                 break;
@@ -223,7 +223,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let _ = stream.write_all(replies.as_bytes()).await;
         if let Some(ended) = ended {
-            if ended == Ended::Closed {
+            if ended == ConversationEnd::Closed {
                 let _ = stream.shutdown().await;
             }
             return ended;
@@ -245,7 +245,7 @@ impl Transaction {
         &mut self,
         line: &str,
         script: &Script,
-        seen: &Mutex<Seen>,
+        seen: &Mutex<ServerLog>,
         encrypted: bool,
     ) -> Option<String> {
         if self.in_data {
