@@ -1,8 +1,11 @@
 //! Deliver stage: where finished messages go — an [`EmlDir`] of `.eml`
 //! files (dry runs), or an SMTP relay through a [`pool::Pool`] of
-//! sessions. Only this stage touches the network.
+//! sessions, paced by the rate limits. Only this stage touches the
+//! network. May import the crate's shared vocabulary (addresses) and
+//! nothing of the stages above it (send, render).
 
 mod files;
+pub mod pace;
 pub mod pool;
 pub mod retry;
 pub mod smtp;

@@ -8,7 +8,7 @@
 //! server that offers PIPELINING, a worker runs a train: each message's
 //! data goes in one write with the next message's envelope (MAIL, RCPT,
 //! DATA), one round trip a message. Outcomes go to the journal, then to
-//! the caller as [`Report`]s. The queue is bounded: a caller that renders
+//! the caller as [`JobOutcome`]s. The queue is bounded: a caller that renders
 //! faster than the relay takes messages waits (back-pressure) instead of
 //! buffering, and a crash leaves at most the queued jobs and two per
 //! connection marked `sending` (one of which may have been handed over).
@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use lettre::Address;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio::time::Instant;
 
-use super::smtp::{LoginRefused, Outcome, Session, SmtpSettings};
+use super::pace::Pace;
+use super::smtp::{LoginRefused, Outcome, SmtpSession, SmtpSettings};
 use crate::unsubscribe::AddressKey;
 
 /// How many jobs the queue holds for each session.
@@ -66,18 +66,19 @@ pub trait Journal: Send + Sync {
     fn hurry(&self);
 }
 
-/// What became of one message, for the caller.
+/// What became of one job's message, for the caller.
 #[derive(Debug)]
-pub struct Report {
+pub struct JobOutcome {
     pub key: AddressKey,
     pub tried: u32,
     pub outcome: Outcome,
 }
 
-/// Why a pool stopped before its queue was done.
+/// How a pool's run ended: its queue done, or why it stopped before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Halt {
-    No,
+pub enum PoolEnd {
+    /// Every queued job was settled.
+    QueueDone,
     /// Connection trouble too many times in a row.
     Unreachable,
     /// The relay refused the login.
@@ -88,7 +89,7 @@ pub enum Halt {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub concurrency: usize,
-    /// The shortest time between two messages (from the rate limits).
+    /// The shortest time between two messages ([`super::pace::interval`]).
     pub interval: Option<Duration>,
     pub max_connection_failures: u32,
 }
@@ -99,9 +100,8 @@ struct Shared {
     from: Address,
     jobs: Mutex<mpsc::Receiver<Job>>,
     journal: Arc<dyn Journal>,
-    reports: mpsc::UnboundedSender<Report>,
-    next_slot: Mutex<Instant>,
-    interval: Option<Duration>,
+    reports: mpsc::UnboundedSender<JobOutcome>,
+    pace: Pace,
     failures: AtomicU32,
     max_failures: u32,
     stopped: AtomicBool,
@@ -112,7 +112,7 @@ struct Shared {
 /// A running pool: send jobs in, read reports out.
 pub struct Pool {
     pub jobs: mpsc::Sender<Job>,
-    pub reports: mpsc::UnboundedReceiver<Report>,
+    pub reports: mpsc::UnboundedReceiver<JobOutcome>,
     shared: Arc<Shared>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -126,8 +126,8 @@ impl Pool {
         journal: Arc<dyn Journal>,
     ) -> Pool {
         // Each queued job has its `sending` mark asked for: the queue is as
-        // long as lets a mark be written (an fsync, ~1 ms here) before its
-        // job is taken, and no longer (a crash leaves the queue `sending`).
+        // long as lets a mark be written (an fsync) before its job is
+        // taken, and no longer (a crash leaves the queue `sending`).
         let (jobs_tx, jobs_rx) = mpsc::channel(limits.concurrency * QUEUED_PER_SESSION);
         // Never full: a worker does not wait for the caller with a server
         // waiting on it. At most the queued and in-flight jobs report.
@@ -138,8 +138,7 @@ impl Pool {
             jobs: Mutex::new(jobs_rx),
             journal,
             reports: reports_tx,
-            next_slot: Mutex::new(Instant::now()),
-            interval: limits.interval,
+            pace: Pace::new(limits.interval),
             failures: AtomicU32::new(0),
             max_failures: limits.max_connection_failures,
             stopped: AtomicBool::new(false),
@@ -161,7 +160,7 @@ impl Pool {
     /// Under a rate limit, where a job may wait long, the mark is asked
     /// for when a worker takes it instead.
     pub fn submit(&self, slot: mpsc::Permit<'_, Job>, mut job: Job) {
-        if self.shared.interval.is_none() {
+        if !self.shared.pace.limited() {
             job.permit = Some(ask(&self.shared, &mut job));
         }
         slot.send(job);
@@ -174,7 +173,7 @@ impl Pool {
 
     /// Closes the queue and waits for the workers, passing their last
     /// reports to `handle`; returns why the pool stopped early, if it did.
-    pub async fn finish(mut self, mut handle: impl FnMut(Report)) -> Halt {
+    pub async fn finish(mut self, mut handle: impl FnMut(JobOutcome)) -> PoolEnd {
         drop(self.jobs);
         let mut workers = std::mem::take(&mut self.workers);
         let waiting = async {
@@ -199,17 +198,17 @@ impl Pool {
             }
         }
         if self.shared.login_refused.load(Ordering::SeqCst) {
-            Halt::LoginRefused
+            PoolEnd::LoginRefused
         } else if self.shared.stopped.load(Ordering::SeqCst) {
-            Halt::Unreachable
+            PoolEnd::Unreachable
         } else {
-            Halt::No
+            PoolEnd::QueueDone
         }
     }
 }
 
 async fn work(shared: Arc<Shared>) {
-    let mut session: Option<Session> = None;
+    let mut session: Option<SmtpSession> = None;
     // A job to try again first, with how many times this run tried it.
     let mut again: Option<(Job, u32)> = None;
     // The message whose envelope the server took: its data goes next.
@@ -246,7 +245,7 @@ async fn work(shared: Arc<Shared>) {
             settle(&shared, job, outcome).await;
             continue;
         }
-        pace(&shared).await;
+        shared.pace.wait_turn().await;
         if let Err(outcome) = connect(&shared, &mut session).await {
             settle(&shared, job, outcome).await;
             continue;
@@ -290,12 +289,12 @@ impl Shared {
 
 /// Opens the session if it is not open; the outcome for the job in hand
 /// when it cannot be.
-async fn connect(shared: &Shared, session: &mut Option<Session>) -> Result<(), Outcome> {
+async fn connect(shared: &Shared, session: &mut Option<SmtpSession>) -> Result<(), Outcome> {
     if session.as_ref().is_some_and(|open| !open.is_broken()) {
         return Ok(());
     }
     *session = None;
-    match Session::open(&shared.settings).await {
+    match SmtpSession::open(&shared.settings).await {
         Ok(opened) => {
             *session = Some(opened);
             Ok(())
@@ -317,7 +316,7 @@ async fn connect(shared: &Shared, session: &mut Option<Session>) -> Result<(), O
 /// written; the job is then ready, settled, or to be tried again.
 async fn start(
     shared: &Shared,
-    open: &mut Session,
+    open: &mut SmtpSession,
     mut job: Job,
     tries: u32,
     ready: &mut Option<Ready>,
@@ -363,7 +362,7 @@ async fn follow(
 /// settled, or is returned to be tried again.
 async fn step(
     shared: &Shared,
-    open: &mut Session,
+    open: &mut SmtpSession,
     message: Ready,
     next: Option<(Job, u32)>,
     ready: &mut Option<Ready>,
@@ -379,7 +378,7 @@ async fn step(
     // Under a rate limit the next one waits for its turn, alone: the
     // server, waiting for this message, must not wait with it.
     let (next, later) = match next {
-        Some(next) if shared.interval.is_some() => (None, Some(next)),
+        Some(next) if shared.pace.limited() => (None, Some(next)),
         next => (next, None),
     };
     let next = match next {
@@ -469,7 +468,7 @@ async fn again_or_settle(
 /// when it was not handed over.
 async fn alone(
     shared: &Shared,
-    open: &mut Session,
+    open: &mut SmtpSession,
     mut job: Job,
     tries: u32,
 ) -> Option<(Job, u32)> {
@@ -534,7 +533,7 @@ async fn settle(shared: &Shared, mut job: Job, mut outcome: Outcome) {
         outcome = Outcome::Withheld;
     }
     shared.journal.settled(&job, &outcome);
-    let report = Report {
+    let report = JobOutcome {
         key: job.key,
         tried: job.tried,
         outcome,
@@ -548,19 +547,4 @@ fn trouble(shared: &Shared) {
     if failures >= shared.max_failures {
         shared.stopped.store(true, Ordering::SeqCst);
     }
-}
-
-/// Waits for this worker's turn under the rate limit.
-async fn pace(shared: &Shared) {
-    let Some(interval) = shared.interval else {
-        return;
-    };
-    let wait_until = {
-        let mut next = shared.next_slot.lock().await;
-        let now = Instant::now();
-        let slot = (*next).max(now);
-        *next = slot + interval;
-        slot
-    };
-    tokio::time::sleep_until(wait_until).await;
 }

@@ -17,7 +17,7 @@ use super::progress::Progress;
 use super::{SegmentCounts, Summary};
 use crate::audience::subscribers::{Status, Subscriber};
 use crate::content::Post;
-use crate::deliver::pool::{Halt, Job, Limits, Pool, Report};
+use crate::deliver::pool::{Job, JobOutcome, Limits, Pool, PoolEnd};
 use crate::deliver::retry::RetryPolicy;
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::Diagnostic;
@@ -139,9 +139,9 @@ impl Dispatch<'_> {
         let halt = pool.finish(|report| self.count(report)).await;
         rounds?;
         Ok(match halt {
-            Halt::No => Ended::Done,
-            Halt::Unreachable => Ended::Unreachable,
-            Halt::LoginRefused => Ended::LoginRefused,
+            PoolEnd::QueueDone => Ended::Done,
+            PoolEnd::Unreachable => Ended::Unreachable,
+            PoolEnd::LoginRefused => Ended::LoginRefused,
         })
     }
 
@@ -332,7 +332,7 @@ impl Dispatch<'_> {
     }
 
     /// Counts what became of a message (its journal recorded it).
-    fn count(&mut self, report: Report) {
+    fn count(&mut self, report: JobOutcome) {
         self.progress.step();
         let Some(segment) = self.unsettled.in_flight.remove(&report.key) else {
             return;

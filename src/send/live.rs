@@ -448,16 +448,5 @@ fn expire(
 
 /// The shortest time between two messages under the rate limits.
 fn interval(config: &Config) -> Option<std::time::Duration> {
-    let per_second = config
-        .delivery
-        .per_second
-        .map(|r| std::time::Duration::from_secs_f64(1.0 / r));
-    let per_hour = config
-        .delivery
-        .per_hour
-        .map(|r| std::time::Duration::from_secs_f64(3600.0 / f64::from(r)));
-    match (per_second, per_hour) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
+    crate::deliver::pace::interval(config.delivery.per_second, config.delivery.per_hour)
 }

@@ -1,0 +1,24 @@
+//! Deliver stage, SMTP: lettre's async connection on a socket of ours, one
+//! recipient per transaction, each outcome classified for the ledger.
+//! Files: `settings` (the URL), `socket` (TCP and implicit TLS), `session`
+//! (connect, login, one transaction), `pipelining` (RFC 2920 trains),
+//! `payload` (the dot-stuffed message), `reply` (what a reply means). May
+//! import lettre, tokio, url and std; nothing else of the crate.
+
+mod payload;
+mod pipelining;
+mod reply;
+mod session;
+mod settings;
+mod socket;
+
+#[cfg(test)]
+mod reply_table;
+#[cfg(test)]
+mod test_servers;
+
+pub use payload::Payload;
+pub use pipelining::Envelope;
+pub use reply::Outcome;
+pub use session::{LoginRefused, SmtpSession};
+pub use settings::{Security, SmtpSettings};

@@ -1,0 +1,182 @@
+//! Deliver stage, SMTP, tests only: the table of what a session makes of
+//! each reply — stage × reply code × enhanced status code → [`Outcome`] and
+//! whether the connection is kept — each row run against a scripted server
+//! on 127.0.0.1, once a message at a time (no PIPELINING: `send`) and once
+//! in a train (PIPELINING: `envelope_of` and `exchange`). The rows say
+//! today's behaviour: to change a classification, edit its row. May import
+//! the other files of [`super`] and the test servers.
+
+use std::time::Duration;
+
+use lettre::Address;
+
+use super::Outcome;
+use super::session::SmtpSession;
+use super::test_servers::{Script, scripted};
+
+/// Where the scripted reply is given.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    Greeting,
+    Ehlo,
+    Mail,
+    Rcpt,
+    Data,
+    /// The reply to the end of the message.
+    AfterData,
+}
+
+/// What became of the message, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// No session: the pool settles the message `NotSent` and counts a
+    /// connection failure.
+    NoSession,
+    Sent,
+    Deferred,
+    Failed,
+    NotSent,
+    Unknown,
+}
+
+/// Whether the session can carry the next message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    Kept,
+    Dropped,
+}
+
+/// One row: at `at` the server answers `reply` (every other stage goes
+/// well); the message's verdict and the connection afterwards.
+struct Row(At, &'static str, Verdict, After);
+
+use After::{Dropped, Kept};
+use At::{AfterData, Data, Ehlo, Greeting, Mail, Rcpt};
+use Verdict::{Deferred, Failed, NoSession, NotSent, Sent, Unknown};
+
+#[rustfmt::skip]
+const ROWS: &[Row] = &[
+    // at         reply                                       verdict    connection
+    Row(Greeting, "554 5.3.2 not accepting mail",             NoSession, Dropped),
+    Row(Greeting, "450 4.3.2 busy",                           NoSession, Dropped),
+    Row(Greeting, "421 4.3.2 closing",                        NoSession, Dropped),
+    Row(Ehlo,     "550 5.5.1 no",                             NoSession, Dropped),
+    Row(Ehlo,     "451 4.3.0 local error",                    NoSession, Dropped),
+    Row(Ehlo,     "421 4.3.2 closing",                        NoSession, Dropped),
+    // A refused sender is the relay's trouble, whatever the code.
+    Row(Mail,     "451 4.3.0 try later",                      NotSent,   Dropped),
+    Row(Mail,     "550 5.7.1 sender refused",                 NotSent,   Dropped),
+    Row(Mail,     "421 4.7.0 closing",                        NotSent,   Dropped),
+    Row(Rcpt,     "450 4.2.1 mailbox busy",                   Deferred,  Kept),
+    Row(Rcpt,     "452 4.5.3 too many recipients",            Deferred,  Kept),
+    Row(Rcpt,     "550 5.1.1 no such user",                   Failed,    Kept),
+    Row(Rcpt,     "553 mailbox name not allowed",             Failed,    Kept),
+    Row(Rcpt,     "421 4.4.2 closing",                        NotSent,   Dropped),
+    // The reply code decides, not the enhanced code.
+    Row(Rcpt,     "450 5.1.1 no such user, says the detail",  Deferred,  Kept),
+    Row(Rcpt,     "550 4.2.2 mailbox full, says the detail",  Failed,    Kept),
+    Row(Data,     "451 4.3.0 try later",                      Deferred,  Kept),
+    Row(Data,     "554 5.5.1 no valid recipients",            Failed,    Kept),
+    Row(Data,     "421 4.3.0 closing",                        NotSent,   Dropped),
+    Row(AfterData, "250 2.0.0 queued",                        Sent,      Kept),
+    Row(AfterData, "451 4.3.0 try later",                     Deferred,  Kept),
+    Row(AfterData, "452 4.3.1 out of storage",                Deferred,  Kept),
+    Row(AfterData, "554 5.7.1 rejected as spam",              Failed,    Kept),
+    Row(AfterData, "550 4.7.1 mailbox full, says the detail", Failed,    Kept),
+    Row(AfterData, "450 5.7.1 rejected, says the detail",     Deferred,  Kept),
+    // Closing after the message was handed over: it may have gone.
+    Row(AfterData, "421 4.3.2 closing",                       Unknown,   Dropped),
+];
+
+#[tokio::test]
+async fn each_reply_is_classified_as_its_row_says() {
+    let mut wrong = Vec::new();
+    for Row(at, reply, verdict, after) in ROWS {
+        for pipelining in [false, true] {
+            let got = run(*at, reply, pipelining).await;
+            let code = &reply[..3];
+            let shown_code = got.2.contains(code);
+            if (got.0, got.1) != (*verdict, *after) || !shown_code {
+                let way = if pipelining { "train" } else { "one by one" };
+                wrong.push(format!(
+                    "{at:?} {reply:?} ({way}): expected {verdict:?}/{after:?}, got {:?}/{:?} ({:?})",
+                    got.0, got.1, got.2
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "rows not met:\n{}", wrong.join("\n"));
+}
+
+/// A message offered to a server that answers `reply` at `at`: its
+/// verdict, the connection afterwards, and the outcome's text (the error
+/// when no session opened).
+async fn run(at: At, reply: &'static str, pipelining: bool) -> (Verdict, After, String) {
+    let mut script = Script {
+        pipelining,
+        ..Script::default()
+    };
+    match at {
+        Greeting => script.greeting = reply,
+        Ehlo => script.ehlo_refused = Some(reply),
+        Mail => script.mail = reply,
+        Rcpt => script.rcpt = reply,
+        Data => script.data = reply,
+        AfterData => script.end = reply,
+    }
+    let (port, _) = scripted(script).await;
+    let url = format!("smtp://127.0.0.1:{port}?tls=none");
+    let settings = super::test_servers::settings(&url, None);
+    let mut session = match SmtpSession::open(&settings).await {
+        Ok(session) => session,
+        Err(err) => return (NoSession, Dropped, format!("{err:#}")),
+    };
+    assert_eq!(session.pipelines(), pipelining);
+    let outcome = if pipelining {
+        in_a_train(&mut session).await
+    } else {
+        one(&mut session).await
+    };
+    let after = if session.is_broken() { Dropped } else { Kept };
+    let (verdict, text) = match outcome {
+        Outcome::Sent(text) => (Sent, text),
+        Outcome::Deferred(text) => (Deferred, text),
+        Outcome::Failed(text) => (Failed, text),
+        Outcome::NotSent(text) => (NotSent, text),
+        Outcome::Unknown(text) => (Unknown, text),
+        Outcome::Withheld => panic!("nothing was withheld"),
+    };
+    (verdict, after, text)
+}
+
+const MESSAGE: &[u8] = b"Subject: hi\r\n\r\nHello.\r\n";
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn addresses() -> (Address, Address) {
+    let from = "news@example.com".parse().unwrap();
+    let to = "ana@example.com".parse().unwrap();
+    (from, to)
+}
+
+/// The message on its own, as for a server without PIPELINING.
+async fn one(session: &mut SmtpSession) -> Outcome {
+    let (from, to) = addresses();
+    session
+        .send(&from, &to, MESSAGE, TIMEOUT, async { true })
+        .await
+}
+
+/// The message as a train's first and last: its envelope, then its data.
+async fn in_a_train(session: &mut SmtpSession) -> Outcome {
+    let (from, to) = addresses();
+    let envelope = session.envelope_of(&from, &to, MESSAGE).unwrap();
+    match session.exchange(None, Some(&envelope), TIMEOUT).await {
+        (None, Some(Ok(()))) => {}
+        (None, Some(Err(outcome))) => return outcome,
+        other => panic!("a train's start answered {other:?}"),
+    }
+    match session.exchange(Some(MESSAGE), None, TIMEOUT).await {
+        (Some(outcome), None) => outcome,
+        other => panic!("a train's last step answered {other:?}"),
+    }
+}
