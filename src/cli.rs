@@ -21,7 +21,7 @@ use crate::deliver::smtp::SmtpSettings;
 use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
 use crate::ledger::{Ledger, Reason as LedgerReason};
 use crate::render::Renderer;
-use crate::send::lock::{Lock, LockError};
+use crate::state::lock::{Lock, LockError};
 use crate::unsubscribe::{AddressKey, Secret};
 use crate::{explain, feed, init, preview, select};
 

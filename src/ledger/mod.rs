@@ -34,8 +34,6 @@ pub use suppression::{Reason, Suppression, UnknownReason};
 
 use crate::state;
 
-/// The ledger's file name in `.gazette/`.
-const FILE_NAME: &str = "state.db";
 /// How long a connection waits for another to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between attempts to switch to WAL.
@@ -46,7 +44,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Where the ledger of the project at `root` is (for messages).
 pub fn ledger_path(root: &Path) -> PathBuf {
-    state::dir(root).join(FILE_NAME)
+    state::ledger_file(root)
 }
 
 /// An open ledger, migrated to the schema this gazette knows.
@@ -59,7 +57,8 @@ impl Ledger {
     /// `<root>/.gazette/state.db`, created (with `.gazette/` at 0700) and
     /// migrated.
     pub fn open(root: &Path) -> Result<Ledger> {
-        let path = state::create_dir(root)?.join(FILE_NAME);
+        state::create_dir(root)?;
+        let path = state::ledger_file(root);
         create_private(&path)?;
         Ledger::connect(
             &path,

@@ -27,7 +27,6 @@ use crate::select::{self, History, Index, Reader};
 use crate::unsubscribe::{AddressKey, Secret};
 
 mod live;
-pub mod lock;
 mod progress;
 pub mod shard;
 
