@@ -3,8 +3,8 @@
 //! summary per segment.
 //!
 //! A dry run (and every run without SMTP configured) writes `.eml` files
-//! under `outbox/<issue>/` and never writes the ledger; a real send goes
-//! through the ledger ([`send`]).
+//! under `outbox/<issue>/`, never writes the ledger and creates no
+//! `.gazette/`; a real send goes through the ledger ([`send`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -169,7 +169,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let suppressed = Suppressed::load(run.root)?;
     // Columns first: every reader's digest can use every custom column.
     let attrs = subscribers::columns(&path, &shown);
-    let secret = Secret::load(run.root)?;
+    let secret = dry_run_secret(run.root, &mut problems)?;
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
@@ -230,6 +230,27 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
 
 /// Readers rendered together in a dry run.
 const BATCH: usize = 512;
+
+/// What a dry run signs unsubscribe links (and derives Message-IDs) with
+/// when the project has no key yet. Fixed, so two dry runs still write the
+/// same files; no key checks tokens with it.
+const STAND_IN_KEY: &[u8] = b"gazette dry run without a key: links do not work";
+
+/// The key a dry run signs with: `GAZETTE_SECRET` or the key file, as a
+/// real send would; without either, a stand-in (with a warning), since
+/// making the key file would create `.gazette/` for a run that records
+/// nothing.
+fn dry_run_secret(root: &Path, problems: &mut Vec<Diagnostic>) -> Result<Secret> {
+    if let Some(secret) = Secret::load_existing(root)? {
+        return Ok(secret);
+    }
+    problems.push(Diagnostic::warning(
+        display_path(root, &crate::state::key_file::path(root)),
+        "no unsubscribe key yet, so this dry run signs its links with a stand-in key \
+         and they will not work; the first real send makes the key (or set GAZETTE_SECRET)",
+    ));
+    Ok(Secret::from_bytes(STAND_IN_KEY))
+}
 
 /// What a dry run has done so far.
 struct Tally<'a> {
