@@ -19,7 +19,7 @@ use crate::config::{self, Config};
 use crate::content::{self, Head, Loaded, Want};
 use crate::deliver::smtp::SmtpSettings;
 use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
-use crate::ledger::{Ledger, Reason as LedgerReason};
+use crate::ledger::{Ledger, SuppressionReason};
 use crate::render::Renderer;
 use crate::state::lock::{Lock, LockError};
 use crate::unsubscribe::{AddressKey, Secret};
@@ -659,7 +659,12 @@ impl Session {
             return Ok(Exit::Usage);
         };
         let ledger = Ledger::open(&self.root)?;
-        let new = ledger.suppress(key, address, LedgerReason::Unsubscribed, self.clock.now())?;
+        let new = ledger.suppress(
+            key,
+            address,
+            SuppressionReason::Unsubscribed,
+            self.clock.now(),
+        )?;
         if !self.quiet {
             let who =
                 address.map_or_else(|| "the reader of this token".to_string(), str::to_string);

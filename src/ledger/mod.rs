@@ -26,11 +26,11 @@ use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use deliveries::{
-    Counts, Delivery, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus, Writes,
+    Delivery, DeliveryCounts, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus, Writes,
 };
 pub use issues::IssueRecord;
-pub use recorder::{Marks, Recorder};
-pub use suppression::{Reason, Suppression, UnknownReason};
+pub use recorder::{Recorder, RecorderHandle};
+pub use suppression::{Suppression, SuppressionReason, UnknownSuppressionReason};
 
 use crate::state;
 
@@ -200,7 +200,11 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05+01:00").unwrap();
         {
             let ledger = Ledger::open(root.path()).unwrap();
-            assert!(ledger.suppress(key, None, Reason::Bounced, at).unwrap());
+            assert!(
+                ledger
+                    .suppress(key, None, SuppressionReason::Bounced, at)
+                    .unwrap()
+            );
         }
         let again = Ledger::open(root.path()).unwrap();
         let existing = Ledger::open_existing(root.path()).unwrap().unwrap();
@@ -237,7 +241,7 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].key.hex(), "00112233445566778899aabbccddeeff");
         assert_eq!(kept[0].address.as_deref(), Some("ana@example.com"));
-        assert_eq!(kept[0].reason, Reason::Bounced);
+        assert_eq!(kept[0].reason, SuppressionReason::Bounced);
         let issues: i64 = ledger
             .conn
             .query_row("SELECT count(*) FROM issues", [], |row| row.get(0))
@@ -258,7 +262,7 @@ mod tests {
                     let key = crate::unsubscribe::AddressKey::of(&email);
                     assert!(
                         ledger
-                            .suppress(key, Some(&email), Reason::Bounced, at)
+                            .suppress(key, Some(&email), SuppressionReason::Bounced, at)
                             .unwrap()
                     );
                 });
@@ -327,7 +331,7 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
         let key = crate::unsubscribe::AddressKey::of("ana@example.com");
         ledger
-            .suppress(key, Some("ana@example.com"), Reason::Bounced, at)
+            .suppress(key, Some("ana@example.com"), SuppressionReason::Bounced, at)
             .unwrap();
         let mode = |name: &str| {
             let path = root.path().join(".gazette").join(name);

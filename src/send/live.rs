@@ -33,7 +33,7 @@ use crate::deliver::pool::{Halt, Job, Journal, Limits, Pool, Report};
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::ledger::{
-    Delivery, DeliveryStatus, Due, IssueRecord, Ledger, Mark, Marks, NewDelivery, Recorder,
+    Delivery, DeliveryStatus, Due, IssueRecord, Ledger, Mark, NewDelivery, Recorder, RecorderHandle,
 };
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Issue, Pick, Reader, Reason, Score};
@@ -463,7 +463,7 @@ struct Readers<'r> {
 /// by the ledger's writer a chunk at a time, the last chunk saying the
 /// issue is frozen. Runs beside the send, which reads the readers as they
 /// are committed.
-fn freeze(readers: &Readers, marks: &Marks, freezing: &Freezing) -> Froze {
+fn freeze(readers: &Readers, marks: &RecorderHandle, freezing: &Freezing) -> Froze {
     let Readers {
         run,
         record,
@@ -649,7 +649,7 @@ impl Policy {
 /// The pool's journal: marks straight from the sessions to the ledger's
 /// writer, so a session waits for the disk and nothing else.
 struct Ledgered {
-    marks: Marks,
+    marks: RecorderHandle,
     policy: Policy,
 }
 

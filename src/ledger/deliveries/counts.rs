@@ -12,7 +12,7 @@ use crate::ledger::issues::require_issue;
 
 /// Deliveries of one issue by status, for summaries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
+pub struct DeliveryCounts {
     pub pending: u64,
     pub sending: u64,
     pub sent: u64,
@@ -22,7 +22,7 @@ pub struct Counts {
     pub suppressed: u64,
 }
 
-impl Counts {
+impl DeliveryCounts {
     /// Adds `n` deliveries in `status`.
     fn add(&mut self, status: DeliveryStatus, n: u64) {
         let count = match status {
@@ -40,14 +40,14 @@ impl Counts {
 
 impl Ledger {
     /// Deliveries of `issue` by status.
-    pub fn counts(&self, issue: &str) -> Result<Counts> {
-        let counts = || -> Result<Counts> {
+    pub fn counts(&self, issue: &str) -> Result<DeliveryCounts> {
+        let counts = || -> Result<DeliveryCounts> {
             require_issue(&self.conn, issue)?;
             let mut statement = self.conn.prepare_cached(
                 "SELECT status, count(*) FROM deliveries WHERE issue_id = ?1 GROUP BY status",
             )?;
             let mut rows = statement.query([issue])?;
-            let mut counts = Counts::default();
+            let mut counts = DeliveryCounts::default();
             while let Some(row) = rows.next()? {
                 let (status, n): (String, i64) = (row.get(0)?, row.get(1)?);
                 let status = status.parse().with_context(|| {
@@ -62,12 +62,14 @@ impl Ledger {
 }
 
 /// Deliveries by issue id, then status.
-pub(in crate::ledger) fn counts_by_issue(conn: &Connection) -> Result<HashMap<String, Counts>> {
+pub(in crate::ledger) fn counts_by_issue(
+    conn: &Connection,
+) -> Result<HashMap<String, DeliveryCounts>> {
     let mut statement = conn.prepare_cached(
         "SELECT issue_id, status, count(*) FROM deliveries GROUP BY issue_id, status",
     )?;
     let mut rows = statement.query([])?;
-    let mut counts: HashMap<String, Counts> = HashMap::new();
+    let mut counts: HashMap<String, DeliveryCounts> = HashMap::new();
     while let Some(row) = rows.next()? {
         let (issue, status, n): (String, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let status = status
@@ -100,9 +102,9 @@ mod tests {
         let at = time("2026-06-01T06:00:00Z");
         assert_eq!(
             ledger.counts(ISSUE).unwrap(),
-            Counts {
+            DeliveryCounts {
                 pending: 4,
-                ..Counts::default()
+                ..DeliveryCounts::default()
             }
         );
         ledger
@@ -119,12 +121,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             ledger.counts(ISSUE).unwrap(),
-            Counts {
+            DeliveryCounts {
                 pending: 1,
                 sending: 1,
                 sent: 1,
                 suppressed: 1,
-                ..Counts::default()
+                ..DeliveryCounts::default()
             }
         );
         assert!(ledger.counts("2026-06-02").is_err());

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 use rusqlite::{OptionalExtension, Row};
 
-pub use counts::Counts;
+pub use counts::DeliveryCounts;
 pub(super) use counts::counts_by_issue;
 pub use due::Due;
 pub use status::{DeliveryStatus, Mark, UnknownStatus, Writes};

@@ -21,7 +21,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use super::NewDelivery;
 use crate::ledger::issues::require_issue;
 use crate::ledger::suppression::suppress_in;
-use crate::ledger::{Ledger, Reason};
+use crate::ledger::{Ledger, SuppressionReason};
 use crate::unsubscribe::AddressKey;
 
 /// Where a delivery stands.
@@ -324,7 +324,7 @@ fn apply(tx: &Connection, issue: &str, key: AddressKey, mark: &Mark, at: &str) -
         ..
     } = mark
     {
-        suppress_in(tx, key, Some(address), Reason::Bounced, at)?;
+        suppress_in(tx, key, Some(address), SuppressionReason::Bounced, at)?;
     }
     Ok(true)
 }
@@ -500,7 +500,9 @@ mod tests {
         let (_root, ledger) = with_issue(&["ana@example.com", "bo@example.com"]);
         let at = time("2026-06-01T06:00:00Z");
         let (ana, bo) = (key("ana@example.com"), key("bo@example.com"));
-        ledger.suppress(bo, None, Reason::Unsubscribed, at).unwrap();
+        ledger
+            .suppress(bo, None, SuppressionReason::Unsubscribed, at)
+            .unwrap();
         let went = ledger
             .record(ISSUE, &[(ana, Mark::Sending), (bo, Mark::Sending)], at)
             .unwrap();
@@ -552,7 +554,7 @@ mod tests {
             .unwrap();
         assert_eq!(status(&ledger, "ana@example.com"), DeliveryStatus::Failed);
         let bounce = ledger.suppression(ana).unwrap().unwrap();
-        assert_eq!(bounce.reason, Reason::Bounced);
+        assert_eq!(bounce.reason, SuppressionReason::Bounced);
         assert_eq!(bounce.address.as_deref(), Some("ana@example.com"));
     }
 
