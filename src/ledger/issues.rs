@@ -5,6 +5,7 @@
 //!
 //! Times keep the offset they were recorded in, and RFC 3339 text with
 //! different offsets does not sort by time: "newest" is decided in Rust.
+//! May import what `ledger` may.
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset, NaiveDate};

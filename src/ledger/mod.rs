@@ -9,6 +9,10 @@
 //! waits up to 5 s for another). Speed from batching: a send's marks go
 //! through one writer ([`Recorder`]) that commits whatever is waiting in
 //! one transaction, and reads come a page at a time ([`Due`]).
+//!
+//! May import `crate::state` (which owns `.gazette/`) and the address key
+//! (`AddressKey`) — nothing from the stages that use the ledger. Every file
+//! of the folder keeps to the same rule.
 
 mod deliveries;
 #[cfg(test)]

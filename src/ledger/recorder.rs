@@ -11,7 +11,7 @@
 //! get a transaction (an `fsync`) of its own: it goes with the next
 //! `sending` marks, at most [`GROUP_WAIT`] later. Lost in a crash, its
 //! delivery stays `sending` and becomes `unknown`, never sent again unless
-//! asked (`delivery.resend_unknown`).
+//! asked (`delivery.resend_unknown`). May import what `ledger` may.
 
 use std::path::Path;
 use std::sync::mpsc;

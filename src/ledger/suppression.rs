@@ -4,7 +4,8 @@
 //! Rows are keyed by [`AddressKey`], so an unsubscribe by token (which
 //! carries no address) and a bounce report (which does) meet on one row.
 //! The first record is kept: a later bounce neither renames nor re-dates an
-//! unsubscribe. Only an address learned later is filled in.
+//! unsubscribe. Only an address learned later is filled in. May import
+//! what `ledger` may.
 
 use std::str::FromStr;
 

@@ -1,8 +1,9 @@
 //! Send stage: a state directory belongs to one shard. The first real
 //! send records its `--shard K/N` (in `.gazette/shard`, through
-//! [`state::shard_claim`]); a later send with another shard (or none) from
+//! `state::shard_claim`); a later send with another shard (or none) from
 //! the same directory is refused, since it would mail readers another host
-//! owns or leave its own unfinished.
+//! owns or leave its own unfinished. May import `audience`
+//! (for the shard), `ledger` and `state`.
 
 use std::path::Path;
 
