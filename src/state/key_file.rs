@@ -180,13 +180,15 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(".gazette")).unwrap();
         let path = root.path().join(".gazette/secret");
+        // `+a` is a number to `u8::from_str_radix`, not two hex digits.
+        let signed = "+a".repeat(32);
         let corrupt: [&[u8]; 6] = [
             b"",
             b"not hex",
             &[b'a'; 63],
             &[b'a'; 66],
             &[0xff; 64],
-            &[b'+'; 64],
+            signed.as_bytes(),
         ];
         for corrupt in corrupt {
             std::fs::write(&path, corrupt).unwrap();
