@@ -10,7 +10,6 @@
 //! link that leaks (a forwarded digest) reveals nothing about its reader.
 
 use std::borrow::Cow;
-use std::io::{ErrorKind, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -20,15 +19,13 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::audience::subscribers::comparable;
-use crate::state;
+use crate::state::key_file;
 
 /// The environment variable that holds the key, instead of the key file.
 pub const SECRET_VAR: &str = "GAZETTE_SECRET";
 
 /// The shortest key [`SECRET_VAR`] may hold, in bytes.
 const MIN_SECRET_LEN: usize = 16;
-/// The bytes of a key gazette makes itself.
-const KEY_FILE_LEN: usize = 32;
 /// Names the scheme, so a token is never valid as a MAC of anything else.
 const DOMAIN: &[u8] = b"gazette-unsubscribe-v1";
 const PREFIX: &str = "v1.";
@@ -93,7 +90,7 @@ impl Secret {
                     .with_context(|| format!("{SECRET_VAR} is not valid UTF-8"))?;
                 from_env_value(value)
             }
-            _ => from_key_file(root),
+            _ => Ok(Secret::from_bytes(&key_file::read_or_make(root)?)),
         }
     }
 
@@ -108,7 +105,7 @@ impl Secret {
                     .with_context(|| format!("{SECRET_VAR} is not valid UTF-8"))?;
                 from_env_value(value).map(Some)
             }
-            _ => read_key_file(&state::dir(root).join("secret")),
+            _ => Ok(key_file::read(root)?.map(|key| Secret::from_bytes(&key))),
         }
     }
 
@@ -247,69 +244,6 @@ fn from_env_value(value: &str) -> Result<Secret> {
         );
     }
     Ok(Secret::from_bytes(value.as_bytes()))
-}
-
-/// The key in `<root>/.gazette/secret`, made if there is none.
-///
-/// A new key is written whole to a temporary file and linked into place
-/// only if no key is there yet, so of two processes starting at once, one
-/// writes the key and the other reads it: both sign with the same key, and
-/// neither can read a half-written file.
-fn from_key_file(root: &Path) -> Result<Secret> {
-    let path = state::dir(root).join("secret");
-    if let Some(secret) = read_key_file(&path)? {
-        return Ok(secret);
-    }
-    let dir = state::create_dir(root)?;
-    let mut key = [0u8; KEY_FILE_LEN];
-    getrandom::fill(&mut key)
-        .map_err(|e| anyhow::anyhow!("cannot get random bytes for a new key: {e}"))?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".secret-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o600));
-    }
-    let mut temp = builder
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    temp.write_all(format!("{}\n", to_hex(&key)).as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    match temp.persist_noclobber(&path) {
-        Ok(_) => {
-            // Every link sent later is signed with this key: make its name durable too.
-            #[cfg(unix)]
-            std::fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot sync folder {}", dir.display()))?;
-            Ok(Secret::from_bytes(&key))
-        }
-        Err(e) if e.error.kind() == ErrorKind::AlreadyExists => read_key_file(&path)?
-            .with_context(|| format!("{} vanished while it was being read", path.display())),
-        Err(e) => Err(e.error).with_context(|| format!("cannot create {}", path.display())),
-    }
-}
-
-/// The key in the file at `path`; `None` if there is no such file.
-fn read_key_file(path: &Path) -> Result<Option<Secret>> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let key: [u8; KEY_FILE_LEN] = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|text| from_hex(text.trim()))
-        .with_context(|| {
-            format!(
-                "{} is not a gazette key: it must hold 64 hex digits; if it is lost, delete \
-                 the file to make a new key (unsubscribe links already sent stop working)",
-                path.display()
-            )
-        })?;
-    Ok(Some(Secret::from_bytes(&key)))
 }
 
 /// The first 4 bytes of SHA-256 of the list name.
@@ -594,98 +528,5 @@ mod tests {
         let token = secret.token(LIST, "ana@example.com");
         let same = Secret::from_bytes(b"sixteen bytes ok");
         assert!(same.verify(LIST, &token).is_ok());
-    }
-
-    #[test]
-    fn the_key_file_is_made_once_and_reused() {
-        let root = tempfile::tempdir().unwrap();
-        let first = from_key_file(root.path()).unwrap();
-        let path = root.path().join(".gazette/secret");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.trim().len(), 64, "{text}");
-        assert!(from_hex::<32>(text.trim()).is_some(), "{text}");
-        let token = first.token(LIST, "ana@example.com");
-        let second = from_key_file(root.path()).unwrap();
-        assert!(second.verify(LIST, &token).is_ok());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
-        // No temporary files left behind.
-        let names: Vec<_> = std::fs::read_dir(root.path().join(".gazette"))
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert!(
-            names.iter().all(|n| n == "secret" || n == ".gitignore"),
-            "{names:?}"
-        );
-    }
-
-    #[test]
-    fn different_projects_get_different_keys() {
-        let one = tempfile::tempdir().unwrap();
-        let two = tempfile::tempdir().unwrap();
-        let token = from_key_file(one.path()).unwrap().token(LIST, "a@b.c");
-        let other = from_key_file(two.path()).unwrap();
-        assert_eq!(other.verify(LIST, &token), Err(TokenError::BadSignature));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_key_file_is_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let root = tempfile::tempdir().unwrap();
-        from_key_file(root.path()).unwrap();
-        let mode = |p: &str| {
-            std::fs::metadata(root.path().join(p))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777
-        };
-        assert_eq!(mode(".gazette/secret"), 0o600);
-        assert_eq!(mode(".gazette"), 0o700);
-    }
-
-    #[test]
-    fn a_key_written_by_hand_is_used() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(".gazette")).unwrap();
-        let hex = "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
-        std::fs::write(root.path().join(".gazette/secret"), format!("{hex}\r\n")).unwrap();
-        let key: [u8; 32] = from_hex(hex).unwrap();
-        let token = Secret::from_bytes(&key).token(LIST, "a@b.c");
-        assert!(
-            from_key_file(root.path())
-                .unwrap()
-                .verify(LIST, &token)
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn a_corrupt_key_file_is_an_error_naming_it() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(".gazette")).unwrap();
-        let path = root.path().join(".gazette/secret");
-        for corrupt in [&b""[..], b"not hex", &[b'a'; 63], &[b'a'; 66], &[0xff; 64]] {
-            std::fs::write(&path, corrupt).unwrap();
-            let err = from_key_file(root.path()).unwrap_err();
-            let message = format!("{err:#}");
-            assert!(message.contains(&path.display().to_string()), "{message}");
-            assert!(message.contains("64 hex digits"), "{message}");
-            // Never replaced: the links already sent depend on it.
-            assert_eq!(std::fs::read(&path).unwrap(), corrupt);
-        }
-    }
-
-    #[test]
-    fn racing_processes_end_up_with_one_key() {
-        let root = tempfile::tempdir().unwrap();
-        let tokens: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| scope.spawn(|| from_key_file(root.path()).unwrap().token(LIST, "a@b.c")))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert!(tokens.windows(2).all(|w| w[0] == w[1]), "{tokens:?}");
     }
 }

@@ -226,3 +226,44 @@ fn the_issue_reads_its_posts_whole_even_beyond_the_feeds() {
     let feed = project.json_feed("public/feed.json");
     assert_eq!(feed["items"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_dry_run_without_a_key_creates_no_state_folder() {
+    let project = Project::sample();
+    let run = project.run(&["send", "--dry-run"]).expect(0);
+    assert!(!project.exists(".gazette"), "a dry run created .gazette/");
+    let notes: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("unsubscribe key"))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            ".gazette/secret: warning: no unsubscribe key yet, so this dry run signs its links \
+          with a stand-in key and they will not work; the first real send makes the key \
+          (or set GAZETTE_SECRET)"
+        ]
+    );
+    // The stand-in is fixed: a second dry run writes the same links.
+    let links = |eml: &str| -> Vec<String> {
+        eml.lines()
+            .filter(|line| line.contains("token="))
+            .map(str::to_string)
+            .collect()
+    };
+    let name = "outbox/2026-06-01/ada_at_example.com-b5fc85e5.eml";
+    let first = project.read(name);
+    assert!(!links(&first).is_empty(), "no unsubscribe link in\n{first}");
+    project.run(&["-q", "send", "--dry-run"]).expect(0);
+    assert_eq!(links(&project.read(name)), links(&first));
+    assert!(!project.exists(".gazette"));
+    // With a key in the environment there is nothing to warn about.
+    let keyed = project.run_env(&["send", "--dry-run"], &[SECRET]).expect(0);
+    assert!(
+        !keyed.stderr.contains("unsubscribe key"),
+        "{}",
+        keyed.stderr
+    );
+    assert!(!project.exists(".gazette"));
+}

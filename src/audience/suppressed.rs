@@ -8,13 +8,13 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::subscribers::{Status, Subscriber};
-use crate::ledger::{Ledger, Reason};
+use crate::ledger::{Ledger, SuppressionReason};
 use crate::unsubscribe::AddressKey;
 
 /// Every suppressed address, by key (the list is small next to the audience).
 #[derive(Debug, Default)]
 pub struct Suppressed {
-    reasons: HashMap<AddressKey, Reason>,
+    reasons: HashMap<AddressKey, SuppressionReason>,
 }
 
 impl Suppressed {
@@ -42,9 +42,9 @@ impl Suppressed {
             return;
         };
         let status = match reason {
-            Reason::Unsubscribed => Status::Unsubscribed,
-            Reason::Bounced => Status::Bounced,
-            Reason::Complained => Status::Complained,
+            SuppressionReason::Unsubscribed => Status::Unsubscribed,
+            SuppressionReason::Bounced => Status::Bounced,
+            SuppressionReason::Complained => Status::Complained,
         };
         if status.rank() > subscriber.status.rank() {
             subscriber.status = status;

@@ -15,8 +15,8 @@ use crate::content::{Head, Loaded, Want};
 use crate::deliver::smtp::SmtpSettings;
 use crate::diagnostics::{Diagnostic, Report};
 use crate::exit::Exit;
-use crate::send::lock::{Lock, LockError};
 use crate::send::{self as sending, Ended, Run, Summary};
+use crate::state::lock::{Lock, LockError};
 use crate::{feed, select};
 
 /// How `send` was asked to run.

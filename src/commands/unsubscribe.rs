@@ -8,7 +8,7 @@ use super::Invocation;
 use crate::config::Config;
 use crate::diagnostics::Report;
 use crate::exit::Exit;
-use crate::ledger::{Ledger, Reason as LedgerReason};
+use crate::ledger::{Ledger, SuppressionReason};
 use crate::unsubscribe::{AddressKey, Secret};
 
 /// Runs `unsubscribe`; a token's signature is checked before anything is
@@ -46,7 +46,12 @@ pub fn run(inv: &Invocation, target: &str) -> Result<Exit> {
         return Ok(Exit::Usage);
     };
     let ledger = Ledger::open(&inv.root)?;
-    let new = ledger.suppress(key, address, LedgerReason::Unsubscribed, inv.clock.now())?;
+    let new = ledger.suppress(
+        key,
+        address,
+        SuppressionReason::Unsubscribed,
+        inv.clock.now(),
+    )?;
     if !inv.quiet {
         let who = address.map_or_else(|| "the reader of this token".to_string(), str::to_string);
         if new {

@@ -1,5 +1,6 @@
 //! Ledger stage, tests only: a ledger in a temporary folder, issues and
-//! deliveries to fill it with, and marks one at a time.
+//! deliveries to fill it with, and marks one at a time. May import what
+//! `ledger` may.
 
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};

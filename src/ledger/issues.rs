@@ -5,13 +5,14 @@
 //!
 //! Times keep the offset they were recorded in, and RFC 3339 text with
 //! different offsets does not sort by time: "newest" is decided in Rust.
+//! May import what `ledger` may.
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
 
 use super::deliveries::counts_by_issue;
-use super::{Counts, Ledger, parse_time};
+use super::{DeliveryCounts, Ledger, parse_time};
 
 /// An issue as frozen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,8 +189,8 @@ impl Ledger {
     }
 
     /// Every issue, newest first, with its counts (for `gazette status`).
-    pub fn issues(&self) -> Result<Vec<(IssueRecord, Counts)>> {
-        let read = || -> Result<Vec<(IssueRecord, Counts)>> {
+    pub fn issues(&self) -> Result<Vec<(IssueRecord, DeliveryCounts)>> {
+        let read = || -> Result<Vec<(IssueRecord, DeliveryCounts)>> {
             // One snapshot, so the counts are those of the issues read.
             let tx = self.conn.unchecked_transaction()?;
             let mut issues = tx
@@ -308,7 +309,7 @@ mod tests {
 
     use crate::ledger::Mark;
     use crate::ledger::fixtures::{create, issue, ledger, time, to};
-    use crate::ledger::{Counts, DeliveryStatus, Writes};
+    use crate::ledger::{DeliveryCounts, DeliveryStatus, Writes};
     use crate::unsubscribe::AddressKey;
 
     #[test]
@@ -559,20 +560,20 @@ mod tests {
         let listed = ledger.issues().unwrap();
         let ids: Vec<&str> = listed.iter().map(|(issue, _)| issue.id.as_str()).collect();
         assert_eq!(ids, ["2026-06-01", "2026-05-25", "2026-05-18"]);
-        assert_eq!(listed[0], (third, Counts::default()));
+        assert_eq!(listed[0], (third, DeliveryCounts::default()));
         assert_eq!(
             listed[1].1,
-            Counts {
+            DeliveryCounts {
                 pending: 1,
                 suppressed: 1,
-                ..Counts::default()
+                ..DeliveryCounts::default()
             }
         );
         assert_eq!(
             listed[2].1,
-            Counts {
+            DeliveryCounts {
                 pending: 1,
-                ..Counts::default()
+                ..DeliveryCounts::default()
             }
         );
     }

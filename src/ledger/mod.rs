@@ -9,6 +9,10 @@
 //! waits up to 5 s for another). Speed from batching: a send's marks go
 //! through one writer ([`Recorder`]) that commits whatever is waiting in
 //! one transaction, and reads come a page at a time ([`Due`]).
+//!
+//! May import `crate::state` (which owns `.gazette/`) and the address key
+//! (`AddressKey`) — nothing from the stages that use the ledger. Every file
+//! of the folder keeps to the same rule.
 
 mod deliveries;
 #[cfg(test)]
@@ -26,16 +30,14 @@ use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 pub use deliveries::{
-    Counts, Delivery, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus, Writes,
+    Delivery, DeliveryCounts, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus, Writes,
 };
 pub use issues::IssueRecord;
-pub use recorder::{Marks, Recorder};
-pub use suppression::{Reason, Suppression, UnknownReason};
+pub use recorder::{Recorder, RecorderHandle};
+pub use suppression::{Suppression, SuppressionReason, UnknownSuppressionReason};
 
 use crate::state;
 
-/// The ledger's file name in `.gazette/`.
-const FILE_NAME: &str = "state.db";
 /// How long a connection waits for another to let go of the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between attempts to switch to WAL.
@@ -46,7 +48,7 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Where the ledger of the project at `root` is (for messages).
 pub fn ledger_path(root: &Path) -> PathBuf {
-    state::dir(root).join(FILE_NAME)
+    state::ledger_file(root)
 }
 
 /// An open ledger, migrated to the schema this gazette knows.
@@ -59,7 +61,8 @@ impl Ledger {
     /// `<root>/.gazette/state.db`, created (with `.gazette/` at 0700) and
     /// migrated.
     pub fn open(root: &Path) -> Result<Ledger> {
-        let path = state::create_dir(root)?.join(FILE_NAME);
+        state::create_dir(root)?;
+        let path = state::ledger_file(root);
         create_private(&path)?;
         Ledger::connect(
             &path,
@@ -201,7 +204,11 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05+01:00").unwrap();
         {
             let ledger = Ledger::open(root.path()).unwrap();
-            assert!(ledger.suppress(key, None, Reason::Bounced, at).unwrap());
+            assert!(
+                ledger
+                    .suppress(key, None, SuppressionReason::Bounced, at)
+                    .unwrap()
+            );
         }
         let again = Ledger::open(root.path()).unwrap();
         let existing = Ledger::open_existing(root.path()).unwrap().unwrap();
@@ -238,7 +245,7 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].key.hex(), "00112233445566778899aabbccddeeff");
         assert_eq!(kept[0].address.as_deref(), Some("ana@example.com"));
-        assert_eq!(kept[0].reason, Reason::Bounced);
+        assert_eq!(kept[0].reason, SuppressionReason::Bounced);
         let issues: i64 = ledger
             .conn
             .query_row("SELECT count(*) FROM issues", [], |row| row.get(0))
@@ -259,7 +266,7 @@ mod tests {
                     let key = crate::unsubscribe::AddressKey::of(&email);
                     assert!(
                         ledger
-                            .suppress(key, Some(&email), Reason::Bounced, at)
+                            .suppress(key, Some(&email), SuppressionReason::Bounced, at)
                             .unwrap()
                     );
                 });
@@ -328,7 +335,7 @@ mod tests {
         let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
         let key = crate::unsubscribe::AddressKey::of("ana@example.com");
         ledger
-            .suppress(key, Some("ana@example.com"), Reason::Bounced, at)
+            .suppress(key, Some("ana@example.com"), SuppressionReason::Bounced, at)
             .unwrap();
         let mode = |name: &str| {
             let path = root.path().join(".gazette").join(name);

@@ -11,7 +11,7 @@
 //! get a transaction (an `fsync`) of its own: it goes with the next
 //! `sending` marks, at most [`GROUP_WAIT`] later. Lost in a crash, its
 //! delivery stays `sending` and becomes `unknown`, never sent again unless
-//! asked (`delivery.resend_unknown`).
+//! asked (`delivery.resend_unknown`). May import what `ledger` may.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -29,7 +29,7 @@ use crate::unsubscribe::AddressKey;
 const MAX_BATCH: usize = 4096;
 /// How long a `sending` mark (or a chunk of frozen readers) waits for
 /// others to share its transaction — its `fsync` — unless a session waits
-/// for it ([`Marks::hurry`]). Marks are asked for as jobs are queued,
+/// for it ([`RecorderHandle::hurry`]). Marks are asked for as jobs are queued,
 /// usually well before a session needs them.
 const GROUP_WAIT: Duration = Duration::from_millis(2);
 
@@ -55,13 +55,14 @@ enum Request {
 
 /// The writer of one issue's delivery marks during a send.
 pub struct Recorder {
-    marks: Marks,
+    marks: RecorderHandle,
     thread: JoinHandle<Result<()>>,
 }
 
-/// Where to send marks for the writer, from any thread.
+/// A handle on the [`Recorder`]'s queue, cloned to any thread: marks,
+/// frozen readers and flushes go to the writer through it.
 #[derive(Clone)]
-pub struct Marks {
+pub struct RecorderHandle {
     requests: mpsc::Sender<Request>,
 }
 
@@ -80,13 +81,13 @@ impl Recorder {
             .spawn(move || write(&ledger, &issue, at, &queue))
             .context("cannot start the ledger's writer")?;
         Ok(Recorder {
-            marks: Marks { requests },
+            marks: RecorderHandle { requests },
             thread,
         })
     }
 
     /// Where to send marks.
-    pub fn marks(&self) -> &Marks {
+    pub fn marks(&self) -> &RecorderHandle {
         &self.marks
     }
 
@@ -106,7 +107,7 @@ impl Recorder {
     }
 }
 
-impl Marks {
+impl RecorderHandle {
     /// Asks for `key`'s `sending` mark, answered on `answer` once it is
     /// durable: true to send, false when the address was found suppressed
     /// (and recorded so). Dropped unanswered when the ledger could not be
@@ -277,7 +278,7 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::ledger::fixtures::{create, issue, ledger, time};
-    use crate::ledger::{DeliveryStatus, Reason};
+    use crate::ledger::{DeliveryStatus, SuppressionReason};
 
     const ISSUE: &str = "2026-06-01";
 
@@ -298,7 +299,9 @@ mod tests {
             AddressKey::of("ana@example.com"),
             AddressKey::of("bo@example.com"),
         );
-        ledger.suppress(bo, None, Reason::Unsubscribed, at).unwrap();
+        ledger
+            .suppress(bo, None, SuppressionReason::Unsubscribed, at)
+            .unwrap();
         let (answer, answered) = oneshot::channel();
         recorder.marks().sending(ana, answer);
         assert_eq!(answered.await, Ok(true));

@@ -2,6 +2,7 @@
 //!
 //! `PRAGMA user_version` says how many have run. Append new ones, never edit
 //! or reorder old ones: ledgers made by released versions have run them.
+//! May import what `ledger` may.
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, TransactionBehavior};

@@ -4,7 +4,8 @@
 //! Rows are keyed by [`AddressKey`], so an unsubscribe by token (which
 //! carries no address) and a bounce report (which does) meet on one row.
 //! The first record is kept: a later bounce neither renames nor re-dates an
-//! unsubscribe. Only an address learned later is filled in.
+//! unsubscribe. Only an address learned later is filled in. May import
+//! what `ledger` may.
 
 use std::str::FromStr;
 
@@ -19,33 +20,33 @@ use crate::unsubscribe::AddressKey;
 
 /// Why an address must not be mailed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub enum SuppressionReason {
     Unsubscribed,
     Bounced,
     Complained,
 }
 
-impl Reason {
+impl SuppressionReason {
     /// The reason as the ledger stores it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Unsubscribed => "unsubscribed",
-            Reason::Bounced => "bounced",
-            Reason::Complained => "complained",
+            SuppressionReason::Unsubscribed => "unsubscribed",
+            SuppressionReason::Bounced => "bounced",
+            SuppressionReason::Complained => "complained",
         }
     }
 }
 
-impl FromStr for Reason {
-    type Err = UnknownReason;
+impl FromStr for SuppressionReason {
+    type Err = UnknownSuppressionReason;
 
-    /// The reason [`as_str`](Reason::as_str) wrote (exactly).
-    fn from_str(text: &str) -> Result<Reason, UnknownReason> {
+    /// The reason [`as_str`](SuppressionReason::as_str) wrote (exactly).
+    fn from_str(text: &str) -> Result<SuppressionReason, UnknownSuppressionReason> {
         match text {
-            "unsubscribed" => Ok(Reason::Unsubscribed),
-            "bounced" => Ok(Reason::Bounced),
-            "complained" => Ok(Reason::Complained),
-            _ => Err(UnknownReason(text.to_string())),
+            "unsubscribed" => Ok(SuppressionReason::Unsubscribed),
+            "bounced" => Ok(SuppressionReason::Bounced),
+            "complained" => Ok(SuppressionReason::Complained),
+            _ => Err(UnknownSuppressionReason(text.to_string())),
         }
     }
 }
@@ -53,7 +54,7 @@ impl FromStr for Reason {
 /// A reason gazette does not know, as written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("unknown suppression reason '{0}' (expected unsubscribed, bounced or complained)")]
-pub struct UnknownReason(pub String);
+pub struct UnknownSuppressionReason(pub String);
 
 /// One address that must not be mailed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub struct Suppression {
     pub key: AddressKey,
     /// Unknown when only a token named the reader.
     pub address: Option<String>,
-    pub reason: Reason,
+    pub reason: SuppressionReason,
     /// When it was first recorded.
     pub at: DateTime<FixedOffset>,
 }
@@ -76,7 +77,7 @@ impl Ledger {
         &self,
         key: AddressKey,
         address: Option<&str>,
-        reason: Reason,
+        reason: SuppressionReason,
         at: DateTime<FixedOffset>,
     ) -> Result<bool> {
         if address.is_some_and(|address| AddressKey::of(address) != key) {
@@ -128,7 +129,7 @@ pub(super) fn suppress_in(
     conn: &Connection,
     key: AddressKey,
     address: Option<&str>,
-    reason: Reason,
+    reason: SuppressionReason,
     at: &str,
 ) -> Result<bool> {
     let added = conn
@@ -199,12 +200,16 @@ mod tests {
 
     #[test]
     fn reasons_round_trip_through_text() {
-        for reason in [Reason::Unsubscribed, Reason::Bounced, Reason::Complained] {
+        for reason in [
+            SuppressionReason::Unsubscribed,
+            SuppressionReason::Bounced,
+            SuppressionReason::Complained,
+        ] {
             assert_eq!(reason.as_str().parse(), Ok(reason));
         }
         assert_eq!(
-            "Bounced".parse::<Reason>(),
-            Err(UnknownReason("Bounced".to_string()))
+            "Bounced".parse::<SuppressionReason>(),
+            Err(UnknownSuppressionReason("Bounced".to_string()))
         );
     }
 
@@ -216,13 +221,18 @@ mod tests {
         let at = time("2026-01-02T03:04:05.123456789+01:00");
         assert!(
             ledger
-                .suppress(key, Some("ana@example.com"), Reason::Unsubscribed, at)
+                .suppress(
+                    key,
+                    Some("ana@example.com"),
+                    SuppressionReason::Unsubscribed,
+                    at
+                )
                 .unwrap()
         );
         let expected = Suppression {
             key,
             address: Some("ana@example.com".to_string()),
-            reason: Reason::Unsubscribed,
+            reason: SuppressionReason::Unsubscribed,
             at,
         };
         assert_eq!(ledger.suppression(key).unwrap(), Some(expected.clone()));
@@ -249,18 +259,32 @@ mod tests {
         let first = time("2026-01-02T03:04:05Z");
         assert!(
             ledger
-                .suppress(key, Some("ana@example.com"), Reason::Unsubscribed, first)
+                .suppress(
+                    key,
+                    Some("ana@example.com"),
+                    SuppressionReason::Unsubscribed,
+                    first
+                )
                 .unwrap()
         );
         let later = time("2026-02-01T00:00:00Z");
         assert!(
             !ledger
-                .suppress(key, Some("Ana@Example.com"), Reason::Complained, later)
+                .suppress(
+                    key,
+                    Some("Ana@Example.com"),
+                    SuppressionReason::Complained,
+                    later
+                )
                 .unwrap()
         );
-        assert!(!ledger.suppress(key, None, Reason::Bounced, later).unwrap());
+        assert!(
+            !ledger
+                .suppress(key, None, SuppressionReason::Bounced, later)
+                .unwrap()
+        );
         let kept = ledger.suppression(key).unwrap().unwrap();
-        assert_eq!(kept.reason, Reason::Unsubscribed);
+        assert_eq!(kept.reason, SuppressionReason::Unsubscribed);
         assert_eq!(kept.at, first);
         assert_eq!(kept.address.as_deref(), Some("ana@example.com"));
     }
@@ -272,19 +296,27 @@ mod tests {
         let at = time("2026-01-02T03:04:05Z");
         assert!(
             ledger
-                .suppress(key, None, Reason::Unsubscribed, at)
+                .suppress(key, None, SuppressionReason::Unsubscribed, at)
                 .unwrap()
         );
         assert_eq!(ledger.suppression(key).unwrap().unwrap().address, None);
         let later = time("2026-01-03T00:00:00Z");
         assert!(
             !ledger
-                .suppress(key, Some("ana@example.com"), Reason::Bounced, later)
+                .suppress(
+                    key,
+                    Some("ana@example.com"),
+                    SuppressionReason::Bounced,
+                    later
+                )
                 .unwrap()
         );
         let filled = ledger.suppression(key).unwrap().unwrap();
         assert_eq!(filled.address.as_deref(), Some("ana@example.com"));
-        assert_eq!((filled.reason, filled.at), (Reason::Unsubscribed, at));
+        assert_eq!(
+            (filled.reason, filled.at),
+            (SuppressionReason::Unsubscribed, at)
+        );
     }
 
     #[test]
@@ -293,7 +325,7 @@ mod tests {
         let key = AddressKey::of("ana@example.com");
         let at = time("2026-01-02T03:04:05Z");
         let err = ledger
-            .suppress(key, Some("bo@example.com"), Reason::Bounced, at)
+            .suppress(key, Some("bo@example.com"), SuppressionReason::Bounced, at)
             .unwrap_err();
         assert!(err.to_string().contains(&key.hex()), "{err}");
         assert_eq!(ledger.suppression(key).unwrap(), None);
@@ -307,13 +339,28 @@ mod tests {
         let c = AddressKey::of("c@example.com");
         // 10:00+02:00 is 08:00Z: earlier than 09:00Z although its text sorts later.
         ledger
-            .suppress(c, None, Reason::Bounced, time("2026-01-01T09:00:00Z"))
+            .suppress(
+                c,
+                None,
+                SuppressionReason::Bounced,
+                time("2026-01-01T09:00:00Z"),
+            )
             .unwrap();
         ledger
-            .suppress(b, None, Reason::Bounced, time("2026-01-01T10:00:00+02:00"))
+            .suppress(
+                b,
+                None,
+                SuppressionReason::Bounced,
+                time("2026-01-01T10:00:00+02:00"),
+            )
             .unwrap();
         ledger
-            .suppress(a, None, Reason::Bounced, time("2026-01-01T08:00:00Z"))
+            .suppress(
+                a,
+                None,
+                SuppressionReason::Bounced,
+                time("2026-01-01T08:00:00Z"),
+            )
             .unwrap();
         let (first, second) = if a.0 < b.0 { (a, b) } else { (b, a) };
         let keys: Vec<AddressKey> = ledger

@@ -2,6 +2,8 @@
 //! written as a `.eml` file (or discarded), nothing recorded. May import
 //! every stage below send; writes only the outbox.
 
+use std::path::Path;
+
 use anyhow::Result;
 use rayon::prelude::*;
 
@@ -47,7 +49,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let suppressed = Suppressed::load(run.root)?;
     // Columns first: every reader's digest can use every custom column.
     let attrs = subscribers::columns(&path, &shown);
-    let secret = Secret::load(run.root)?;
+    let secret = dry_run_secret(run.root, &mut problems)?;
     let (renderer, found) =
         Renderer::new(config, run.root, run.config_shown, &issue, secret, attrs);
     problems.extend(found);
@@ -188,4 +190,25 @@ fn write_reader(
             .map_err(DryRunFailure::Write)?;
     }
     Ok(DryRunOutcome::Written)
+}
+
+/// What a dry run signs unsubscribe links (and derives Message-IDs) with
+/// when the project has no key yet. Fixed, so two dry runs still write the
+/// same files; no key checks tokens with it.
+const STAND_IN_KEY: &[u8] = b"gazette dry run without a key: links do not work";
+
+/// The key a dry run signs with: `GAZETTE_SECRET` or the key file, as a
+/// real send would; without either, a stand-in (with a warning), since
+/// making the key file would create `.gazette/` for a run that records
+/// nothing.
+fn dry_run_secret(root: &Path, problems: &mut Vec<Diagnostic>) -> Result<Secret> {
+    if let Some(secret) = Secret::load_existing(root)? {
+        return Ok(secret);
+    }
+    problems.push(Diagnostic::warning(
+        display_path(root, &crate::state::key_file::path(root)),
+        "no unsubscribe key yet, so this dry run signs its links with a stand-in key \
+         and they will not work; the first real send makes the key (or set GAZETTE_SECRET)",
+    ));
+    Ok(Secret::from_bytes(STAND_IN_KEY))
 }

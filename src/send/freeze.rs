@@ -16,7 +16,7 @@ use crate::audience::subscribers::{self, Subscriber};
 use crate::audience::suppressed::Suppressed;
 use crate::content::Post;
 use crate::diagnostics::{Diagnostic, display_path};
-use crate::ledger::{IssueRecord, Marks, NewDelivery};
+use crate::ledger::{IssueRecord, NewDelivery, RecorderHandle};
 use crate::select::{self, Index, Reader};
 use crate::unsubscribe::{AddressKey, Secret};
 
@@ -56,7 +56,7 @@ impl Freezer<'_> {
     /// the ledger does not, written by the ledger's writer (`marks`) a chunk
     /// at a time, the last chunk saying the issue is frozen. Runs beside the
     /// send, which reads the readers as `progress` says they are committed.
-    pub(super) fn freeze(&self, marks: &Marks, progress: &FreezeProgress) -> FreezeReport {
+    pub(super) fn freeze(&self, marks: &RecorderHandle, progress: &FreezeProgress) -> FreezeReport {
         let config = self.run.config;
         let mut report = FreezeReport::default();
         let path = self.run.root.join(&config.audience.file);
@@ -160,7 +160,7 @@ impl Freezer<'_> {
 /// Chunks of frozen readers handed to the ledger's writer, and the answers
 /// that say each is written.
 struct Chunks<'f> {
-    marks: &'f Marks,
+    marks: &'f RecorderHandle,
     progress: &'f FreezeProgress,
     /// Each chunk has its own answer: one the writer drops unanswered (it
     /// stopped) says so, and nothing waits for a writer that is gone.
@@ -168,7 +168,7 @@ struct Chunks<'f> {
 }
 
 impl<'f> Chunks<'f> {
-    fn new(marks: &'f Marks, progress: &'f FreezeProgress) -> Self {
+    fn new(marks: &'f RecorderHandle, progress: &'f FreezeProgress) -> Self {
         Chunks {
             marks,
             progress,

@@ -6,7 +6,7 @@
 use crate::deliver::pool::{Job, Journal};
 use crate::deliver::retry::{AfterDeferral, RetryPolicy};
 use crate::deliver::smtp::Outcome;
-use crate::ledger::{Mark, Marks};
+use crate::ledger::{Mark, RecorderHandle};
 
 /// The mark for `outcome` of a message to `to` tried `tried` times before:
 /// the same decision for the session that records it and for the summary
@@ -39,7 +39,7 @@ pub(super) fn mark_of(
 /// The pool's journal: marks straight from the sessions to the ledger's
 /// writer, so a session waits for the disk and nothing else.
 pub(super) struct LedgerJournal {
-    pub(super) marks: Marks,
+    pub(super) marks: RecorderHandle,
     pub(super) policy: RetryPolicy,
 }
 

@@ -3,7 +3,8 @@
 //! summary per segment.
 //!
 //! A dry run (and every run without SMTP configured) writes `.eml` files
-//! under `outbox/<issue>/` and never writes the ledger ([`dry_run()`]); a
+//! under `outbox/<issue>/`, never writes the ledger and creates no
+//! `.gazette/` ([`dry_run()`]); a
 //! real send goes through the ledger ([`send`]). This file holds what both
 //! share: the run, its summary, the history of issues sent. The send stage
 //! sits at the top of the flow: it may import every stage below it.
@@ -28,7 +29,6 @@ mod freeze;
 mod frozen;
 mod journal;
 mod live;
-pub mod lock;
 mod newly_frozen;
 mod progress;
 pub mod shard;

@@ -1,7 +1,9 @@
 //! Send stage: a state directory belongs to one shard. The first real
-//! send records its `--shard K/N` in `.gazette/shard`; a later send with
-//! another shard (or none) from the same directory is refused, since it
-//! would mail readers another host owns or leave its own unfinished.
+//! send records its `--shard K/N` (in `.gazette/shard`, through
+//! `state::shard_claim`); a later send with another shard (or none) from
+//! the same directory is refused, since it would mail readers another host
+//! owns or leave its own unfinished. May import `audience`
+//! (for the shard), `ledger` and `state`.
 
 use std::path::Path;
 
@@ -9,18 +11,12 @@ use anyhow::{Result, bail};
 
 use crate::audience::shard::Shard;
 use crate::ledger::Ledger;
-use crate::output::write_atomic;
-use crate::state;
+use crate::state::{self, shard_claim};
 
 /// Records `shard` for the state directory of `root`, or checks it is the
 /// one recorded.
 pub fn claim(root: &Path, shard: Shard) -> Result<()> {
-    let path = state::dir(root).join("shard");
-    let recorded = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text.trim().to_string()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => bail!("cannot read {}: {err}", path.display()),
-    };
+    let recorded = shard_claim::recorded(root)?;
     let wanted = shard.to_string();
     match recorded {
         Some(recorded) if recorded == wanted => Ok(()),
@@ -48,8 +44,7 @@ pub fn claim(root: &Path, shard: Shard) -> Result<()> {
                     issue.id
                 );
             }
-            state::create_dir(root)?;
-            write_atomic(&path, format!("{wanted}\n").as_bytes())
+            shard_claim::record(root, &wanted)
         }
     }
 }
@@ -63,7 +58,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let two: Shard = "2/3".parse().unwrap();
         claim(root.path(), Shard::ALL).unwrap();
-        assert!(!state::dir(root.path()).join("shard").exists());
+        assert!(!shard_claim::path(root.path()).exists());
         claim(root.path(), two).unwrap();
         claim(root.path(), two).unwrap();
         let other = claim(root.path(), "1/3".parse().unwrap()).unwrap_err();

@@ -1,5 +1,6 @@
-//! Send stage: one send at a time — an OS file lock on `.gazette/lock`,
-//! held for the whole run and freed by the OS when its holder dies.
+//! State: one send at a time — an OS file lock on `.gazette/lock`, held
+//! for the whole run and freed by the OS when its holder dies; the holder's
+//! pid in `.gazette/lock.pid`, to name it. May import what `state` may.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
@@ -58,7 +59,7 @@ fn alive(pid: &str) -> bool {
 impl Lock {
     /// Takes the lock of the project at `root`, or says who holds it.
     pub fn acquire(root: &Path) -> Result<Lock, LockError> {
-        let dir = crate::state::create_dir(root)?;
+        let dir = super::create_dir(root)?;
         let path = dir.join("lock");
         let file = OpenOptions::new()
             .read(true)

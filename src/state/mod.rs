@@ -1,16 +1,40 @@
-//! State helper: the `.gazette/` folder in the project root, where gazette
-//! keeps what it must remember between runs (the signing key, the ledger).
+//! State, at the bottom of the house: the `.gazette/` folder in the project
+//! root, where gazette keeps what it must remember between runs. This
+//! module is its one owner: every path into the folder, and every write to
+//! it, goes through here. May import std, external crates and
+//! `crate::output`; never a stage.
+//!
+//! What the folder holds:
+//! - `secret`: the key unsubscribe links are signed with ([`key_file`]);
+//! - `lock`, `lock.pid`: one send at a time ([`lock`]);
+//! - `shard`: the `--shard K/N` this copy of the project sends
+//!   ([`shard_claim`]);
+//! - `state.db` (with SQLite's `-wal` and `-shm`): the ledger, which
+//!   `crate::ledger` opens at [`ledger_file`].
 //!
 //! The folder holds a secret and subscriber addresses, so gazette creates
 //! it owner-only (0700) with a `.gitignore` that keeps all of it out of
 //! version control: a blog's repository is often public, and a published
 //! key lets anyone unsubscribe anyone. A folder that already exists is left
-//! as it is.
+//! as it is. Only what must be remembered creates it: reading (a dry run,
+//! `status`) never does.
+
+pub mod key_file;
+pub mod lock;
+pub mod shard_claim;
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+/// The ledger's file name in `.gazette/`.
+const LEDGER_FILE: &str = "state.db";
+
+/// `<root>/.gazette/state.db`, the ledger, whether or not it exists.
+pub(crate) fn ledger_file(root: &Path) -> PathBuf {
+    dir(root).join(LEDGER_FILE)
+}
 
 /// `<root>/.gazette`, whether or not it exists.
 pub(crate) fn dir(root: &Path) -> PathBuf {
