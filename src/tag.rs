@@ -1,6 +1,9 @@
 //! Shared vocabulary: a tag and its folded key, the word config (segment
 //! interests and rules), content (post tags), audience (subscriber
-//! interests) and select (ranking) all match on. Imports no stage.
+//! interests) and select (ranking) all match on.
+//!
+//! Imports no stage (nothing of the crate): it sits below every stage that
+//! matches tags, so none of them imports another to borrow it.
 
 /// A tag as written (for display) and its folded key (for matching and paths).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,5 +1,8 @@
 //! Shared vocabulary: located YAML reading, used by config (`gazette.yaml`),
-//! content (front matter) and audience (`subscribers.yaml`). Imports no stage.
+//! content (front matter) and audience (`subscribers.yaml`).
+//!
+//! Imports no stage, only `diagnostics`: it sits below every stage that
+//! reads YAML, so none of them imports another to borrow it.
 //!
 //! serde works on values without positions, so [`Locator`] walks the same
 //! text once with an event parser and records the line and column of every

@@ -1,6 +1,8 @@
 //! Config stage: the audience keys of `gazette.yaml` — where subscribers
 //! are (`audience:`), how posts are picked (`digest:`) and the segments
 //! (`segments:`) — in their raw serde shape and checked.
+//!
+//! Imports: `tag` (no stage).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,5 +1,7 @@
 //! Config stage: `delivery:` — how `gazette send` talks to the relay and
 //! when it gives up, raw and checked.
+//!
+//! Imports: nothing of the crate.
 
 use std::time::Duration;
 

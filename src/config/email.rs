@@ -1,5 +1,7 @@
 //! Config stage: the keys that shape every email — sender and footer
 //! (`email:`) and the way out (`unsubscribe:`) — raw and checked.
+//!
+//! Imports: its sibling `raw` only.
 
 use std::str::FromStr;
 

@@ -1,5 +1,9 @@
 //! Config stage: `gazette.yaml` → a checked [`Config`].
 //!
+//! May import only what lies below the stages (`diagnostics`, `yaml`, `tag`):
+//! config is read first, so it imports no stage; content, feed and every
+//! later stage import it.
+//!
 //! Keys are strict (an unknown key is an error that names its path and line,
 //! with a suggestion when it looks like a typo); values are validated after
 //! parsing (absolute base URL, IANA timezone, permalink pattern, sizes).

@@ -1,5 +1,7 @@
 //! Config stage: the raw serde shape of `gazette.yaml` and its checking.
 //!
+//! Imports: its siblings and `yaml` (no stage).
+//!
 //! [`deserialize_all`] reports every key or type problem in one run by
 //! removing each offending key and trying again; [`RawConfig::check`] then
 //! turns the raw values into the domain types of [`super::Config`].

@@ -1,5 +1,7 @@
 //! Content stage: a post's body, from Markdown or HTML source to final HTML.
 //!
+//! Imports: nothing of the crate.
+//!
 //! Markdown goes through comrak (CommonMark with GFM tables, strikethrough,
 //! task lists, footnotes and autolinks; raw HTML passes through). The HTML
 //! is then rewritten once with lol_html: relative links and image sources
@@ -66,7 +68,7 @@ fn line_containers(line: &str) -> usize {
 
 /// What the text of an HTML body says, read without changing it.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Reading {
+pub struct BodyText {
     /// The text of the first `<h1>`, wherever it stands.
     pub first_h1: Option<String>,
     /// Whether that `<h1>` comes before any other text.
@@ -81,7 +83,7 @@ pub struct Reading {
 
 /// Reads the visible text of `html` (scripts and styles skipped), in one
 /// pass over the tree so that deep nesting stays linear.
-pub fn read(html: &str) -> Reading {
+pub fn read(html: &str) -> BodyText {
     let document = Html::parse_fragment(html);
     // The first `<h1>`, and where its text starts and ends in `text`.
     let mut h1: Option<ego_tree::NodeId> = None;
@@ -130,7 +132,7 @@ pub fn read(html: &str) -> Reading {
         ),
         None => (None, all.clone()),
     };
-    Reading {
+    BodyText {
         h1_leads: h1_leads && first_h1.is_some(),
         first_h1,
         first_paragraph,
@@ -293,8 +295,8 @@ const URL_ATTRIBUTES: &[(&str, &[&str])] = &[
 pub fn rewrite(html: &str, base: &Url, drop_first_h1: bool) -> (String, Vec<String>) {
     let bad = RefCell::new(Vec::new());
     let h1_dropped = Cell::new(!drop_first_h1);
-    // One handler for every element: lol_html compiles each selector anew
-    // per document, and twenty selectors cost more than the whole rewrite.
+    // One handler for every element, not a selector per tag: lol_html
+    // compiles each selector anew per document.
     let settings = RewriteStrSettings::new().append_element_content_handler(element!("*", |el| {
         let name = el.tag_name();
         if name == "h1" && !h1_dropped.replace(true) {

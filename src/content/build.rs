@@ -1,7 +1,9 @@
 //! Content stage: a post built from its front matter and body — title,
 //! slug, dates, permalink, the body's HTML within bounds, summary, reading
 //! time — or only its [`Head`] when the run does not need the body.
-//! Imports its siblings, config and diagnostics.
+//!
+//! Imports: its siblings, `config`, `diagnostics`, `tag`.
+//!
 
 use std::path::Path;
 
@@ -68,9 +70,9 @@ struct CommonFields {
 
 /// The body as HTML and what was read of its text (empty when the body was
 /// not read).
-struct BodyRead {
+struct RenderedBody {
     html: Option<String>,
-    reading: body::Reading,
+    text: body::BodyText,
 }
 
 impl PostReader<'_> {
@@ -105,7 +107,10 @@ impl PostReader<'_> {
                 self.config,
                 shown,
                 common,
-                BodyRead { html, reading },
+                RenderedBody {
+                    html,
+                    text: reading,
+                },
                 title,
                 fm,
             ),
@@ -221,11 +226,14 @@ fn whole_post(
     config: &Config,
     shown: &Path,
     common: CommonFields,
-    body_read: BodyRead,
+    rendered: RenderedBody,
     title: Option<(String, bool)>,
     fm: &mut FrontMatter,
 ) -> Option<BuiltPost> {
-    let BodyRead { html, reading } = body_read;
+    let RenderedBody {
+        html,
+        text: reading,
+    } = rendered;
     let (html, (title, drop_h1)) = (html?, title?);
     let (slug, date, url) = (common.slug?, common.date?, common.url?);
     let (body_html, bad_urls) = body::rewrite(&html, &url, drop_h1);
@@ -320,7 +328,7 @@ fn body_html(kind: Kind, source: &str, fm: &mut FrontMatter) -> Option<String> {
 /// A missing title is only reported when the body could be read.
 fn post_title(
     fm: &mut FrontMatter,
-    reading: &body::Reading,
+    reading: &body::BodyText,
     body_read: bool,
 ) -> Option<(String, bool)> {
     let title = fm.take_text(fields::TITLE).map(|(_, t)| body::collapse(&t));

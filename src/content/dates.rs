@@ -1,5 +1,7 @@
 //! Content stage: reading post dates in the shapes generators write them.
 //!
+//! Imports: nothing of the crate.
+//!
 //! Date only (`2025-03-09`, midnight in the site timezone), RFC 3339,
 //! `YYYY-MM-DD HH:MM:SS ±zzzz` (Jekyll, Hugo), naive date-times read in the
 //! site timezone, and RFC 2822.

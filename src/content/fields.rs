@@ -1,6 +1,8 @@
 //! Content stage: front-matter fields, under whatever alias a generator
 //! used, read into typed values with located errors.
 //!
+//! Imports: its siblings, `config` (for `Author`), `diagnostics`, `tag`.
+//!
 //! Each `take_*` reads the first alias present and marks every alias as
 //! used; whatever is left at the end becomes the post's `extra` map.
 

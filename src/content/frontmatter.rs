@@ -1,6 +1,8 @@
 //! Content stage: splitting a post into front matter and body, and parsing
 //! the front matter (YAML between `---`, TOML between `+++`) into a map.
 //!
+//! Imports: `diagnostics`, `yaml`.
+//!
 //! Errors are placed in the post file itself: front-matter line numbers are
 //! shifted by the fence, so `content/a.md:3:8` points at the bad character.
 
@@ -25,9 +27,8 @@ pub struct Split<'a> {
 #[derive(Debug, Default)]
 pub struct Places {
     offset: usize,
-    /// YAML front matter, indexed when a place is first asked for: most
-    /// posts have no problem to place, and indexing was half the cost of
-    /// reading their front matter.
+    /// YAML front matter, indexed only when a place is first asked for:
+    /// most posts have no problem to place.
     yaml_text: Option<String>,
     yaml: OnceCell<Locator>,
     toml_text: Option<String>,

@@ -1,5 +1,7 @@
 //! Content stage: text hygiene applied to a post's whole text before parsing.
 //!
+//! Imports: `yaml` (text positions).
+//!
 //! A byte-order mark and CRLF line endings are normalized away; UTF-8 text
 //! that was once mis-decoded as Windows-1252 ("â€”" for "—") is repaired;
 //! characters that XML 1.0 forbids are removed. Repairs and removals are

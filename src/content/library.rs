@@ -1,6 +1,8 @@
 //! Content stage: the [`Library`] a run gets, gathered from what reading
 //! each file gave, with the one check that needs every file at once (no
-//! slug claimed twice). Imports only its siblings and diagnostics.
+//! slug claimed twice).
+//!
+//! Imports: its siblings, `diagnostics`, `tag`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

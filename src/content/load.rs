@@ -1,6 +1,7 @@
 //! Content stage: the loading walk — find the post files under the content
-//! folder, read them as the run wants, gather the library. Imports its
-//! siblings, config, clock and diagnostics.
+//! folder, read them as the run wants, gather the library.
+//!
+//! Imports: its siblings, `config`, `clock`, `diagnostics`.
 
 use std::path::{Path, PathBuf};
 

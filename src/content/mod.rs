@@ -1,6 +1,8 @@
-//! Content stage: `content/` → [`Library`] of published [`Post`]s. May
-//! import config, clock, diagnostics and the shared vocabulary below the
-//! stages (`tag`, `yaml`); never a later stage (feed, audience, select…).
+//! Content stage: `content/` → [`Library`] of published [`Post`]s.
+//!
+//! May import `config` (the stage before it) and what lies below the stages
+//! (`clock`, `diagnostics`, `tag`, `yaml`); never feed, audience, select or a
+//! later stage, which import content.
 //!
 //! Walks the folder, reads each post (size limit, UTF-8, text hygiene),
 //! splits its front matter, maps the aliases of many generators onto one

@@ -1,12 +1,14 @@
-//! Content stage: how much of each file a run reads. Imports only its
-//! siblings and diagnostics.
+//! Content stage: how much of each file a run reads.
+//!
+//! Imports: its siblings, `diagnostics`.
 //!
 //! A run that publishes only some posts (the new ones, the feeds'
 //! newest) reads in two passes ([`Want::Some`]): every file's front matter
 //! first (what selection needs: slug, date, tags, and every front-matter
 //! problem), then the bodies of the posts it needs. Rendering the bodies is
-//! most of the work, so a send of a 10,000-post site reads ~40 bodies, not
-//! 10,000. `check` reads every body ([`Want::Everything`]).
+//! most of the work, so a send reads the bodies of the few posts its
+//! digests can hold, not of every post. `check` reads every body
+//! ([`Want::Everything`]).
 
 use std::path::PathBuf;
 

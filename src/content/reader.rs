@@ -1,7 +1,8 @@
 //! Content stage: reading one post file — its bytes within the size
 //! limit, as UTF-8, cleaned, split at its front-matter fences — and telling
-//! whether it is published, skipped or failed. Imports its siblings,
-//! config and diagnostics.
+//! whether it is published, skipped or failed.
+//!
+//! Imports: its siblings, `config`, `diagnostics`, `yaml`.
 
 use std::io::Read;
 use std::path::Path;

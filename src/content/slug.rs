@@ -1,5 +1,7 @@
 //! Content stage: slugs (from the `slug` field or the file name) and the
 //! permalink each post gets from the configured pattern.
+//!
+//! Imports: its sibling `dates`, `tag`.
 
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! Content stage: the date of a post whose front matter states none — the
 //! Jekyll file-name prefix, the file's first git commit, or its
-//! modification time. Imports only its siblings.
+//! modification time.
+//!
+//! Imports: its siblings only.
 
 use std::path::Path;
 use std::process::Command;

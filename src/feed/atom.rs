@@ -1,5 +1,7 @@
 //! Feed stage: Atom 1.0 (`atom.xml`); ids are the permalinks, so they stay
 //! stable across builds and hosts.
+//!
+//! Imports: `config`, `content`, its sibling `rss`.
 
 use anyhow::{Context, Result};
 use atom_syndication::{
@@ -8,13 +10,13 @@ use atom_syndication::{
 use chrono::DateTime;
 
 use super::rss::with_newline;
-use super::{Scope, generator};
+use super::{FeedSet, generator};
 use crate::config::{Author, Config, FeedContent};
 use crate::content::Post;
 
 pub const FILE: &str = "atom.xml";
 
-pub fn render(config: &Config, scope: &Scope) -> Result<Vec<u8>> {
+pub fn render(config: &Config, set: &FeedSet) -> Result<Vec<u8>> {
     let (name, version) = generator();
     // Atom needs an author on the feed or on every entry: the site's, else its title.
     let site_author = config.site.author.as_ref().map_or_else(
@@ -25,15 +27,13 @@ pub fn render(config: &Config, scope: &Scope) -> Result<Vec<u8>> {
         person,
     );
     let feed = Feed {
-        title: Text::plain(scope.title.clone()),
-        id: scope.url(config, ""),
-        updated: scope
-            .newest()
-            .unwrap_or(DateTime::UNIX_EPOCH.fixed_offset()),
+        title: Text::plain(set.title.clone()),
+        id: set.url(config, ""),
+        updated: set.newest().unwrap_or(DateTime::UNIX_EPOCH.fixed_offset()),
         authors: vec![site_author],
         links: vec![
-            link(scope.url(config, ""), "alternate", "text/html"),
-            link(scope.url(config, FILE), "self", "application/atom+xml"),
+            link(set.url(config, ""), "alternate", "text/html"),
+            link(set.url(config, FILE), "self", "application/atom+xml"),
         ],
         subtitle: (!config.site.description.is_empty())
             .then(|| Text::plain(config.site.description.clone())),
@@ -43,7 +43,7 @@ pub fn render(config: &Config, scope: &Scope) -> Result<Vec<u8>> {
             version: Some(version.into()),
         }),
         lang: Some(config.site.language.clone()),
-        entries: scope.posts.iter().map(|post| entry(config, post)).collect(),
+        entries: set.posts.iter().map(|post| entry(config, post)).collect(),
         ..Feed::default()
     };
     let bytes = feed

@@ -1,21 +1,23 @@
 //! Feed stage: JSON Feed 1.1 (`feed.json`).
+//!
+//! Imports: `config`, `content`.
 
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use super::{Scope, author_names, generator};
+use super::{FeedSet, author_names, generator};
 use crate::config::{Config, FeedContent};
 use crate::content::Post;
 
 pub const FILE: &str = "feed.json";
 
-pub fn render(config: &Config, scope: &Scope) -> Result<Vec<u8>> {
+pub fn render(config: &Config, set: &FeedSet) -> Result<Vec<u8>> {
     let (name, version) = generator();
     let mut feed = Map::new();
     feed.insert("version".into(), json!("https://jsonfeed.org/version/1.1"));
-    feed.insert("title".into(), json!(scope.title));
-    feed.insert("home_page_url".into(), json!(scope.url(config, "")));
-    feed.insert("feed_url".into(), json!(scope.url(config, FILE)));
+    feed.insert("title".into(), json!(set.title));
+    feed.insert("home_page_url".into(), json!(set.url(config, "")));
+    feed.insert("feed_url".into(), json!(set.url(config, FILE)));
     if !config.site.description.is_empty() {
         feed.insert("description".into(), json!(config.site.description));
     }
@@ -27,7 +29,7 @@ pub fn render(config: &Config, scope: &Scope) -> Result<Vec<u8>> {
         "_generator".into(),
         json!({ "name": name, "version": version }),
     );
-    let items = scope.posts.iter().map(|post| item(config, post)).collect();
+    let items = set.posts.iter().map(|post| item(config, post)).collect();
     feed.insert("items".into(), Value::Array(items));
     let mut bytes = serde_json::to_vec_pretty(&feed)?;
     bytes.push(b'\n');

@@ -1,5 +1,8 @@
 //! Feed stage: [`Library`] → RSS 2.0, Atom 1.0 and JSON Feed 1.1 files.
 //!
+//! May import `config` and `content` (the stages before it) and `output`
+//! (atomic writes); nothing after it imports feed but the command line.
+//!
 //! Feeds are built in memory first (so a bad post never leaves a partial
 //! set behind), hold no wall-clock time (two builds of the same content are
 //! byte-identical), and are written atomically.
@@ -27,16 +30,17 @@ pub struct FeedFile {
     pub entries: usize,
 }
 
-/// The posts of one feed and where it lives.
-struct Scope<'a> {
+/// The site's feeds or one tag's (an RSS, Atom and JSON file each): their
+/// posts and where their files live.
+struct FeedSet<'a> {
     title: String,
     /// Folder inside the output folder, with a trailing `/`, or empty.
     prefix: String,
     posts: Vec<&'a Post>,
 }
 
-impl Scope<'_> {
-    /// The public URL of this scope's file `name`.
+impl FeedSet<'_> {
+    /// The public URL of this set's file `name`.
     /// Non-ASCII tag folders are percent-encoded, as URLs in feeds must be.
     fn url(&self, config: &Config, name: &str) -> String {
         let url = format!("{}/{}{name}", config.base(), self.prefix);
@@ -82,7 +86,7 @@ pub fn wanted(config: &Config, heads: &[&Head]) -> Vec<bool> {
 /// Builds every enabled feed of `library`: the site feeds, then one set per tag.
 pub fn build(config: &Config, library: &Library) -> Result<Vec<FeedFile>> {
     let limit = config.feeds.limit;
-    let mut scopes = vec![Scope {
+    let mut sets = vec![FeedSet {
         title: config.site.title.clone(),
         prefix: String::new(),
         posts: library.posts.iter().take(limit).collect(),
@@ -104,7 +108,7 @@ pub fn build(config: &Config, library: &Library) -> Result<Vec<FeedFile>> {
                 .filter(|p| p.tags.iter().any(|t| t.key == key))
                 .take(limit)
                 .collect();
-            scopes.push(Scope {
+            sets.push(FeedSet {
                 title: format!("{} — {name}", config.site.title),
                 prefix: format!("tags/{key}/"),
                 posts,
@@ -112,23 +116,23 @@ pub fn build(config: &Config, library: &Library) -> Result<Vec<FeedFile>> {
         }
     }
     let mut files = Vec::new();
-    for scope in &scopes {
-        let entries = scope.posts.len();
+    for set in &sets {
+        let entries = set.posts.len();
         let mut add = |name: &str, bytes: Vec<u8>| {
             files.push(FeedFile {
-                path: PathBuf::from(format!("{}{name}", scope.prefix)),
+                path: PathBuf::from(format!("{}{name}", set.prefix)),
                 bytes,
                 entries,
             });
         };
         if config.feeds.rss {
-            add(rss::FILE, rss::render(config, scope)?);
+            add(rss::FILE, rss::render(config, set)?);
         }
         if config.feeds.atom {
-            add(atom::FILE, atom::render(config, scope)?);
+            add(atom::FILE, atom::render(config, set)?);
         }
         if config.feeds.json {
-            add(json::FILE, json::render(config, scope)?);
+            add(json::FILE, json::render(config, set)?);
         }
     }
     Ok(files)

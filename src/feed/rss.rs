@@ -1,5 +1,7 @@
 //! Feed stage: RSS 2.0 (`rss.xml`) with the content, Dublin Core, Atom and
 //! Media RSS extensions.
+//!
+//! Imports: `config`, `content`.
 
 use std::collections::BTreeMap;
 
@@ -9,18 +11,18 @@ use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
 use rss::{Category, Channel, Guid, Item};
 
-use super::{Scope, author_names, generator};
+use super::{FeedSet, author_names, generator};
 use crate::config::{Config, FeedContent};
 use crate::content::Post;
 
 pub const FILE: &str = "rss.xml";
 const MEDIA_NS: &str = "http://search.yahoo.com/mrss/";
 
-pub fn render(config: &Config, scope: &Scope) -> Result<Vec<u8>> {
+pub fn render(config: &Config, set: &FeedSet) -> Result<Vec<u8>> {
     let (name, version) = generator();
     let channel = Channel {
-        title: scope.title.clone(),
-        link: scope.url(config, ""),
+        title: set.title.clone(),
+        link: set.url(config, ""),
         description: if config.site.description.is_empty() {
             config.site.title.clone()
         } else {
@@ -28,17 +30,17 @@ pub fn render(config: &Config, scope: &Scope) -> Result<Vec<u8>> {
         },
         language: Some(config.site.language.clone()),
         generator: Some(format!("{name} {version}")),
-        last_build_date: scope.newest().map(|d| d.to_rfc2822()),
+        last_build_date: set.newest().map(|d| d.to_rfc2822()),
         namespaces: BTreeMap::from([("media".to_string(), MEDIA_NS.to_string())]),
         atom_ext: Some(AtomExtension {
             links: vec![Link {
-                href: scope.url(config, FILE),
+                href: set.url(config, FILE),
                 rel: "self".into(),
                 mime_type: Some("application/rss+xml".into()),
                 ..Link::default()
             }],
         }),
-        items: scope.posts.iter().map(|post| item(config, post)).collect(),
+        items: set.posts.iter().map(|post| item(config, post)).collect(),
         ..Channel::default()
     };
     let bytes = channel
