@@ -32,7 +32,7 @@ use crate::select::{Issue, Pick, variant};
 use crate::unsubscribe::Secret;
 use splice::{Escape, Marker, Plan};
 use templates::{Templates, preheader_name, subject_name};
-pub use view::{Digest, Fields};
+pub use view::{DigestView, ReaderFields};
 
 /// One reader's email, ready to be written or sent: their compiled digest
 /// and the values of their fields.
@@ -55,7 +55,7 @@ pub struct Email {
     /// The reader's one-click unsubscribe page.
     pub unsubscribe_url: String,
     compiled: Arc<Compiled>,
-    /// The reader's field values, in field order ([`Fields`]).
+    /// The reader's field values, in field order ([`ReaderFields`]).
     values: Vec<String>,
 }
 
@@ -130,7 +130,7 @@ pub struct Renderer<'c> {
     secret: Secret,
     issue_id: String,
     issue_date: String,
-    fields: Fields,
+    fields: ReaderFields,
     /// Post bodies, sanitized once per issue, by slug.
     bodies: HashMap<String, String>,
     /// Compiled digests by (segment, template, variants, picks); a lock,
@@ -194,7 +194,7 @@ impl<'c> Renderer<'c> {
                 .with_timezone(&config.site.timezone)
                 .format("%-d %B %Y")
                 .to_string(),
-            fields: Fields { attrs },
+            fields: ReaderFields { attrs },
             bodies,
             cache: Mutex::new(Cache::default()),
             marker: Marker::new(),
@@ -281,7 +281,7 @@ impl<'c> Renderer<'c> {
             bodies: &self.bodies,
             marker: &self.marker,
         };
-        let mut digest = Digest::new(&parts);
+        let mut digest = DigestView::new(&parts);
         let context = context_of(&digest)?;
         digest.subject = self
             .templates
@@ -562,7 +562,7 @@ pub fn list_name(config: &Config) -> String {
     }
 }
 
-fn context_of(digest: &Digest) -> Result<Context, Diagnostic> {
+fn context_of(digest: &DigestView) -> Result<Context, Diagnostic> {
     Context::from_serialize(digest).map_err(|err| {
         Diagnostic::error(
             "(templates)",

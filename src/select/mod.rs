@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 
 use crate::content::{Library, Post};
 
-pub use picks::{Mode, Pick, Reader, Reason, digest};
+pub use picks::{Mode, Pick, PickReason, Reader, digest};
 pub use rank::{Index, Score};
 
 /// What earlier issues sent (from the ledger; empty before the first).

@@ -36,7 +36,7 @@ use crate::ledger::{
     Delivery, DeliveryStatus, Due, IssueRecord, Ledger, Mark, Marks, NewDelivery, Recorder,
 };
 use crate::render::Renderer;
-use crate::select::{self, History, Index, Issue, Pick, Reader, Reason, Score};
+use crate::select::{self, History, Index, Issue, Pick, PickReason, Reader, Score};
 use crate::unsubscribe::{AddressKey, Secret};
 
 /// How a real send ended.
@@ -68,7 +68,7 @@ struct Frozen {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FrozenPick {
     slug: String,
-    reason: Reason,
+    reason: PickReason,
     #[serde(serialize_with = "score_as_array")]
     score: Score,
 }
@@ -1080,7 +1080,7 @@ mod tests {
             attrs: BTreeMap::new(),
             picks: vec![FrozenPick {
                 slug: "hello".into(),
-                reason: Reason::SomethingDifferent,
+                reason: PickReason::SomethingDifferent,
                 score,
             }],
         };
