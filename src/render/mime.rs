@@ -297,6 +297,30 @@ mod tests {
     }
 
     #[test]
+    fn every_hostile_value_is_escaped_then_encoded_in_its_part() {
+        let marker = Marker::new();
+        let field = marker.sentinel(0);
+        let text = marker.plan(&format!("Hi {field},\n"));
+        let html = marker.plan(&format!("<p title=\"{field}\">{field}</p>"));
+        let boundary = boundary();
+        let body = Body::new(&text, &html, &boundary, &Pieces::default());
+        for (value, escaped_html, escaped_text) in crate::render::splice::HOSTILE {
+            let mut out = Vec::new();
+            body.fill(&[value], &mut out);
+            let out = String::from_utf8(out).unwrap();
+            assert!(out.lines().all(|l| l.len() <= 76), "{out}");
+            assert_eq!(
+                parts(&out, &boundary),
+                [
+                    format!("Hi {escaped_text},\r\n"),
+                    format!("<p title=\"{escaped_html}\">{escaped_html}</p>")
+                ],
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
     fn cuts_looks_only_where_a_cut_can_fall_and_cuts_as_every_byte_would() {
         let parts = [
             "<div>",
