@@ -8,6 +8,9 @@
 //! copies with each value escaped for its context. The word is drawn
 //! afresh for every run and removed from all data that goes into a
 //! template ([`Marker::strip`]), so a post cannot forge a field.
+//!
+//! Imports nothing of the crate (its tests: the field numbers of
+//! [`super::ReaderFields`]).
 
 use std::borrow::Cow;
 

@@ -4,6 +4,8 @@
 //! "Templates"). Reader fields hold sentinels that
 //! [`super::splice::Plan`] fills per reader, so one compiled digest serves
 //! every reader with the same picks.
+//!
+//! Imports config, select's picks and its siblings in `render`.
 
 use std::collections::{BTreeMap, HashMap};
 

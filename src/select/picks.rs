@@ -1,6 +1,8 @@
 //! Select stage: one reader's digest — the ranked picks of a segment,
 //! re-ranked with the reader's interests, spread over tags, with one slot
 //! for something outside those interests, and a reason for every pick.
+//!
+//! Imports config, content and its siblings in `select`.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
