@@ -1,6 +1,8 @@
 //! Render stage: an [`Email`] → an RFC 5322 message: its headers (the
 //! compliance ones included) written by lettre, its body the digest's
 //! encoded `multipart/alternative` with the reader's fields spliced in.
+//!
+//! Imports only its siblings in `render` and lettre.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};

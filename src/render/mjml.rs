@@ -2,6 +2,8 @@
 //! template that produced the MJML (file, line and column, traced back from
 //! mrml's byte spans), and in the produced MJML itself (which `preview`
 //! writes out as `.mjml`).
+//!
+//! Imports only diagnostics and its siblings in `render`.
 
 use std::collections::HashMap;
 use std::path::Path;

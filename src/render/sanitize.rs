@@ -4,6 +4,8 @@
 //! runs or reaches out on its own: scripts, event handlers, frames, forms,
 //! `javascript:` and `data:` URLs. Then images of one pixel or none
 //! (tracking pixels, by their `width`/`height`) are removed.
+//!
+//! Imports nothing of the crate.
 
 use std::sync::OnceLock;
 

@@ -8,6 +8,9 @@
 //! copies with each value escaped for its context. The word is drawn
 //! afresh for every run and removed from all data that goes into a
 //! template ([`Marker::strip`]), so a post cannot forge a field.
+//!
+//! Imports nothing of the crate (its tests: the field numbers of
+//! [`super::ReaderFields`]).
 
 use std::borrow::Cow;
 
@@ -187,9 +190,148 @@ pub fn escape_html(text: &str, out: &mut String) {
     }
 }
 
+/// Values that need care in some context, and how each [`Escape`] writes
+/// them: `(value, Escape::Html, Escape::Text)`. Shared with the MIME tests.
+#[cfg(test)]
+pub(super) const HOSTILE: [(&str, &str, &str); 14] = [
+    ("&", "&amp;", "&"),
+    ("<", "&lt;", "<"),
+    (">", "&gt;", ">"),
+    ("\"", "&quot;", "\""),
+    ("'", "&#39;", "'"),
+    ("&amp;", "&amp;amp;", "&amp;"),
+    (
+        "x\" onmouseover=\"steal()",
+        "x&quot; onmouseover=&quot;steal()",
+        "x\" onmouseover=\"steal()",
+    ),
+    ("x' y='z", "x&#39; y=&#39;z", "x' y='z"),
+    ("</p><script>", "&lt;/p&gt;&lt;script&gt;", "</p><script>"),
+    (
+        "https://e.com/u?a=1&b=\"2\"#'x'",
+        "https://e.com/u?a=1&amp;b=&quot;2&quot;#&#39;x&#39;",
+        "https://e.com/u?a=1&b=\"2\"#'x'",
+    ),
+    (
+        "Zoë Ørsted 名前 😀",
+        "Zoë Ørsted 名前 😀",
+        "Zoë Ørsted 名前 😀",
+    ),
+    // Not control characters: kept.
+    (
+        "a\u{a0}b\u{2028}c",
+        "a\u{a0}b\u{2028}c",
+        "a\u{a0}b\u{2028}c",
+    ),
+    // Control characters (a header injection among them): dropped.
+    (
+        "A\r\nBcc: x@evil\t\u{0}\u{7f}\u{85}",
+        "ABcc: x@evil",
+        "ABcc: x@evil",
+    ),
+    ("{{ x }} gzf0n1_", "{{ x }} gzf0n1_", "{{ x }} gzf0n1_"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::ReaderFields;
+
+    /// Where a field can stand in a rendered digest, `{}` the field, and
+    /// how it is escaped there.
+    const CONTEXTS: [(&str, &str, Escape); 6] = [
+        ("html text", "<p>Hi {}!</p>", Escape::Html),
+        ("quoted attribute", "<a title=\"{}\">x</a>", Escape::Html),
+        (
+            "single-quoted attribute",
+            "<a title='{}'>x</a>",
+            Escape::Html,
+        ),
+        ("link", "<a href=\"{}\">x</a>", Escape::Html),
+        ("text part", "Hi {},\r\n", Escape::Text),
+        ("header", "{}: the news", Escape::Text),
+    ];
+
+    /// Every field a digest can hold, with one attribute column and one pick.
+    fn field_kinds() -> Vec<(&'static str, usize)> {
+        let fields = ReaderFields {
+            attrs: vec!["company".into()],
+        };
+        vec![
+            ("name", ReaderFields::NAME),
+            ("greeting name", ReaderFields::GREETING_NAME),
+            ("email", ReaderFields::EMAIL),
+            ("unsubscribe", ReaderFields::UNSUBSCRIBE),
+            ("preferences", ReaderFields::PREFERENCES),
+            ("attribute", ReaderFields::attr(0)),
+            ("reason", fields.reason(0)),
+        ]
+    }
+
+    #[test]
+    fn every_field_is_escaped_for_every_context_it_can_stand_in() {
+        let marker = Marker::new();
+        let kinds = field_kinds();
+        for (kind, index) in &kinds {
+            for (context, template, escape) in CONTEXTS {
+                let plan = marker.plan(&template.replace("{}", &marker.sentinel(*index)));
+                for (value, html, text) in HOSTILE {
+                    // The other fields hold something else: only `index` may land here.
+                    let mut values = vec!["other"; kinds.len()];
+                    values[*index] = value;
+                    let expected = match escape {
+                        Escape::Html => html,
+                        Escape::Text => text,
+                    };
+                    assert_eq!(
+                        plan.fill(&values, escape),
+                        template.replace("{}", expected),
+                        "{kind} in {context}: {value:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_escaped_field_reads_back_as_its_value_in_html() {
+        let marker = Marker::new();
+        for (value, _, _) in HOSTILE {
+            let shown: String = value.chars().filter(|c| !c.is_control()).collect();
+            let field = marker.sentinel(0);
+            let html = marker
+                .plan(&format!(
+                    "<p id=\"t\">{field}</p><a id=\"d\" title=\"{field}\" href=\"{field}\">x</a>\
+                     <a id=\"s\" title='{field}'>y</a>"
+                ))
+                .fill(&[value], Escape::Html);
+            let doc = scraper::Html::parse_fragment(&html);
+            let one = |css: &str| {
+                let selector = scraper::Selector::parse(css).unwrap();
+                doc.select(&selector).next().map(|e| e.value().clone())
+            };
+            let text: String = doc
+                .select(&scraper::Selector::parse("#t").unwrap())
+                .flat_map(|e| e.text())
+                .collect();
+            assert_eq!(text, shown, "text: {html}");
+            let double = one("#d").unwrap_or_else(|| panic!("no link: {html}"));
+            assert_eq!(double.attr("title"), Some(shown.as_str()), "{html}");
+            assert_eq!(double.attr("href"), Some(shown.as_str()), "{html}");
+            assert_eq!(
+                double.attrs().count(),
+                3,
+                "a value added an attribute: {html}"
+            );
+            let single = one("#s").unwrap_or_else(|| panic!("no link: {html}"));
+            assert_eq!(single.attr("title"), Some(shown.as_str()), "{html}");
+            assert_eq!(
+                single.attrs().count(),
+                2,
+                "a value added an attribute: {html}"
+            );
+        }
+    }
 
     #[test]
     fn fields_are_filled_and_escaped_for_their_context() {

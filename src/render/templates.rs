@@ -2,17 +2,21 @@
 //! `templates/` overriding them by name, and the subject and preheader
 //! templates from gazette.yaml — compiled once with Tera 2, with every
 //! error placed at its file, line and column.
+//!
+//! Imports config, diagnostics and its siblings in `render`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use mrml::prelude::parser::ParserOptions;
 use mrml::prelude::parser::memory_loader::MemoryIncludeLoader;
-use tera::{Context, ErrorKind, Tera};
+use tera::{Context, Tera};
 
+use super::template_errors::located;
+use super::template_sources::{self, Source};
 use super::trace::{self, Trace};
 use crate::config::Config;
-use crate::diagnostics::{Diagnostic, display_path};
+use crate::diagnostics::Diagnostic;
 
 /// The folder of a project's own templates.
 pub const DIR: &str = "templates";
@@ -46,7 +50,7 @@ pub type Place = (PathBuf, usize, usize);
 
 /// Where a template's text is.
 #[derive(Debug, Clone)]
-enum Origin {
+pub(super) enum Origin {
     /// Built into gazette.
     BuiltIn,
     /// A file of the project.
@@ -73,102 +77,12 @@ impl Templates {
         root: &Path,
         config_shown: &Path,
     ) -> (Option<Templates>, Vec<Diagnostic>) {
-        let mut problems = Vec::new();
         let mut tera = Tera::default();
         // MJML is markup: every value is escaped unless marked `| safe`.
         tera.autoescape_on(vec![".mjml.tera"]);
-        let mut origins = HashMap::new();
-        let mut sources: Vec<(String, String, Origin)> = DEFAULTS
-            .iter()
-            .map(|(name, text)| (name.to_string(), text.to_string(), Origin::BuiltIn))
-            .collect();
-        let mut includes = HashMap::new();
-        let dir = root.join(DIR);
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-            entries.sort();
-            for path in entries {
-                let Some(name) = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(str::to_string)
-                else {
-                    continue;
-                };
-                let is_template = name.ends_with(".tera");
-                if !(is_template || name.ends_with(".mjml")) || !path.is_file() {
-                    continue;
-                }
-                let shown = display_path(root, &path);
-                match std::fs::read_to_string(&path) {
-                    Ok(text) if is_template => {
-                        sources.retain(|(n, _, _)| *n != name);
-                        sources.push((name, text, Origin::File(shown)));
-                    }
-                    Ok(text) => {
-                        // MJML's usual spelling is relative: `./header.mjml`.
-                        includes.insert(format!("./{name}"), text.clone());
-                        includes.insert(name, text);
-                    }
-                    Err(err) => {
-                        problems.push(Diagnostic::error(shown, format!("cannot read: {err}")))
-                    }
-                }
-            }
-        }
-        for segment in &config.segments {
-            for variant in &segment.subjects {
-                let what = format!(
-                    "subject of segment '{}' (variant {})",
-                    segment.id, variant.id
-                );
-                sources.push((
-                    subject_name(&segment.id, &variant.id),
-                    variant.value.clone(),
-                    Origin::Config(config_shown.to_path_buf(), what),
-                ));
-            }
-            let what = format!("preheader of segment '{}'", segment.id);
-            let preheader = segment
-                .preheader
-                .clone()
-                .unwrap_or_else(|| config.email.preheader.clone());
-            sources.push((
-                preheader_name(&segment.id),
-                preheader,
-                Origin::Config(config_shown.to_path_buf(), what),
-            ));
-        }
-        let mut texts = Vec::with_capacity(sources.len());
-        // One at a time, so each error is placed in its own template; a
-        // template whose include is not added yet is tried again after the
-        // others, until a round adds nothing.
-        let mut pending = sources;
-        loop {
-            let tried = pending.len();
-            let mut failed = Vec::new();
-            for (name, text, origin) in pending {
-                match tera.add_raw_template(&name, &text) {
-                    Ok(()) => {
-                        origins.insert(name.clone(), origin);
-                        texts.push((name, text));
-                    }
-                    Err(err) => failed.push((name, text, origin, err)),
-                }
-            }
-            if failed.is_empty() || failed.len() == tried {
-                for (name, text, origin, err) in failed {
-                    problems.push(located(&err, &origin));
-                    origins.insert(name.clone(), origin);
-                    texts.push((name, text));
-                }
-                break;
-            }
-            pending = failed
-                .into_iter()
-                .map(|(name, text, origin, _)| (name, text, origin))
-                .collect();
-        }
+        let found = template_sources::find(config, root, config_shown);
+        let mut problems = found.problems;
+        let (origins, texts) = add_all(&mut tera, found.templates, &mut problems);
         for segment in &config.segments {
             for kind in ["mjml", "txt"] {
                 let name = format!("{}.{kind}.tera", segment.template);
@@ -189,7 +103,7 @@ impl Templates {
         let templates = Templates {
             tera,
             origins,
-            includes,
+            includes: found.includes,
             sources: texts,
         };
         (Some(templates), problems)
@@ -249,45 +163,41 @@ impl Traced<'_> {
     }
 }
 
-/// A Tera error at its place: the template file's line and column, or the
-/// config value it came from.
-fn located(err: &tera::Error, origin: &Origin) -> Diagnostic {
-    let (message, at) = match err.kind() {
-        ErrorKind::SyntaxError(report) | ErrorKind::RenderingError(report) => {
-            let span = report.span();
-            (
-                report.message().to_string(),
-                Some((span.start_line, span.start_col + 1)),
-            )
+/// Adds `sources` to `tera` one at a time, so each error is placed in
+/// its own template; a template whose include is not added yet is tried
+/// again after the others, until a round adds nothing. Returns where each
+/// template came from and each one's name and text, in the order added.
+fn add_all(
+    tera: &mut Tera,
+    sources: Vec<Source>,
+    problems: &mut Vec<Diagnostic>,
+) -> (HashMap<String, Origin>, Vec<(String, String)>) {
+    let mut origins = HashMap::new();
+    let mut texts = Vec::with_capacity(sources.len());
+    let mut pending = sources;
+    loop {
+        let tried = pending.len();
+        let mut failed = Vec::new();
+        for (name, text, origin) in pending {
+            match tera.add_raw_template(&name, &text) {
+                Ok(()) => {
+                    origins.insert(name.clone(), origin);
+                    texts.push((name, text));
+                }
+                Err(err) => failed.push((name, text, origin, err)),
+            }
         }
-        other => from_report(&other.to_string()),
-    };
-    let message = message.trim().to_string();
-    match origin {
-        Origin::Config(path, what) => {
-            let at = at
-                .map(|(line, col)| format!(" (at {line}:{col})"))
-                .unwrap_or_default();
-            Diagnostic::error(path, format!("{what}: {message}{at}"))
+        if failed.is_empty() || failed.len() == tried {
+            for (name, text, origin, err) in failed {
+                problems.push(located(&err, &origin));
+                origins.insert(name.clone(), origin);
+                texts.push((name, text));
+            }
+            return (origins, texts);
         }
-        Origin::File(path) => Diagnostic::error(path, message).at_opt(at),
-        Origin::BuiltIn => Diagnostic::error("(built-in template)", message),
+        pending = failed
+            .into_iter()
+            .map(|(name, text, origin, _)| (name, text, origin))
+            .collect();
     }
-}
-
-/// The message and place in one of Tera's multi-line reports
-/// (`error: Unknown filter…` / ` --> name:1:17` / a code frame).
-fn from_report(report: &str) -> (String, Option<(usize, usize)>) {
-    let mut lines = report.lines();
-    let first = lines.next().unwrap_or(report);
-    let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
-    let at = lines
-        .find_map(|line| line.trim_start().strip_prefix("--> "))
-        .and_then(|place| {
-            let mut parts = place.rsplitn(3, ':');
-            let col = parts.next()?.parse().ok()?;
-            let line = parts.next()?.parse().ok()?;
-            Some((line, col))
-        });
-    (message, at)
 }

@@ -5,6 +5,8 @@
 //! more with an invisible mark at the start of each of its lines; the marks
 //! are stripped again, and the output must come out identical (else there
 //! is no place to give). Only done when mrml has something to report.
+//!
+//! Imports nothing of the crate.
 
 /// The two characters around a mark: Unicode private-use code points, which
 /// no filter changes and no template has reason to contain.

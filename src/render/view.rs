@@ -1,9 +1,11 @@
 //! Render stage: the data templates see — plain, serialize-only structs.
 //!
 //! Their field names are a contract with template authors (README,
-//! "Templates"). Subscriber fields hold sentinels that
+//! "Templates"). Reader fields hold sentinels that
 //! [`super::splice::Plan`] fills per reader, so one compiled digest serves
 //! every reader with the same picks.
+//!
+//! Imports config, select's picks and its siblings in `render`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,11 +18,11 @@ use crate::select::Pick;
 
 /// Everything a digest template can use.
 #[derive(Debug, Clone, Serialize)]
-pub struct Digest {
-    pub site: Site,
-    pub issue: Issue,
+pub struct DigestView {
+    pub site: SiteView,
+    pub issue: IssueView,
     pub segment: SegmentView,
-    pub subscriber: Subscriber,
+    pub subscriber: ReaderView,
     /// Every pick, best first.
     pub picks: Vec<PickView>,
     /// The first pick (the hero of the default design).
@@ -29,8 +31,8 @@ pub struct Digest {
     pub more: Vec<PickView>,
     /// The segment's call to action (this reader's variant).
     pub cta: Option<CtaView>,
-    pub links: Links,
-    pub footer: Footer,
+    pub links: LinksView,
+    pub footer: FooterView,
     /// The rendered subject and preheader (only in the MJML and text templates).
     pub subject: String,
     pub preheader: String,
@@ -39,7 +41,7 @@ pub struct Digest {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Site {
+pub struct SiteView {
     pub title: String,
     pub url: String,
     pub description: String,
@@ -48,7 +50,7 @@ pub struct Site {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Issue {
+pub struct IssueView {
     pub id: String,
     /// `25 November 2026`.
     pub date_display: String,
@@ -63,7 +65,7 @@ pub struct SegmentView {
 /// The reader's fields: placeholders, filled per reader after rendering.
 /// Display them; do not branch on them (use segments for that).
 #[derive(Debug, Clone, Serialize)]
-pub struct Subscriber {
+pub struct ReaderView {
     /// The name, or empty.
     pub name: String,
     /// The name, or `email.name_fallback` ("there").
@@ -109,7 +111,7 @@ pub struct CtaView {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Links {
+pub struct LinksView {
     /// The reader's one-click unsubscribe page (a placeholder until filled).
     pub unsubscribe: String,
     /// The reader's preferences page, when configured.
@@ -117,7 +119,7 @@ pub struct Links {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Footer {
+pub struct FooterView {
     pub postal_address: String,
     /// Why the reader gets this email.
     pub reason: String,
@@ -125,12 +127,12 @@ pub struct Footer {
 
 /// The subscriber fields a digest can hold, by sentinel number.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fields {
+pub struct ReaderFields {
     /// Custom attribute columns, in order after the fixed fields.
     pub attrs: Vec<String>,
 }
 
-impl Fields {
+impl ReaderFields {
     pub const NAME: usize = 0;
     pub const GREETING_NAME: usize = 1;
     pub const EMAIL: usize = 2;
@@ -158,17 +160,17 @@ pub struct Parts<'p, 'a> {
     pub picks: &'p [Pick<'a>],
     pub cta: Option<&'p SegmentCta>,
     pub variant: &'p str,
-    pub fields: &'p Fields,
+    pub fields: &'p ReaderFields,
     /// Each post's body, already sanitized, by slug.
     pub bodies: &'p HashMap<String, String>,
     /// This run's placeholders.
     pub marker: &'p Marker,
 }
 
-impl Digest {
+impl DigestView {
     /// The view of one digest, with placeholders for the reader's fields;
     /// `subject` and `preheader` are filled in once rendered.
-    pub fn new(parts: &Parts) -> Digest {
+    pub fn new(parts: &Parts) -> DigestView {
         let config = parts.config;
         let marker = parts.marker;
         let sentinel = |index: usize| marker.sentinel(index);
@@ -183,16 +185,16 @@ impl Digest {
             .unsubscribe
             .preferences_url
             .as_ref()
-            .map(|_| sentinel(Fields::PREFERENCES));
-        Digest {
-            site: Site {
+            .map(|_| sentinel(ReaderFields::PREFERENCES));
+        DigestView {
+            site: SiteView {
                 title: t(&config.site.title),
                 url: config.site.base_url.to_string(),
                 description: t(&config.site.description),
                 logo: config.email.logo.as_ref().map(Url::to_string),
                 language: config.site.language.clone(),
             },
-            issue: Issue {
+            issue: IssueView {
                 id: parts.issue_id.to_string(),
                 date_display: parts.issue_date.to_string(),
             },
@@ -200,16 +202,16 @@ impl Digest {
                 id: parts.segment.id.clone(),
                 name: t(&parts.segment.name),
             },
-            subscriber: Subscriber {
-                name: sentinel(Fields::NAME),
-                greeting_name: sentinel(Fields::GREETING_NAME),
-                email: sentinel(Fields::EMAIL),
+            subscriber: ReaderView {
+                name: sentinel(ReaderFields::NAME),
+                greeting_name: sentinel(ReaderFields::GREETING_NAME),
+                email: sentinel(ReaderFields::EMAIL),
                 attrs: parts
                     .fields
                     .attrs
                     .iter()
                     .enumerate()
-                    .map(|(i, name)| (t(name), sentinel(Fields::attr(i))))
+                    .map(|(i, name)| (t(name), sentinel(ReaderFields::attr(i))))
                     .collect(),
             },
             hero: picks.first().cloned(),
@@ -219,11 +221,11 @@ impl Digest {
                 text: t(&cta.text),
                 url: Some(cta.url.to_string()),
             }),
-            links: Links {
-                unsubscribe: sentinel(Fields::UNSUBSCRIBE),
+            links: LinksView {
+                unsubscribe: sentinel(ReaderFields::UNSUBSCRIBE),
                 preferences,
             },
-            footer: Footer {
+            footer: FooterView {
                 postal_address: t(&config.email.postal_address),
                 reason: format!(
                     "You receive this email because you subscribed to {} ({}).",

@@ -4,6 +4,10 @@
 //!
 //! Nothing here reads the clock or the ledger: `now` and the [`History`] of
 //! earlier issues are passed in, so the same inputs give the same picks.
+//!
+//! May import the stages before it (config, content) and the shared words
+//! below them; never audience, render, send, deliver, ledger or the
+//! commands.
 
 mod picks;
 mod rank;
@@ -16,7 +20,7 @@ use chrono_tz::Tz;
 
 use crate::content::{Library, Post};
 
-pub use picks::{Mode, Pick, Reader, Reason, digest};
+pub use picks::{Mode, Pick, PickReason, Reader, digest};
 pub use rank::{Index, Score};
 
 /// What earlier issues sent (from the ledger; empty before the first).

@@ -1,6 +1,8 @@
 //! Select stage: one reader's digest — the ranked picks of a segment,
 //! re-ranked with the reader's interests, spread over tags, with one slot
 //! for something outside those interests, and a reason for every pick.
+//!
+//! Imports config, content and its siblings in `select`.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -46,7 +48,7 @@ impl Mode {
 
 /// Why a post is in a reader's digest, in words the reader is shown.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Reason {
+pub enum PickReason {
     /// It has a tag the reader follows (the tag as the post spells it).
     Follows(String),
     /// It has a tag the segment is about.
@@ -63,30 +65,30 @@ pub enum Reason {
     New,
 }
 
-impl Reason {
+impl PickReason {
     /// The sentence templates show.
     pub fn text(&self) -> String {
         match self {
-            Reason::Follows(tag) => format!("Because you follow #{}", tag.to_lowercase()),
-            Reason::NewIn(tag) => format!("New in {tag}"),
-            Reason::Related(topic) => format!("Related to {topic}"),
-            Reason::Pinned => "Editors' pick for new readers".into(),
-            Reason::SomethingDifferent => "Something different this week".into(),
-            Reason::Newest => "Newest post".into(),
-            Reason::New => "New this issue".into(),
+            PickReason::Follows(tag) => format!("Because you follow #{}", tag.to_lowercase()),
+            PickReason::NewIn(tag) => format!("New in {tag}"),
+            PickReason::Related(topic) => format!("Related to {topic}"),
+            PickReason::Pinned => "Editors' pick for new readers".into(),
+            PickReason::SomethingDifferent => "Something different this week".into(),
+            PickReason::Newest => "Newest post".into(),
+            PickReason::New => "New this issue".into(),
         }
     }
 
     /// A stable name for templates to style by.
     pub fn kind(&self) -> &'static str {
         match self {
-            Reason::Follows(_) => "follows",
-            Reason::NewIn(_) => "segment",
-            Reason::Related(_) => "related",
-            Reason::Pinned => "pinned",
-            Reason::SomethingDifferent => "different",
-            Reason::Newest => "newest",
-            Reason::New => "new",
+            PickReason::Follows(_) => "follows",
+            PickReason::NewIn(_) => "segment",
+            PickReason::Related(_) => "related",
+            PickReason::Pinned => "pinned",
+            PickReason::SomethingDifferent => "different",
+            PickReason::Newest => "newest",
+            PickReason::New => "new",
         }
     }
 }
@@ -96,7 +98,7 @@ impl Reason {
 pub struct Pick<'a> {
     pub post: &'a Post,
     pub score: Score,
-    pub reason: Reason,
+    pub reason: PickReason,
 }
 
 /// The picks of `segment`'s digest for `reader`, best first, and how they
@@ -161,7 +163,7 @@ pub fn digest<'a>(
         .map(|i| {
             let post = posts[i];
             let reason = if Some(i) == different {
-                Reason::SomethingDifferent
+                PickReason::SomethingDifferent
             } else {
                 reason(index, i, &scores[i], mode, reader, segment, newest)
             };
@@ -245,7 +247,7 @@ fn reason(
     reader: Reader<'_>,
     segment: &Segment,
     newest: Option<DateTime<FixedOffset>>,
-) -> Reason {
+) -> PickReason {
     let post = index.posts()[i];
     let tag_in = |interests: &[Tag]| {
         post.tags
@@ -255,22 +257,22 @@ fn reason(
     };
     let by_date = || {
         if Some(post.date) == newest {
-            Reason::Newest
+            PickReason::Newest
         } else {
-            Reason::New
+            PickReason::New
         }
     };
     match mode {
         Mode::NewestFirst => by_date(),
-        Mode::ColdStart if segment.pinned.contains(&post.slug) => Reason::Pinned,
+        Mode::ColdStart if segment.pinned.contains(&post.slug) => PickReason::Pinned,
         Mode::ColdStart => by_date(),
         Mode::Personal | Mode::Segment => {
             if let Some(tag) = tag_in(reader.interests) {
-                Reason::Follows(tag)
+                PickReason::Follows(tag)
             } else if let Some(tag) = tag_in(&segment.interests) {
-                Reason::NewIn(tag)
+                PickReason::NewIn(tag)
             } else if let Some(topic) = related(index, i, score, reader, segment) {
-                Reason::Related(topic)
+                PickReason::Related(topic)
             } else {
                 by_date()
             }

@@ -4,6 +4,8 @@
 //! `text` × BM25 similarity (normalised to 0–1 over the issue's posts);
 //! recency halves every `half_life_days`. The BM25 index is built once per
 //! issue; scoring a reader is a pass over the issue's few posts.
+//!
+//! Imports config, content and its siblings in `select`.
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,6 +1,8 @@
 //! Select stage: A/B variants, assigned per (issue, subscriber) from a
 //! stable hash, so a resumed run gives every reader the same variant and
 //! the shares follow the weights.
+//!
+//! Imports only config.
 
 use sha2::{Digest, Sha256};
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::content::Tag;
 use crate::ledger::Delivery;
-use crate::select::{Reason, Score};
+use crate::select::{PickReason, Score};
 
 /// What the ledger keeps of a reader's digest, in `deliveries.picks`:
 /// a row of every reader, so it is written short — tags as `[name, key]`
@@ -30,7 +30,7 @@ pub(super) struct FrozenDigest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct FrozenPick {
     pub(super) slug: String,
-    pub(super) reason: Reason,
+    pub(super) reason: PickReason,
     #[serde(serialize_with = "score_as_array")]
     pub(super) score: Score,
 }
@@ -75,7 +75,7 @@ mod tests {
             attrs: BTreeMap::new(),
             picks: vec![FrozenPick {
                 slug: "hello".into(),
-                reason: Reason::SomethingDifferent,
+                reason: PickReason::SomethingDifferent,
                 score,
             }],
         };

@@ -1,0 +1,92 @@
+//! Benchmarks of the render stage's per-reader hot paths, on the sample
+//! project (gazette.yaml and content/ at the repository root): one
+//! reader's email from a compiled digest ([`Renderer::email`]), and the
+//! MIME splice of its body ([`Email::body`]). Uses only the library's
+//! public API.
+//!
+//! `cargo bench --bench render`; `cargo bench --bench render -- --test`
+//! runs each once.
+
+use std::path::Path;
+
+use gazette::audience::segments::segment_of;
+use gazette::audience::subscribers::{self, Subscriber};
+use gazette::clock::Clock;
+use gazette::config::{Config, Segment};
+use gazette::content::{self, Want};
+use gazette::render::{Email, Renderer};
+use gazette::select::{self, History, Index, Pick, Reader, Window};
+use gazette::unsubscribe::Secret;
+
+/// The time the sample is rendered at (the integration tests' too).
+const NOW: &str = "2026-06-01T12:00:00Z";
+
+/// The sample reader: non-ASCII name, custom columns, a segment with A/B
+/// variants.
+const READER: &str = "maria@example.com";
+
+fn main() {
+    divan::main();
+}
+
+/// Runs `bench` with the sample's renderer, the reader, their segment and
+/// their picks, the digest already compiled (as for every reader but the
+/// first of a digest).
+fn with_sample(bench: impl FnOnce(&Renderer, &Segment, &Subscriber, &[Pick])) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shown = Path::new("gazette.yaml");
+    let (config, problems) = Config::load(&root.join(shown), shown);
+    let config = config.unwrap_or_else(|| panic!("the sample's config: {problems:?}"));
+    let clock = Clock::pinned(NOW).expect("a valid time");
+    let loaded = content::load(&config, root, &clock, Want::Everything);
+    let mut readers = Vec::new();
+    let path = root.join(&config.audience.file);
+    let mut attrs = Vec::new();
+    subscribers::read(&path, &path, &mut |subscriber| {
+        subscribers::add_columns(&mut attrs, &subscriber.attrs);
+        readers.push(subscriber);
+    });
+    let reader = readers
+        .iter()
+        .find(|s| s.email == READER)
+        .expect("the sample reader");
+    let window = Window::new(&config, clock.now(), None);
+    let issue = select::plan(&loaded.library, &History::default(), window);
+    let index = Index::new(&issue.posts, clock.now(), &config.digest);
+    let secret = Secret::from_bytes(b"gazette bench: not a real key");
+    let (renderer, problems) = Renderer::new(&config, root, shown, &issue, secret, attrs);
+    let renderer = renderer.unwrap_or_else(|| panic!("the sample's templates: {problems:?}"));
+    let segment = segment_of(reader, &config.segments);
+    let interests = Reader {
+        interests: &reader.interests,
+        personalize: reader.personalize,
+    };
+    let (_, picks) = select::digest(&index, segment, interests, &config.digest);
+    renderer
+        .email(segment, reader, &picks)
+        .expect("the sample renders");
+    bench(&renderer, segment, reader, &picks);
+}
+
+/// One reader's email: the compiled digest found, their fields filled in.
+#[divan::bench]
+fn email(bencher: divan::Bencher) {
+    with_sample(|renderer, segment, reader, picks| {
+        bencher.bench(|| renderer.email(segment, reader, picks).expect("renders"));
+    });
+}
+
+/// The MIME body of one reader's email: encoded pieces copied, their
+/// fields escaped, encoded and spliced in.
+#[divan::bench]
+fn mime_splice(bencher: divan::Bencher) {
+    with_sample(|renderer, segment, reader, picks| {
+        let email: Email = renderer.email(segment, reader, picks).expect("renders");
+        let mut out = Vec::with_capacity(email.body_len() + 4096);
+        bencher.bench_local(|| {
+            out.clear();
+            email.body(&mut out);
+            out.len()
+        });
+    });
+}
