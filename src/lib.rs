@@ -8,6 +8,7 @@
 //! `docs/src/internals/architecture.md` has the flow and the layering
 //! rule, which `scripts/check_layers.py` checks.
 
+mod atomic_file;
 pub mod audience;
 pub mod cli;
 pub mod clock;
@@ -19,7 +20,6 @@ pub mod diagnostics;
 pub mod exit;
 pub mod feed;
 pub mod ledger;
-mod output;
 pub mod render;
 pub mod select;
 pub mod send;

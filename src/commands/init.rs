@@ -6,9 +6,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::atomic_file::write_atomic;
 use crate::clock::Clock;
 use crate::exit::Exit;
-use crate::output::write_atomic;
 use crate::render::templates::{DEFAULTS, DIR};
 
 /// The scaffold: path inside the project and contents.

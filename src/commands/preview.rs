@@ -11,6 +11,7 @@ use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
 use super::{Invocation, count};
+use crate::atomic_file::write_atomic;
 use crate::audience::segments::segment_of;
 use crate::audience::subscribers;
 use crate::audience::subscribers::{Status, Subscriber};
@@ -18,7 +19,6 @@ use crate::audience::suppressed::Suppressed;
 use crate::config::{Config, Segment};
 use crate::diagnostics::{Diagnostic, Report, Severity};
 use crate::exit::Exit;
-use crate::output::write_atomic;
 use crate::render::splice::escape_html;
 use crate::render::{Email, Renderer};
 use crate::select::{Index, Reader, digest};

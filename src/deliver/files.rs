@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::output::write_atomic;
+use crate::atomic_file::write_atomic;
 use crate::unsubscribe::AddressKey;
 
 /// A folder of `.eml` files for one issue.

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
+use crate::atomic_file::write_atomic;
 use crate::config::Config;
 use crate::content::{Head, Library, Post};
-use crate::output::write_atomic;
 
 /// One feed file ready to be written.
 #[derive(Debug)]

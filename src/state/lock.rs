@@ -80,7 +80,10 @@ impl Lock {
         // The holder's pid goes to its own file, replaced whole, so a
         // reader never sees it half-written.
         let pid_file = dir.join("lock.pid");
-        crate::output::write_atomic(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
+        crate::atomic_file::write_atomic(
+            &pid_file,
+            format!("{}\n", std::process::id()).as_bytes(),
+        )?;
         Ok(Lock {
             _file: file,
             pid_file,

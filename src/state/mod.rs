@@ -2,7 +2,7 @@
 //! root, where gazette keeps what it must remember between runs. This
 //! module is its one owner: every path into the folder, and every write to
 //! it, goes through here. May import std, external crates and
-//! `crate::output`; never a stage.
+//! `crate::atomic_file`; never a stage.
 //!
 //! What the folder holds:
 //! - `secret`: the key unsubscribe links are signed with ([`key_file`]);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-use crate::output::write_atomic;
+use crate::atomic_file::write_atomic;
 
 /// `<root>/.gazette/shard`, whether or not it exists.
 pub fn path(root: &Path) -> PathBuf {

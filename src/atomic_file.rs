@@ -1,4 +1,5 @@
-//! Output helper: files are written whole or not at all.
+//! Shared vocabulary: files are written whole or not at all. Imports
+//! nothing from the crate.
 //!
 //! Each file goes to a temporary file in the same folder and is renamed over
 //! the target, so a crash or a full disk never leaves a half-written feed.
