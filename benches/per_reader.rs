@@ -1,11 +1,12 @@
-//! Benchmarks of the render stage's per-reader hot paths, on the sample
-//! project (gazette.yaml and content/ at the repository root): one
-//! reader's email from a compiled digest ([`Renderer::email`]), and the
-//! MIME splice of its body ([`Email::body`]). Uses only the library's
-//! public API.
+//! Benchmarks of the per-reader hot paths, on the sample project
+//! (gazette.yaml and content/ at the repository root): one reader's email
+//! from a compiled digest ([`Renderer::email`]), the MIME splice of its
+//! body ([`Email::body`]), and the payload writer that dot-stuffs it for
+//! DATA ([`Payload`]). Uses only the library's public API.
 //!
-//! `cargo bench --bench render`; `cargo bench --bench render -- --test`
-//! runs each once.
+//! `cargo bench --bench per_reader`; `cargo bench --bench per_reader --
+//! --test` runs each once. `scripts/bench` measures whole runs against
+//! real peers; these measure the pieces.
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ use gazette::audience::subscribers::{self, Subscriber};
 use gazette::clock::Clock;
 use gazette::config::{Config, Segment};
 use gazette::content::{self, Want};
+use gazette::deliver::smtp::Payload;
 use gazette::render::{Email, Renderer};
 use gazette::select::{self, History, Index, Pick, Reader, Window};
 use gazette::unsubscribe::Secret;
@@ -86,6 +88,25 @@ fn mime_splice(bencher: divan::Bencher) {
         bencher.bench_local(|| {
             out.clear();
             email.body(&mut out);
+            out.len()
+        });
+    });
+}
+
+/// The message as DATA sends it: every line-leading dot doubled and the
+/// final dot line added, written into a reused buffer.
+#[divan::bench]
+fn payload(bencher: divan::Bencher) {
+    with_sample(|renderer, segment, reader, picks| {
+        let email: Email = renderer.email(segment, reader, picks).expect("renders");
+        let mut message = Vec::with_capacity(email.body_len() + 4096);
+        email.body(&mut message);
+        let message = String::from_utf8(message).expect("a MIME body is ASCII");
+        let mut out = String::with_capacity(message.len() + 64);
+        bencher.bench_local(|| {
+            use std::fmt::Write;
+            out.clear();
+            write!(out, "{}", Payload(&message)).expect("writing to a String");
             out.len()
         });
     });
