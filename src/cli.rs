@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
+use crate::address::AddressKey;
 use crate::audience::shard::Shard;
 use crate::audience::subscribers;
 use crate::audience::suppressed::Suppressed;
@@ -22,7 +23,7 @@ use crate::diagnostics::{Diagnostic, Report, Severity, Style, display_path};
 use crate::ledger::{Ledger, Reason as LedgerReason};
 use crate::render::Renderer;
 use crate::send::lock::{Lock, LockError};
-use crate::unsubscribe::{AddressKey, Secret};
+use crate::unsubscribe::Secret;
 use crate::{explain, feed, init, preview, select};
 
 /// Turns a folder of blog posts into reader feeds and personalized email digests.

@@ -5,6 +5,7 @@
 //! [`config`] and [`content`] read the project, [`feed`] writes the feeds;
 //! [`cli`] ties them to the command line and decides the exit code.
 
+pub mod address;
 pub mod audience;
 pub mod cli;
 pub mod clock;
@@ -14,6 +15,7 @@ pub mod deliver;
 pub mod diagnostics;
 pub mod explain;
 pub mod feed;
+mod hex;
 mod init;
 pub mod ledger;
 mod output;

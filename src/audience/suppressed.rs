@@ -1,6 +1,7 @@
 //! Audience stage: the ledger's suppression list laid over the subscribers
 //! file — an address that unsubscribed, bounced or complained stays out
-//! even if the file still says `active`.
+//! even if the file still says `active`. May import `address`, its sibling
+//! `subscribers`, and `ledger` (the one upward arrow the architecture names).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,8 +9,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::subscribers::{Status, Subscriber};
+use crate::address::AddressKey;
 use crate::ledger::{Ledger, Reason};
-use crate::unsubscribe::AddressKey;
 
 /// Every suppressed address, by key (the list is small next to the audience).
 #[derive(Debug, Default)]

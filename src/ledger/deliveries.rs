@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use super::issues::require_issue;
 use super::suppression::suppress_in;
 use super::{Ledger, Reason, parse_time};
-use crate::unsubscribe::AddressKey;
+use crate::address::AddressKey;
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

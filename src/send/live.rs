@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::progress::Progress;
 use super::{Run, SegmentCounts, Summary};
+use crate::address::AddressKey;
 use crate::audience::segments::segment_of;
 use crate::audience::subscribers::{self, Status, Subscriber};
 use crate::audience::suppressed::Suppressed;
@@ -37,7 +38,7 @@ use crate::ledger::{
 };
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Issue, Pick, Reader, Reason, Score};
-use crate::unsubscribe::{AddressKey, Secret};
+use crate::unsubscribe::Secret;
 
 /// How a real send ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

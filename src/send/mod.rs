@@ -14,6 +14,7 @@ use chrono::{DateTime, FixedOffset};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::address::AddressKey;
 use crate::audience::segments::segment_of;
 use crate::audience::shard::Shard;
 use crate::audience::subscribers::{self, Subscriber};
@@ -24,7 +25,7 @@ use crate::deliver::EmlDir;
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::render::Renderer;
 use crate::select::{self, History, Index, Reader};
-use crate::unsubscribe::{AddressKey, Secret};
+use crate::unsubscribe::Secret;
 
 mod live;
 pub mod lock;
