@@ -65,7 +65,7 @@ pub(super) fn read(path: &Path, shown: &Path, each: &mut dyn FnMut(Subscriber)) 
 
 /// A CSV subscribers file being read, past its header row.
 pub(super) struct CsvFile {
-    reader: csv::Reader<Lines<File>>,
+    reader: csv::Reader<LineStarts<File>>,
     pub(super) columns: Vec<Column>,
     record: ByteRecord,
     /// What the last rejected row still says about who must not be mailed.
@@ -90,7 +90,7 @@ impl CsvFile {
         // Flexible: rows of the wrong length are reported by `next`, in its words.
         let mut reader = ReaderBuilder::new()
             .flexible(true)
-            .from_reader(Lines::new(file));
+            .from_reader(LineStarts::new(file));
         let header = match reader.byte_headers() {
             Ok(header) => header.clone(),
             Err(err) => {
@@ -236,7 +236,7 @@ fn header_columns(
 }
 
 /// The line where `record`, just read, starts.
-fn line_of(reader: &mut csv::Reader<Lines<File>>, record: &ByteRecord) -> usize {
+fn line_of(reader: &mut csv::Reader<LineStarts<File>>, record: &ByteRecord) -> usize {
     let byte = record.position().map_or(0, csv::Position::byte);
     let line = reader.get_mut().line_at(byte);
     usize::try_from(line).unwrap_or(usize::MAX)
@@ -251,7 +251,7 @@ fn line_of(reader: &mut csv::Reader<Lines<File>>, record: &ByteRecord) -> usize 
 /// byte after its [`csv::Position::byte`] that is not a line break; this
 /// keeps the byte and line of every such place from the last record asked
 /// about to what the parser has read ahead (its buffer, or one long record).
-struct Lines<R> {
+struct LineStarts<R> {
     inner: R,
     offset: u64,
     line: u64,
@@ -259,9 +259,9 @@ struct Lines<R> {
     starts: VecDeque<(u64, u64)>,
 }
 
-impl<R> Lines<R> {
-    fn new(inner: R) -> Lines<R> {
-        Lines {
+impl<R> LineStarts<R> {
+    fn new(inner: R) -> LineStarts<R> {
+        LineStarts {
             inner,
             offset: 0,
             line: 1,
@@ -283,7 +283,7 @@ impl<R> Lines<R> {
     }
 }
 
-impl<R: Read> Read for Lines<R> {
+impl<R: Read> Read for LineStarts<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         for &b in &buf[..n] {

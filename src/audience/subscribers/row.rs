@@ -190,51 +190,7 @@ pub(super) fn subscriber<'a>(
             check.error(control_message(column.label(), c));
             continue;
         }
-        match column {
-            Column::Email => email = Some(text.to_string()),
-            Column::Name => sub.name = non_empty(text),
-            Column::Segment => sub.segment = non_empty(text),
-            Column::Interests => {
-                for name in text.split([';', ',']) {
-                    add_interest(&mut sub.interests, name, check);
-                }
-            }
-            Column::Status => {
-                sub.status = Status::parse(text);
-                if let Status::Unknown(_) = sub.status {
-                    check.warn(format!(
-                        "unknown status '{}', not mailed; use active, unsubscribed, bounced or complained",
-                        printable(text)
-                    ));
-                }
-            }
-            Column::Timezone if text.is_empty() => {}
-            Column::Timezone => match text.parse::<Tz>() {
-                Ok(tz) => sub.timezone = Some(tz),
-                Err(_) => check.warn(format!(
-                    "unknown timezone '{}', ignored; use an IANA name such as 'Europe/Berlin' or 'UTC'",
-                    printable(text)
-                )),
-            },
-            Column::Locale => sub.locale = non_empty(text),
-            Column::Personalize => match text.to_lowercase().as_str() {
-                "" | "true" | "yes" | "1" => sub.personalize = true,
-                "false" | "no" | "0" => sub.personalize = false,
-                _ => {
-                    sub.personalize = false;
-                    check.warn(format!(
-                        "'personalize' value '{}' is not true or false, so not personalized; use true or false",
-                        printable(text)
-                    ));
-                }
-            },
-            Column::Attr(name) => {
-                if !text.is_empty() {
-                    sub.attrs.insert(name.clone(), text.to_string());
-                }
-            }
-            Column::Unnamed => {}
-        }
+        set_field(&mut sub, &mut email, column, text, check);
     }
     match email.as_deref() {
         None | Some("") => check.error("no email address; fill in 'email' or remove the row"),
@@ -247,6 +203,63 @@ pub(super) fn subscriber<'a>(
         },
     }
     (!check.rejected).then_some(sub)
+}
+
+/// Sets what `column` holds from its trimmed `text`, free of forbidden
+/// characters: a field of `sub`, or the address as written in `email`
+/// (checked once the whole row is read).
+fn set_field(
+    sub: &mut Subscriber,
+    email: &mut Option<String>,
+    column: &Column,
+    text: &str,
+    check: &mut RowCheck,
+) {
+    match column {
+        Column::Email => *email = Some(text.to_string()),
+        Column::Name => sub.name = non_empty(text),
+        Column::Segment => sub.segment = non_empty(text),
+        Column::Interests => {
+            for name in text.split([';', ',']) {
+                add_interest(&mut sub.interests, name, check);
+            }
+        }
+        Column::Status => {
+            sub.status = Status::parse(text);
+            if let Status::Unknown(_) = sub.status {
+                check.warn(format!(
+                    "unknown status '{}', not mailed; use active, unsubscribed, bounced or complained",
+                    printable(text)
+                ));
+            }
+        }
+        Column::Timezone if text.is_empty() => {}
+        Column::Timezone => match text.parse::<Tz>() {
+            Ok(tz) => sub.timezone = Some(tz),
+            Err(_) => check.warn(format!(
+                "unknown timezone '{}', ignored; use an IANA name such as 'Europe/Berlin' or 'UTC'",
+                printable(text)
+            )),
+        },
+        Column::Locale => sub.locale = non_empty(text),
+        Column::Personalize => match text.to_lowercase().as_str() {
+            "" | "true" | "yes" | "1" => sub.personalize = true,
+            "false" | "no" | "0" => sub.personalize = false,
+            _ => {
+                sub.personalize = false;
+                check.warn(format!(
+                    "'personalize' value '{}' is not true or false, so not personalized; use true or false",
+                    printable(text)
+                ));
+            }
+        },
+        Column::Attr(name) => {
+            if !text.is_empty() {
+                sub.attrs.insert(name.clone(), text.to_string());
+            }
+        }
+        Column::Unnamed => {}
+    }
 }
 
 /// Adds the interest `name` unless it is empty or its key is already there.
