@@ -5,11 +5,11 @@
 //! row that cannot be used is an error on its line and is skipped, and every
 //! other row is still read. Whatever is unclear fails closed: an unknown
 //! status is not mailed. An address listed twice is one subscriber
-//! ([`duplicates`] says how).
+//! (`duplicates` says how).
 //!
 //! This file holds what the rest of gazette sees (the [`Subscriber`], its
-//! [`Status`], [`read`] and [`columns`]); [`row`] checks one row, [`csv`] and
-//! [`yaml`] read the two formats. May import: `crate::address`,
+//! [`Status`], [`read`] and [`columns`]); `row` checks one row, `csv` and
+//! `yaml` read the two formats. May import: `crate::address`,
 //! `crate::diagnostics`, the tag words of `crate::content` and the YAML
 //! helpers of `crate::config`; never a later stage.
 
