@@ -1,5 +1,6 @@
-//! Test helpers shared by the subscribers file's unit tests: read a text as
-//! a subscribers file and see what came out.
+//! Audience stage, tests only: helpers shared by the subscribers file's
+//! unit tests, to read a text as a subscribers file and see what came out.
+//! May import the parent module and the tag words of `crate::content`.
 
 use std::path::Path;
 
