@@ -8,6 +8,7 @@
 //! `docs/src/internals/architecture.md` has the flow and the layering
 //! rule, which `scripts/check_layers.py` checks.
 
+pub mod address;
 mod atomic_file;
 pub mod audience;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod deliver;
 pub mod diagnostics;
 pub mod exit;
 pub mod feed;
+mod hex;
 pub mod ledger;
 pub mod render;
 pub mod select;

@@ -8,6 +8,8 @@
 //! list and the reader (deterministic, SIV-style): without the [`Secret`]
 //! nobody can make a token, nor test a guessed address against one, so a
 //! link that leaks (a forwarded digest) reveals nothing about its reader.
+//!
+//! May import `address`, `hex` and `state`; never a stage.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -18,7 +20,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::audience::subscribers::comparable;
+use crate::address::{AddressKey, comparable};
+use crate::hex::{from_hex, to_hex};
 use crate::state::key_file;
 
 /// The environment variable that holds the key, instead of the key file.
@@ -36,33 +39,6 @@ const MAC_LEN: usize = 16;
 const PAYLOAD_LEN: usize = TAG_LEN + NONCE_LEN + KEY_LEN + MAC_LEN;
 /// base64 of the payload bytes, without padding.
 const ENCODED_LEN: usize = (PAYLOAD_LEN * 8).div_ceil(6);
-
-/// 16 bytes that name a subscriber without their address: the first 16
-/// bytes of SHA-256 of the address with case, Unicode normalization (NFC)
-/// and IDN spelling folded, so every spelling of one address has one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AddressKey(pub [u8; KEY_LEN]);
-
-impl AddressKey {
-    /// The key of `email`.
-    pub fn of(email: &str) -> AddressKey {
-        let digest = Sha256::digest(comparable(email).as_bytes());
-        let mut key = [0u8; KEY_LEN];
-        key.copy_from_slice(&digest[..KEY_LEN]);
-        AddressKey(key)
-    }
-
-    /// 32 lower-case hex digits.
-    pub fn hex(&self) -> String {
-        to_hex(&self.0)
-    }
-
-    /// The key [`hex`](Self::hex) wrote (either case); `None` unless exactly
-    /// 32 hex digits.
-    pub fn from_hex(text: &str) -> Option<AddressKey> {
-        from_hex(text).map(AddressKey)
-    }
-}
 
 /// The key tokens are signed with.
 #[derive(Clone)]
@@ -285,31 +261,6 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// `bytes` as lower-case hex.
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
-}
-
-/// Exactly `2 * N` hex digits (either case) as bytes.
-fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N {
-        return None;
-    }
-    let mut bytes = [0u8; N];
-    for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let high = char::from(pair[0]).to_digit(16)?;
-        let low = char::from(pair[1]).to_digit(16)?;
-        *byte = u8::try_from((high << 4) | low).ok()?;
-    }
-    Some(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,27 +441,6 @@ mod tests {
         ] {
             assert_eq!(secret.verify(LIST, &form), key, "{form}");
         }
-    }
-
-    #[test]
-    fn spellings_of_one_address_share_a_key() {
-        let key = AddressKey::of("Ana@Bücher.de");
-        assert_eq!(AddressKey::of("ana@xn--bcher-kva.de"), key);
-        assert_eq!(AddressKey::of(" ana@BU\u{308}CHER.de "), key);
-        assert_ne!(AddressKey::of("anna@bücher.de"), key);
-    }
-
-    #[test]
-    fn address_keys_round_trip_through_hex() {
-        let key = AddressKey::of("ana@example.com");
-        let hex = key.hex();
-        assert_eq!(hex.len(), 32);
-        assert_eq!(hex, hex.to_lowercase());
-        assert_eq!(AddressKey::from_hex(&hex), Some(key));
-        assert_eq!(AddressKey::from_hex(&hex.to_uppercase()), Some(key));
-        assert_eq!(AddressKey::from_hex(&hex[1..]), None);
-        assert_eq!(AddressKey::from_hex(&format!("{}g", &hex[1..])), None);
-        assert_eq!(AddressKey::from_hex(&format!("+{}", &hex[1..])), None);
     }
 
     #[test]

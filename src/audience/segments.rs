@@ -1,5 +1,6 @@
 //! Audience stage: which segment a subscriber belongs to — the first whose
 //! rule matches, in config order; `default` (always last) catches the rest.
+//! May import `config` (the segment rules) and its sibling `subscribers`.
 
 use super::subscribers::Subscriber;
 use crate::config::{AttributeTest, Rule, Segment};

@@ -3,12 +3,13 @@
 //! The audience is split by a hash of each address (the same folded form
 //! that makes its ledger key), so N hosts reading the same subscribers
 //! file split it with no overlap, no gap and no coordination, and a
-//! reader stays on the same shard from issue to issue.
+//! reader stays on the same shard from issue to issue. May import only
+//! `address`.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::unsubscribe::AddressKey;
+use crate::address::AddressKey;
 
 /// Shard `index` (1-based) of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +24,7 @@ impl Shard {
 
     /// Whether the reader with `key` belongs to this shard.
     pub fn contains(&self, key: &AddressKey) -> bool {
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&key.0[..8]);
-        u64::from_be_bytes(first) % self.count == self.index - 1
+        key.first_u64() % self.count == self.index - 1
     }
 
     pub fn is_all(&self) -> bool {
@@ -74,6 +73,41 @@ mod tests {
         assert!((0..3).all(|s| shards[s].contains(&key("Ann@Example.com"))
             == shards[s].contains(&key("ann@example.com"))));
         assert!(Shard::ALL.contains(&key("x@example.com")));
+    }
+
+    /// Hosts already split their audiences with `--shard`: a reader must
+    /// stay on the shard it had when these numbers were taken from the code.
+    #[test]
+    fn readers_keep_the_shard_hosts_already_use() {
+        let expected: [(&str, [u64; 4]); 12] = [
+            ("ana@example.com", [2, 1, 7, 208]),
+            ("Bo.Berg@Example.ORG", [2, 2, 7, 420]),
+            ("reader1@example.com", [2, 3, 3, 340]),
+            ("reader2@example.com", [2, 1, 6, 82]),
+            ("reader3@example.net", [1, 3, 7, 329]),
+            ("zoë@bücher.de", [2, 3, 7, 602]),
+            ("ana@xn--bcher-kva.de", [2, 2, 6, 384]),
+            ("  Ana@BU\u{308}CHER.de ", [2, 2, 6, 384]),
+            ("user+tag@mail.example.co.uk", [1, 3, 4, 377]),
+            ("李@例え.jp", [1, 3, 2, 291]),
+            ("x@y.z", [1, 3, 1, 977]),
+            ("jose.1234@corp.example", [2, 3, 6, 732]),
+        ];
+        for (address, shards) in expected {
+            let key = AddressKey::of(address);
+            let got = [2, 3, 7, 1000].map(|count| {
+                (1..=count)
+                    .find(|index| {
+                        Shard {
+                            index: *index,
+                            count,
+                        }
+                        .contains(&key)
+                    })
+                    .unwrap()
+            });
+            assert_eq!(got, shards, "{address}");
+        }
     }
 
     #[test]

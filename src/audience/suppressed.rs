@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::subscribers::{Status, Subscriber};
+use crate::address::AddressKey;
 use crate::ledger::{Ledger, SuppressionReason};
-use crate::unsubscribe::AddressKey;
 
 /// Every suppressed address, by key (the list is small next to the audience).
 #[derive(Debug, Default)]

@@ -5,11 +5,12 @@
 use anyhow::Result;
 
 use super::Invocation;
+use crate::address::AddressKey;
 use crate::config::Config;
 use crate::diagnostics::Report;
 use crate::exit::Exit;
 use crate::ledger::{Ledger, SuppressionReason};
-use crate::unsubscribe::{AddressKey, Secret};
+use crate::unsubscribe::Secret;
 
 /// Runs `unsubscribe`; a token's signature is checked before anything is
 /// recorded.

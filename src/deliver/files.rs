@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::address::AddressKey;
 use crate::atomic_file::write_atomic;
-use crate::unsubscribe::AddressKey;
 
 /// A folder of `.eml` files for one issue.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::pace::Pace;
 use super::smtp::{LoginRefused, Outcome, SmtpSession, SmtpSettings};
-use crate::unsubscribe::AddressKey;
+use crate::address::AddressKey;
 
 /// How many jobs the queue holds for each session.
 const QUEUED_PER_SESSION: usize = 4;

@@ -6,7 +6,7 @@ use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 
 use super::{IssueRecord, Ledger, Mark, NewDelivery, Writes};
-use crate::unsubscribe::AddressKey;
+use crate::address::AddressKey;
 
 impl Ledger {
     /// Freezes `issue` with `deliveries` and no custom columns; returns

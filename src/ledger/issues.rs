@@ -307,10 +307,10 @@ impl Stored {
 mod tests {
     use std::time::Instant;
 
+    use crate::address::AddressKey;
     use crate::ledger::Mark;
     use crate::ledger::fixtures::{create, issue, ledger, time, to};
     use crate::ledger::{DeliveryCounts, DeliveryStatus, Writes};
-    use crate::unsubscribe::AddressKey;
 
     #[test]
     fn an_issue_and_ten_thousand_deliveries_are_frozen_in_one_call() {

@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn opening_again_keeps_the_data_and_the_schema() {
         let root = tempfile::tempdir().unwrap();
-        let key = crate::unsubscribe::AddressKey::of("ana@example.com");
+        let key = crate::address::AddressKey::of("ana@example.com");
         let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05+01:00").unwrap();
         {
             let ledger = Ledger::open(root.path()).unwrap();
@@ -263,7 +263,7 @@ mod tests {
                 scope.spawn(move || {
                     let ledger = Ledger::open(root).unwrap();
                     let email = format!("reader{i}@example.com");
-                    let key = crate::unsubscribe::AddressKey::of(&email);
+                    let key = crate::address::AddressKey::of(&email);
                     assert!(
                         ledger
                             .suppress(key, Some(&email), SuppressionReason::Bounced, at)
@@ -333,7 +333,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(root.path()).unwrap();
         let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
-        let key = crate::unsubscribe::AddressKey::of("ana@example.com");
+        let key = crate::address::AddressKey::of("ana@example.com");
         ledger
             .suppress(key, Some("ana@example.com"), SuppressionReason::Bounced, at)
             .unwrap();

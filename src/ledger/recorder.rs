@@ -23,7 +23,7 @@ use chrono::{DateTime, FixedOffset};
 use tokio::sync::oneshot;
 
 use super::{Ledger, Mark, NewDelivery, Writes};
-use crate::unsubscribe::AddressKey;
+use crate::address::AddressKey;
 
 /// The most marks one transaction takes.
 const MAX_BATCH: usize = 4096;

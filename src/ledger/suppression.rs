@@ -16,7 +16,7 @@ use rusqlite::OptionalExtension;
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
 
 use super::Ledger;
-use crate::unsubscribe::AddressKey;
+use crate::address::AddressKey;
 
 /// Why an address must not be mailed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use super::journal::{LedgerJournal, mark_of};
 use super::newly_frozen::{FreezeProgress, NewlyFrozen};
 use super::progress::Progress;
 use super::{SegmentCounts, Summary};
+use crate::address::AddressKey;
 use crate::audience::subscribers::{Status, Subscriber};
 use crate::content::Post;
 use crate::deliver::pool::{Job, JobOutcome, Limits, Pool, PoolEnd};
@@ -25,7 +26,6 @@ use crate::ledger::{Delivery, DeliveryStatus, IssueRecord, Ledger, Mark, Recorde
 use crate::render::Renderer;
 use crate::select::Pick;
 use crate::send::Run;
-use crate::unsubscribe::AddressKey;
 
 /// How a real send ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use super::frozen::{FrozenDigest, FrozenPick};
 use super::newly_frozen::{FreezeEnds, FreezeProgress};
 use super::{Run, SegmentCounts};
+use crate::address::AddressKey;
 use crate::audience::segments::segment_of;
 use crate::audience::subscribers::{self, Subscriber};
 use crate::audience::suppressed::Suppressed;
@@ -18,7 +19,7 @@ use crate::content::Post;
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::ledger::{IssueRecord, NewDelivery, RecorderHandle};
 use crate::select::{self, Index, Reader};
-use crate::unsubscribe::{AddressKey, Secret};
+use crate::unsubscribe::Secret;
 
 /// How many readers go to the ledger at a time, and how many such chunks
 /// may wait to be written.

@@ -27,6 +27,7 @@ use super::frozen::FrozenDigest;
 use super::newly_frozen::FreezeProgress;
 use super::progress::Progress;
 use super::{Run, SegmentCounts, Summary};
+use crate::address::AddressKey;
 use crate::audience::subscribers;
 use crate::audience::suppressed::Suppressed;
 use crate::config::Config;
@@ -38,7 +39,7 @@ use crate::diagnostics::{Diagnostic, display_path};
 use crate::ledger::{IssueRecord, Ledger, Recorder};
 use crate::render::Renderer;
 use crate::select::{self, History, Issue};
-use crate::unsubscribe::{AddressKey, Secret};
+use crate::unsubscribe::Secret;
 
 /// Sends the issue due now through `smtp`.
 pub fn send(

@@ -16,12 +16,12 @@ use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
+use crate::address::AddressKey;
 use crate::audience::shard::Shard;
 use crate::audience::subscribers::Subscriber;
 use crate::config::Config;
 use crate::content::Library;
 use crate::select::History;
-use crate::unsubscribe::AddressKey;
 
 mod dispatch;
 mod dry_run;

@@ -99,8 +99,8 @@ pub(super) mod tests {
     use chrono::DateTime;
 
     use super::*;
+    use crate::address::AddressKey;
     use crate::ledger::{IssueRecord, Ledger, NewDelivery};
-    use crate::unsubscribe::AddressKey;
 
     const AT: &str = "2026-06-01T06:00:00Z";
     /// Far longer than any wake-up takes: a wait this long was not woken.

@@ -223,10 +223,10 @@ impl Iterator for Due<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::address::AddressKey;
     use crate::ledger::Mark;
     use crate::ledger::deliveries::testing::{ISSUE, key, with_issue};
     use crate::ledger::fixtures::{create, issue, ledger, time, to};
-    use crate::unsubscribe::AddressKey;
 
     /// The addresses of `issue` due at `now`.
     fn due_at(ledger: &Ledger, issue: &str, now: &str, resend: bool) -> Vec<String> {

@@ -22,7 +22,7 @@ pub use status::{DeliveryStatus, Mark, UnknownStatus, Writes};
 
 use super::issues::require_issue;
 use super::{Ledger, parse_time};
-use crate::unsubscribe::AddressKey;
+use crate::address::AddressKey;
 
 /// A delivery as an issue is frozen with (it starts `pending`).
 #[derive(Debug, Clone, PartialEq, Eq)]

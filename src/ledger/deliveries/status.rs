@@ -19,10 +19,10 @@ use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::NewDelivery;
+use crate::address::AddressKey;
 use crate::ledger::issues::require_issue;
 use crate::ledger::suppression::suppress_in;
 use crate::ledger::{Ledger, SuppressionReason};
-use crate::unsubscribe::AddressKey;
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
