@@ -23,7 +23,7 @@ pub struct Email {
     /// `<issue.key@host>`, key a keyed hash of the reader: the same for a
     /// re-send of the same issue, and naming no address.
     pub message_id: String,
-    /// `<digest.host>` (see [`list_name`]).
+    /// `<digest.host>` (see [`list_name`](super::list_name)).
     pub list_id: String,
     /// `<https://…?token=…>` and, when configured, `<mailto:…>`.
     pub list_unsubscribe: String,

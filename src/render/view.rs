@@ -40,6 +40,7 @@ pub struct DigestView {
     pub variant: String,
 }
 
+/// The site (`site.*`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteView {
     pub title: String,
@@ -49,6 +50,7 @@ pub struct SiteView {
     pub language: String,
 }
 
+/// The issue (`issue.*`).
 #[derive(Debug, Clone, Serialize)]
 pub struct IssueView {
     pub id: String,
@@ -56,13 +58,14 @@ pub struct IssueView {
     pub date_display: String,
 }
 
+/// The reader's segment (`segment.*`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentView {
     pub id: String,
     pub name: String,
 }
 
-/// The reader's fields: placeholders, filled per reader after rendering.
+/// The reader (`subscriber.*`): placeholders, filled per reader after rendering.
 /// Display them; do not branch on them (use segments for that).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReaderView {
@@ -75,6 +78,7 @@ pub struct ReaderView {
     pub attrs: BTreeMap<String, String>,
 }
 
+/// One pick (`picks[i]`, `hero`, `more[i]`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PickView {
     pub title: String,
@@ -104,12 +108,14 @@ pub struct PickView {
     pub body_html: String,
 }
 
+/// A call to action (`cta`, a pick's `cta`).
 #[derive(Debug, Clone, Serialize)]
 pub struct CtaView {
     pub text: String,
     pub url: Option<String>,
 }
 
+/// The reader's own links (`links.*`).
 #[derive(Debug, Clone, Serialize)]
 pub struct LinksView {
     /// The reader's one-click unsubscribe page (a placeholder until filled).
@@ -118,6 +124,7 @@ pub struct LinksView {
     pub preferences: Option<String>,
 }
 
+/// The footer (`footer.*`).
 #[derive(Debug, Clone, Serialize)]
 pub struct FooterView {
     pub postal_address: String,
