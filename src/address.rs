@@ -9,8 +9,6 @@
 use sha2::{Digest, Sha256};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::hex::{from_hex, to_hex};
-
 /// The bytes of an [`AddressKey`].
 const KEY_LEN: usize = 16;
 
@@ -31,13 +29,15 @@ impl AddressKey {
 
     /// 32 lower-case hex digits.
     pub fn hex(&self) -> String {
-        to_hex(&self.0)
+        hex::encode(self.0)
     }
 
     /// The key [`hex`](Self::hex) wrote (either case); `None` unless exactly
     /// 32 hex digits.
     pub fn from_hex(text: &str) -> Option<AddressKey> {
-        from_hex(text).map(AddressKey)
+        let mut key = [0u8; KEY_LEN];
+        hex::decode_to_slice(text, &mut key).ok()?;
+        Some(AddressKey(key))
     }
 
     /// The key's first 8 bytes as a big-endian number: the only short form

@@ -20,7 +20,6 @@ pub mod deliver;
 pub mod diagnostics;
 pub mod exit;
 pub mod feed;
-mod hex;
 pub mod ledger;
 pub mod render;
 pub mod select;

@@ -21,7 +21,6 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::address::{AddressKey, comparable};
-use crate::hex::{from_hex, to_hex};
 use crate::state::key_file;
 
 /// The environment variable that holds the key, instead of the key file.
@@ -154,7 +153,7 @@ impl Secret {
         mac.update(issue.as_bytes());
         mac.update(b"\0");
         mac.update(comparable(email).as_bytes());
-        to_hex(&mac.finalize().into_bytes()[..10])
+        hex::encode(&mac.finalize().into_bytes()[..10])
     }
 
     /// HMAC over the token's parts, not yet finalized.
@@ -241,24 +240,12 @@ fn bare(token: &str) -> Option<Cow<'_, str>> {
                 url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "token")?;
             Some(Cow::Owned(value.into_owned()))
         }
-        None if token.contains('%') => percent_decode(token).map(Cow::Owned),
+        None if token.contains('%') => percent_encoding::percent_decode_str(token)
+            .decode_utf8()
+            .ok()
+            .map(|text| Cow::Owned(text.into_owned())),
         None => Some(Cow::Borrowed(token)),
     }
-}
-
-/// `text` with each `%XX` replaced by its byte; `None` for a bad escape or
-/// bytes that are not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text;
-    while let Some((before, after)) = rest.split_once('%') {
-        bytes.extend_from_slice(before.as_bytes());
-        let [byte] = from_hex(after.get(..2)?)?;
-        bytes.push(byte);
-        rest = &after[2..];
-    }
-    bytes.extend_from_slice(rest.as_bytes());
-    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -278,7 +265,7 @@ mod tests {
         );
         let id = secret.message_key("2026-06-01", "ada@example.com");
         assert_eq!(id.len(), 20);
-        assert!(!to_hex(&plain).contains(&id[..8]));
+        assert!(!hex::encode(plain).contains(&id[..8]));
         assert_ne!(id, secret.message_key("2026-06-08", "ada@example.com"));
     }
 

@@ -244,7 +244,7 @@ pub fn boundary() -> String {
     let mut bytes = [0u8; 12];
     // Without randomness the `=_` prefix alone keeps it unique.
     let _ = getrandom::fill(&mut bytes);
-    let letters: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let letters = hex::encode(bytes);
     format!("=_gazette_{letters}")
 }
 

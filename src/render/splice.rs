@@ -28,7 +28,7 @@ impl Marker {
         // Without randomness the word is still unlikely in a post, and
         // strip() removes it from all data anyway.
         let _ = getrandom::fill(&mut bytes);
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(bytes);
         Marker {
             prefix: format!("gzf{hex}n"),
         }

@@ -401,10 +401,7 @@ fn open(run: &Run, ledger: &Ledger) -> Result<Option<(IssueRecord, Vec<Post>)>> 
         id: ledger.next_issue_id(&planned.id)?,
         cutoff: run.now,
         since: planned.since,
-        content_hash: Sha256::digest(json.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        content_hash: hex::encode(Sha256::digest(json.as_bytes())),
         posts: json,
         created: run.now,
         completed: None,

@@ -47,7 +47,7 @@ pub fn read_or_make(root: &Path) -> Result<[u8; KEY_LEN]> {
     let mut temp = builder
         .tempfile_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    temp.write_all(format!("{}\n", hex(&key)).as_bytes())
+    temp.write_all(format!("{}\n", hex::encode(key)).as_bytes())
         .and_then(|()| temp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
     match temp.persist_noclobber(&path) {
@@ -85,20 +85,10 @@ fn read_at(path: &Path) -> Result<Option<[u8; KEY_LEN]>> {
     Ok(Some(key))
 }
 
-/// The key as the file holds it: lower-case hex.
-fn hex(key: &[u8; KEY_LEN]) -> String {
-    key.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// Exactly 64 hex digits (either case) as a key.
 fn unhex(text: &str) -> Option<[u8; KEY_LEN]> {
-    if text.len() != 2 * KEY_LEN || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
     let mut key = [0u8; KEY_LEN];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut key).ok()?;
     Some(key)
 }
 
@@ -180,7 +170,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(".gazette")).unwrap();
         let path = root.path().join(".gazette/secret");
-        // `+a` is a number to `u8::from_str_radix`, not two hex digits.
+        // `+a` is not two hex digits.
         let signed = "+a".repeat(32);
         let corrupt: [&[u8]; 6] = [
             b"",
