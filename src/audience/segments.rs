@@ -76,7 +76,7 @@ mod tests {
 
     use super::*;
     use crate::audience::subscribers::Status;
-    use crate::content::{Tag, tag_key};
+    use crate::tag::{Tag, tag_key};
 
     fn subscriber(segment: Option<&str>, interests: &[&str], attrs: &[(&str, &str)]) -> Subscriber {
         Subscriber {

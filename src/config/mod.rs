@@ -21,10 +21,7 @@ use serde_norway::Value;
 use url::Url;
 
 use crate::diagnostics::Diagnostic;
-use crate::yaml::{Locator, position_of};
-/// Re-exported from their shared home, [`crate::yaml`], for the callers
-/// that still name them here.
-pub use crate::yaml::{MAX_YAML_NESTING, yaml_error, yaml_too_deep};
+use crate::yaml::{Locator, MAX_YAML_NESTING, position_of, yaml_error, yaml_too_deep};
 pub use audience::{
     AttributeTest, AudienceSettings, DEFAULT_SEGMENT, DigestSettings, Rule, Segment, SegmentCta,
     Variant, Weights,

@@ -37,11 +37,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::config::Author;
-
-/// Re-exported from their shared homes ([`crate::tag`], [`crate::yaml`]):
-/// a [`Post`] carries tags, and later stages still name these here.
-pub use crate::tag::{Tag, slugify, tag_key};
-pub use crate::yaml::position_of;
+use crate::tag::Tag;
 pub use hygiene::xml_allowed;
 pub use library::{Head, Library, Loaded};
 pub use load::load;
@@ -119,7 +115,7 @@ pub fn test_post(slug: &str, date: &str, tags: &[&str]) -> Post {
             .iter()
             .map(|name| Tag {
                 name: (*name).to_string(),
-                key: tag_key(name),
+                key: crate::tag::tag_key(name),
             })
             .collect(),
         authors: Vec::new(),

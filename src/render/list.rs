@@ -11,7 +11,7 @@ use crate::config::Config;
 pub fn list_name(config: &Config) -> String {
     let url = &config.site.base_url;
     let host = url.host_str().unwrap_or("localhost");
-    let path = crate::content::slugify(url.path());
+    let path = crate::tag::slugify(url.path());
     let label: String = path
         .chars()
         .map(|c| {

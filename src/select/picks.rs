@@ -11,7 +11,8 @@ use chrono::{DateTime, FixedOffset};
 
 use super::rank::{Index, Score};
 use crate::config::{DigestSettings, Segment};
-use crate::content::{Post, Tag};
+use crate::content::Post;
+use crate::tag::Tag;
 
 /// What is known about the reader a digest is for.
 #[derive(Debug, Clone, Copy)]
@@ -306,7 +307,8 @@ fn related(
 mod tests {
     use super::*;
     use crate::config::Rule;
-    use crate::content::{tag_key, test_post};
+    use crate::content::test_post;
+    use crate::tag::tag_key;
 
     fn settings() -> DigestSettings {
         DigestSettings {

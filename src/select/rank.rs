@@ -12,7 +12,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, FixedOffset};
 
 use crate::config::{DigestSettings, Weights};
-use crate::content::{Post, Tag};
+use crate::content::Post;
+use crate::tag::Tag;
 
 /// BM25's term-frequency saturation and length normalisation.
 const K1: f64 = 1.2;
@@ -239,7 +240,8 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{tag_key, test_post};
+    use crate::content::test_post;
+    use crate::tag::tag_key;
 
     fn settings() -> DigestSettings {
         DigestSettings {

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::content::Tag;
 use crate::ledger::Delivery;
 use crate::select::{PickReason, Score};
+use crate::tag::Tag;
 
 /// What the ledger keeps of a reader's digest, in `deliveries.picks`:
 /// a row of every reader, so it is written short — tags as `[name, key]`

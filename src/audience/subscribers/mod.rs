@@ -25,8 +25,8 @@ use std::path::Path;
 
 use chrono_tz::Tz;
 
-use crate::content::Tag;
 use crate::diagnostics::Diagnostic;
+use crate::tag::Tag;
 use row::Column;
 
 /// Delivery status from the file. Ordered by how restrictive it is.

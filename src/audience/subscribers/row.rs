@@ -12,8 +12,8 @@ use chrono_tz::Tz;
 
 use super::{Status, Subscriber};
 use crate::address::normalize;
-use crate::content::{Tag, tag_key};
 use crate::diagnostics::Diagnostic;
+use crate::tag::{Tag, tag_key};
 
 /// What a column (or YAML key) holds, from its trimmed name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::{Subscriber, read};
-use crate::content::Tag;
+use crate::tag::Tag;
 
 /// Reads `text` as the file `name`: the subscribers and every problem as printed.
 pub(super) fn read_as(name: &str, text: impl AsRef<[u8]>) -> (Vec<Subscriber>, Vec<String>) {

@@ -14,9 +14,8 @@ use serde_norway::Value;
 use super::Subscriber;
 use super::duplicates::{AddressTallies, salvage};
 use super::row::{Cell, Column, Place, RowCheck, forbidden, printable, subscriber};
-use crate::config::{MAX_YAML_NESTING, yaml_error, yaml_too_deep};
-use crate::content::position_of;
 use crate::diagnostics::Diagnostic;
+use crate::yaml::{MAX_YAML_NESTING, position_of, yaml_error, yaml_too_deep};
 
 /// A YAML list of maps, read whole (YAML is for small, hand-written lists);
 /// duplicates are merged as in CSV.
