@@ -38,7 +38,7 @@ pub struct DigestSettings {
     pub something_different: bool,
 }
 
-/// How the parts of relevance add up (see README, "Ranking").
+/// How the parts of relevance add up (docs/src/reference/picking.md, "Ranking").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Weights {
     /// Tag overlap between interests and a post's tags (0–1).
@@ -137,7 +137,7 @@ pub struct RawDigest {
 }
 
 impl Default for DigestSettings {
-    /// The documented defaults (README, "Configuration").
+    /// The documented defaults (docs/src/reference/config.md).
     fn default() -> Self {
         DigestSettings {
             first_issue_posts: 5,

@@ -38,7 +38,7 @@ pub struct DeliverySettings {
 }
 
 impl Default for DeliverySettings {
-    /// The documented defaults (README, "Configuration").
+    /// The documented defaults (docs/src/reference/config.md).
     fn default() -> Self {
         DeliverySettings {
             smtp: None,

@@ -195,7 +195,7 @@ impl Ledger {
             let tx = self.conn.unchecked_transaction()?;
             let mut issues = tx
                 .prepare_cached(SELECT)?
-                .query_map([], Stored::read)?
+                .query_map([], StoredIssue::read)?
                 .map(|stored| stored?.check())
                 .collect::<Result<Vec<_>>>()?;
             issues.sort_by(|a, b| (&b.created, &b.id).cmp(&(&a.created, &a.id)));
@@ -251,7 +251,7 @@ fn issue_exists(conn: &Connection, id: &str) -> Result<bool> {
 /// The issue `id`, which exists.
 fn read_issue(conn: &Connection, id: &str) -> Result<IssueRecord> {
     conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?
-        .query_row([id], Stored::read)?
+        .query_row([id], StoredIssue::read)?
         .check()
 }
 
@@ -265,7 +265,7 @@ fn damaged(id: &str) -> String {
 }
 
 /// A row as stored, before its text is checked.
-struct Stored {
+struct StoredIssue {
     id: String,
     cutoff: String,
     since: Option<String>,
@@ -275,9 +275,9 @@ struct Stored {
     completed: Option<String>,
 }
 
-impl Stored {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Stored> {
-        Ok(Stored {
+impl StoredIssue {
+    fn read(row: &Row<'_>) -> rusqlite::Result<StoredIssue> {
+        Ok(StoredIssue {
             id: row.get(0)?,
             cutoff: row.get(1)?,
             since: row.get(2)?,

@@ -100,10 +100,10 @@ impl Ledger {
             .query_row(
                 &format!("SELECT {COLUMNS} FROM suppression WHERE address_key = ?1"),
                 [key.hex()],
-                Stored::read,
+                StoredSuppression::read,
             )
             .optional()?
-            .map(Stored::check)
+            .map(StoredSuppression::check)
             .transpose()
     }
 
@@ -113,7 +113,7 @@ impl Ledger {
             .conn
             .prepare(&format!("SELECT {COLUMNS} FROM suppression"))?;
         let mut all = statement
-            .query_map([], Stored::read)?
+            .query_map([], StoredSuppression::read)?
             .map(|stored| stored?.check())
             .collect::<Result<Vec<_>>>()?;
         // In Rust, not SQL: RFC 3339 text with different offsets does not
@@ -149,16 +149,16 @@ pub(super) fn suppress_in(
 }
 
 /// A row as stored, before its text is checked.
-struct Stored {
+struct StoredSuppression {
     key: String,
     address: Option<String>,
     reason: String,
     at: String,
 }
 
-impl Stored {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Stored> {
-        Ok(Stored {
+impl StoredSuppression {
+    fn read(row: &Row<'_>) -> rusqlite::Result<StoredSuppression> {
+        Ok(StoredSuppression {
             key: row.get(0)?,
             address: row.get(1)?,
             reason: row.get(2)?,

@@ -11,7 +11,7 @@ use std::path::Path;
 use mrml::prelude::parser::ParserOptions;
 use mrml::prelude::render::RenderOptions;
 
-use super::templates::Place;
+use super::templates::TemplatePlace;
 use crate::diagnostics::Diagnostic;
 
 /// The HTML of `mjml`, rendered from template `shown`, and mrml's warnings;
@@ -20,7 +20,7 @@ pub fn compile(
     mjml: &str,
     options: &ParserOptions,
     shown: &Path,
-    place: impl Fn(usize) -> Option<Place>,
+    place: impl Fn(usize) -> Option<TemplatePlace>,
 ) -> Result<(String, Vec<Diagnostic>), Diagnostic> {
     let problem = |offset: Option<usize>, message: String, warning: bool| {
         let produced = offset.map(|offset| {

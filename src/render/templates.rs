@@ -46,7 +46,7 @@ pub struct Traced<'a> {
 
 /// A place in a template: its file as shown, line, and column (0 when
 /// only the line is known).
-pub type Place = (PathBuf, usize, usize);
+pub type TemplatePlace = (PathBuf, usize, usize);
 
 /// Where a template's text is.
 #[derive(Debug, Clone)]
@@ -153,7 +153,7 @@ impl Templates {
 
 impl Traced<'_> {
     /// The template place of byte `offset` of the output.
-    pub fn place(&self, offset: usize) -> Option<Place> {
+    pub fn place(&self, offset: usize) -> Option<TemplatePlace> {
         let (id, line, mark, before) = self.trace.line_of(offset)?;
         let (name, text) = self.templates.sources.get(id)?;
         let at = self.trace.text.get(offset..).unwrap_or("");

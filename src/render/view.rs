@@ -1,7 +1,7 @@
 //! Render stage: the data templates see — plain, serialize-only structs.
 //!
-//! Their field names are a contract with template authors (README,
-//! "Templates"). Reader fields hold sentinels that
+//! Their field names are a contract with template authors
+//! (docs/src/reference/template-data.md). Reader fields hold sentinels that
 //! [`super::splice::Plan`] fills per reader, so one compiled digest serves
 //! every reader with the same picks.
 //!

@@ -13,7 +13,7 @@ use csv::{ByteRecord, ReaderBuilder};
 
 use super::Subscriber;
 use super::duplicates::{AddressTallies, salvage};
-use super::row::{Cell, Column, Place, RowCheck, forbidden, subscriber};
+use super::row::{Cell, Column, RowCheck, RowPlace, forbidden, subscriber};
 use crate::diagnostics::Diagnostic;
 use std::borrow::Cow;
 
@@ -114,7 +114,7 @@ impl CsvFile {
         &mut self,
         shown: &Path,
         problems: &mut Vec<Diagnostic>,
-    ) -> Result<Option<(Place, Option<Subscriber>)>, Diagnostic> {
+    ) -> Result<Option<(RowPlace, Option<Subscriber>)>, Diagnostic> {
         loop {
             match self.reader.read_byte_record(&mut self.record) {
                 Ok(true) => {}
@@ -129,7 +129,7 @@ impl CsvFile {
             {
                 continue;
             }
-            let place = Place::Line(line_of(&mut self.reader, &self.record));
+            let place = RowPlace::Line(line_of(&mut self.reader, &self.record));
             self.salvaged.clear();
             let mut check = RowCheck::new(shown, place, problems);
             let breaks: usize = self

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
 
-use super::row::{Place, printable};
+use super::row::{RowPlace, printable};
 use super::{Status, Subscriber};
 use crate::address::{AddressKey, normalize};
 use crate::diagnostics::Diagnostic;
@@ -45,7 +45,7 @@ pub(super) struct AddressTallies {
 
 impl AddressTallies {
     /// Records an accepted row of pass 1.
-    pub(super) fn note(&mut self, sub: &Subscriber, place: Place) {
+    pub(super) fn note(&mut self, sub: &Subscriber, place: RowPlace) {
         let key = tally_key(&sub.email);
         let at = place_number(place);
         let rank = sub.status.rank();
@@ -72,7 +72,7 @@ impl AddressTallies {
 
     /// Records what a rejected row of pass 1 still says: its addresses are
     /// not to be mailed (fail closed: a broken unsubscribe row still holds).
-    pub(super) fn suppress(&mut self, salvaged: &[(String, u8)], place: Place) {
+    pub(super) fn suppress(&mut self, salvaged: &[(String, u8)], place: RowPlace) {
         let at = place_number(place);
         for (email, rank) in salvaged {
             let entry = self
@@ -92,7 +92,7 @@ impl AddressTallies {
     pub(super) fn settle(
         &self,
         mut sub: Subscriber,
-        place: Place,
+        place: RowPlace,
         shown: &Path,
         problems: &mut Vec<Diagnostic>,
     ) -> Result<Subscriber, Diagnostic> {
@@ -181,7 +181,7 @@ pub(super) fn salvage(values: Vec<String>) -> Vec<(String, u8)> {
 
 /// The line of a row as pass 1 stores it (files past 4 billion lines share
 /// the last number).
-fn place_number(place: Place) -> u32 {
+fn place_number(place: RowPlace) -> u32 {
     u32::try_from(place.number()).unwrap_or(u32::MAX)
 }
 

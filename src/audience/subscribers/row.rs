@@ -75,40 +75,40 @@ pub(super) enum Cell<'a> {
 /// Where a row is: its first line, or (YAML whose items could not be
 /// placed) its 1-based item number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Place {
+pub(super) enum RowPlace {
     Line(usize),
     Item(usize),
 }
 
-impl Place {
+impl RowPlace {
     /// The line for [`Subscriber::line`] (0 when only the item is known).
     pub(super) fn line(self) -> usize {
         match self {
-            Place::Line(line) => line,
-            Place::Item(_) => 0,
+            RowPlace::Line(line) => line,
+            RowPlace::Item(_) => 0,
         }
     }
 
     /// The line or item number.
     pub(super) fn number(self) -> usize {
         match self {
-            Place::Line(number) | Place::Item(number) => number,
+            RowPlace::Line(number) | RowPlace::Item(number) => number,
         }
     }
 
     /// "line N" (or "item N") for another row of the same file.
     pub(super) fn same_kind(self, number: u32) -> String {
         match self {
-            Place::Line(_) => format!("line {number}"),
-            Place::Item(_) => format!("item {number}"),
+            RowPlace::Line(_) => format!("line {number}"),
+            RowPlace::Item(_) => format!("item {number}"),
         }
     }
 
     /// Puts `d` at this place: on the line, or "item N: " before the message.
     pub(super) fn locate(self, d: Diagnostic) -> Diagnostic {
         match self {
-            Place::Line(line) => d.at_line(line),
-            Place::Item(item) => Diagnostic {
+            RowPlace::Line(line) => d.at_line(line),
+            RowPlace::Item(item) => Diagnostic {
                 message: format!("item {item}: {}", d.message),
                 ..d
             },
@@ -119,7 +119,7 @@ impl Place {
 /// The problems of one row; any error rejects the row.
 pub(super) struct RowCheck<'a> {
     shown: &'a Path,
-    place: Place,
+    place: RowPlace,
     problems: &'a mut Vec<Diagnostic>,
     rejected: bool,
 }
@@ -127,7 +127,7 @@ pub(super) struct RowCheck<'a> {
 impl<'a> RowCheck<'a> {
     pub(super) fn new(
         shown: &'a Path,
-        place: Place,
+        place: RowPlace,
         problems: &'a mut Vec<Diagnostic>,
     ) -> RowCheck<'a> {
         RowCheck {

@@ -13,7 +13,7 @@ use serde_norway::Value;
 
 use super::Subscriber;
 use super::duplicates::{AddressTallies, salvage};
-use super::row::{Cell, Column, Place, RowCheck, forbidden, printable, subscriber};
+use super::row::{Cell, Column, RowCheck, RowPlace, forbidden, printable, subscriber};
 use crate::diagnostics::Diagnostic;
 use crate::yaml::{MAX_YAML_NESTING, position_of, yaml_error, yaml_too_deep};
 
@@ -60,8 +60,8 @@ pub(super) fn read(path: &Path, shown: &Path, each: &mut dyn FnMut(Subscriber)) 
     };
     let lines = item_lines(text);
     let place = |index: usize| match lines.get(index) {
-        Some(&line) if lines.len() == items.len() => Place::Line(line),
-        _ => Place::Item(index + 1),
+        Some(&line) if lines.len() == items.len() => RowPlace::Line(line),
+        _ => RowPlace::Item(index + 1),
     };
     let mut tallies = AddressTallies::default();
     for (index, item) in items.iter().enumerate() {
@@ -104,7 +104,7 @@ fn item_lines(text: &str) -> Vec<usize> {
 /// Checks one item of the YAML list, as a CSV row with its keys as header.
 fn yaml_subscriber(
     item: &Value,
-    place: Place,
+    place: RowPlace,
     shown: &Path,
     problems: &mut Vec<Diagnostic>,
 ) -> Option<Subscriber> {
@@ -325,13 +325,13 @@ mod tests {
 
     #[test]
     fn items_without_a_line_are_named_by_number() {
-        let d = Place::Item(3).locate(Diagnostic::warning("s.yaml", "duplicate of item 1"));
+        let d = RowPlace::Item(3).locate(Diagnostic::warning("s.yaml", "duplicate of item 1"));
         assert_eq!(
             d.to_string(),
             "s.yaml: warning: item 3: duplicate of item 1"
         );
-        assert_eq!(Place::Item(3).same_kind(1), "item 1");
-        assert_eq!(Place::Item(3).line(), 0);
+        assert_eq!(RowPlace::Item(3).same_kind(1), "item 1");
+        assert_eq!(RowPlace::Item(3).line(), 0);
         assert_eq!(item_lines("- a\n-\n  b: 1\n- [x]\n"), [1, 3, 4]);
     }
 }

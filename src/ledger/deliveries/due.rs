@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 use rusqlite::params;
 
-use super::{Delivery, DeliveryStatus, SELECT, Stored};
+use super::{Delivery, DeliveryStatus, SELECT, StoredDelivery};
 use crate::ledger::issues::require_issue;
 use crate::ledger::{Ledger, parse_time};
 
@@ -180,7 +180,7 @@ impl Due<'_> {
         let mut page = Vec::new();
         let mut read = 0;
         while let Some(row) = rows.next()? {
-            let stored = Stored::read(row)?;
+            let stored = StoredDelivery::read(row)?;
             read += 1;
             self.after = stored.rowid;
             let delivery = stored.check()?;

@@ -68,9 +68,9 @@ impl Ledger {
                 .prepare_cached(&format!(
                     "{SELECT} WHERE issue_id = ?1 AND address_key = ?2"
                 ))?
-                .query_row((issue, key.hex()), Stored::read)
+                .query_row((issue, key.hex()), StoredDelivery::read)
                 .optional()?
-                .map(Stored::check)
+                .map(StoredDelivery::check)
                 .transpose()
         };
         read()
@@ -100,7 +100,7 @@ impl Ledger {
 }
 
 /// A row as stored, before its text is checked.
-struct Stored {
+struct StoredDelivery {
     issue_id: String,
     key: String,
     address: String,
@@ -116,9 +116,9 @@ struct Stored {
     rowid: i64,
 }
 
-impl Stored {
-    fn read(row: &Row<'_>) -> rusqlite::Result<Stored> {
-        Ok(Stored {
+impl StoredDelivery {
+    fn read(row: &Row<'_>) -> rusqlite::Result<StoredDelivery> {
+        Ok(StoredDelivery {
             issue_id: row.get(0)?,
             key: row.get(1)?,
             address: row.get(2)?,
