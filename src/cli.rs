@@ -23,8 +23,12 @@ use crate::exit::Exit;
 
 /// The exit codes every command shares, as `--help` shows them.
 macro_rules! exit_codes {
-    () => {
-        "Exit codes:\n  0   done\n  1   bad input in config, content, subscribers or templates (each printed as PATH:LINE:COL)\n  2   usage error"
+    ($bad_input:literal) => {
+        concat!(
+            "Exit codes:\n  0   done\n  1   ",
+            $bad_input,
+            "\n  2   usage error (a bad option or value)"
+        )
     };
 }
 
@@ -37,9 +41,9 @@ macro_rules! environment {
 
 /// `--help`'s closing part: exit codes, environment, example.
 macro_rules! after_help {
-    (exit: $exit:literal, env: $env:literal, example: $example:literal) => {
+    (bad_input: $bad_input:literal, exit: $exit:literal, env: $env:literal, example: $example:literal) => {
         concat!(
-            exit_codes!(),
+            exit_codes!($bad_input),
             $exit,
             "\n\n",
             environment!(),
@@ -57,6 +61,7 @@ macro_rules! after_help {
     version,
     propagate_version = true,
     after_help = after_help!(
+        bad_input: "bad input, every problem printed as PATH:LINE:COL; send: a message failed for good",
         exit: "\n  75  try again later (send: the relay unreachable, another send running)",
         env: "\n  GAZETTE_SMTP_URL, GAZETTE_SMTP_PASSWORD, GAZETTE_SECRET: see `gazette send --help`",
         example: "  gazette check && gazette send --dry-run    # feeds in public/, messages in outbox/"
@@ -94,6 +99,7 @@ enum Command {
     /// Scaffold a project: commented gazette.yaml, content/ with an example post,
     /// templates/, subscribers.csv
     #[command(after_help = after_help!(
+        bad_input: "a file it would write already exists (nothing is created)",
         exit: "",
         env: "",
         example: "  gazette init my-newsletter && gazette -C my-newsletter check"
@@ -104,7 +110,8 @@ enum Command {
     },
     /// Validate config and content; print every problem as PATH:LINE:COL: message
     #[command(after_help = after_help!(
-        exit: "\n      (with --strict, also when there is a warning)",
+        bad_input: "a problem in config, content, subscribers or templates, or with --strict a warning",
+        exit: "",
         env: "\n  GAZETTE_SMTP_URL  when set, sending counts as configured, so email.from and unsubscribe.url are required",
         example: "  gazette check --strict && gazette send"
     ))]
@@ -115,6 +122,7 @@ enum Command {
     },
     /// Write RSS 2.0, Atom 1.0 and JSON Feed files
     #[command(after_help = after_help!(
+        bad_input: "a problem in config or content (no feed is written)",
         exit: "",
         env: "",
         example: "  gazette feeds --out public/"
@@ -126,6 +134,7 @@ enum Command {
     },
     /// Each segment, its subscriber count and the posts it would get now
     #[command(after_help = after_help!(
+        bad_input: "a problem in config, content or the subscribers file",
         exit: "",
         env: "",
         example: "  gazette segments --since 2026-06-01"
@@ -137,6 +146,7 @@ enum Command {
     },
     /// Render every segment and variant to DIR, with DIR/index.html linking them
     #[command(after_help = after_help!(
+        bad_input: "a problem in config, content, subscribers or templates",
         exit: "",
         env: "\n  GAZETTE_SECRET  key that signs the unsubscribe links (else .gazette/secret)",
         example: "  gazette preview --open"
@@ -152,7 +162,8 @@ enum Command {
     /// Build this issue and deliver it; without SMTP configured or with
     /// --dry-run, write .eml files to DIR (default outbox/)
     #[command(after_help = after_help!(
-        exit: "\n      also: some messages failed permanently (see `gazette status`)\n  75  try again later: the relay unreachable, too many deferrals, or another send holds the lock",
+        bad_input: "a problem in config, content, subscribers or templates (nothing is sent);\n      a message failed for good; or the relay refused the login",
+        exit: "\n  75  try again later: the relay unreachable (delivery.max_connection_failures\n      times in a row), or another send holds the lock",
         env: "\n  GAZETTE_SMTP_URL       the relay, as --smtp (smtp://user@host:587, smtps://host:465)\n  GAZETTE_SMTP_PASSWORD  the relay password (never in the URL)\n  GAZETTE_SECRET         key that signs the unsubscribe links (else .gazette/secret)",
         example: "  gazette send --dry-run              # .eml files in outbox/, nothing recorded\n  gazette send --smtp smtps://news@smtp.example.com:465"
     ))]
@@ -188,6 +199,7 @@ enum Command {
     },
     /// Past issues and their delivery counts
     #[command(after_help = after_help!(
+        bad_input: "the ledger cannot be read",
         exit: "",
         env: "",
         example: "  gazette status --format json"
@@ -200,6 +212,7 @@ enum Command {
     /// Add an address to the suppression list: from an unsubscribe token
     /// (or the whole link), or the address itself
     #[command(after_help = after_help!(
+        bad_input: "a bad config, or a token that does not verify (nobody is unsubscribed)",
         exit: "",
         env: "\n  GAZETTE_SECRET  key that checks the token (else .gazette/secret)",
         example: "  gazette unsubscribe reader@example.com"
@@ -210,6 +223,7 @@ enum Command {
     },
     /// One subscriber's digest with scores and reasons
     #[command(after_help = after_help!(
+        bad_input: "a problem in config, content or subscribers, or no such subscriber",
         exit: "",
         env: "",
         example: "  gazette explain reader@example.com"
