@@ -267,3 +267,25 @@ fn a_dry_run_without_a_key_creates_no_state_folder() {
     );
     assert!(!project.exists(".gazette"));
 }
+
+#[test]
+fn a_dry_run_signs_with_the_key_file_the_project_already_has() {
+    // The key a first real send (or `preview`) made: the links of a later
+    // dry run must be signed with it, so they work.
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let project = Project::sample().file(".gazette/secret", format!("{key}\n"));
+    let run = project.run(&["send", "--dry-run"]).expect(0);
+    assert!(!run.stderr.contains("unsubscribe key"), "{}", run.stderr);
+    let eml = project.read("outbox/2026-06-01/ada_at_example.com-b5fc85e5.eml");
+    let header = eml
+        .lines()
+        .find(|line| line.starts_with("List-Unsubscribe:") && line.contains("token="))
+        .unwrap_or_else(|| panic!("no List-Unsubscribe link in\n{eml}"));
+    let token: String = header[header.find("token=").unwrap() + "token=".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .collect();
+    let checked = project.run(&["unsubscribe", &token]);
+    assert_eq!(checked.code, 0, "{token}: {}", checked.stderr);
+    assert_eq!(project.read(".gazette/secret"), format!("{key}\n"));
+}
