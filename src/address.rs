@@ -3,7 +3,7 @@
 //! subscribers file, the folded form in which two spellings of one address
 //! are equal, and the [`AddressKey`] that names a reader without their
 //! address (in the ledger, in unsubscribe tokens, in shards). May import
-//! only `hex` and outside crates: audience, ledger, unsubscribe, render and
+//! only outside crates: audience, ledger, unsubscribe, render and
 //! deliver all build on it.
 
 use sha2::{Digest, Sha256};

@@ -9,7 +9,7 @@
 //! nobody can make a token, nor test a guessed address against one, so a
 //! link that leaks (a forwarded digest) reveals nothing about its reader.
 //!
-//! May import `address`, `hex` and `state`; never a stage.
+//! May import `address` and `state`; never a stage.
 
 use std::borrow::Cow;
 use std::path::Path;

@@ -69,6 +69,8 @@ fn check_project(inv: &Invocation, config: &Config, loaded: &Loaded, report: &mu
         library: &loaded.library,
         attrs,
         audience,
+        sending: config.delivery.smtp.is_some()
+            || std::env::var_os("GAZETTE_SMTP_URL").is_some_and(|v| !v.is_empty()),
         now: inv.clock.now(),
     }));
     for segment in &config.segments {

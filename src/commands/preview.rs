@@ -34,7 +34,7 @@ pub fn run(inv: &Invocation, out: Option<PathBuf>, open: bool) -> Result<Exit> {
     };
     let now = inv.clock.now();
     let (issue, index) = inv.issue(&config, &loaded.library, None);
-    let mut audience = Audience::default();
+    let mut readers = PreviewReaders::default();
     let mut attrs: Vec<String> = Vec::new();
     let path = inv.root.join(&config.audience.file);
     // A project without a subscribers file still previews, for a stand-in
@@ -47,7 +47,7 @@ pub fn run(inv: &Invocation, out: Option<PathBuf>, open: bool) -> Result<Exit> {
             &mut |mut subscriber| {
                 suppressed.apply(&mut subscriber);
                 subscribers::add_columns(&mut attrs, &subscriber.attrs);
-                audience.add(&config, subscriber);
+                readers.add(&config, subscriber);
             },
         ));
     }
@@ -64,7 +64,7 @@ pub fn run(inv: &Invocation, out: Option<PathBuf>, open: bool) -> Result<Exit> {
     let out = inv
         .root
         .join(out.unwrap_or_else(|| PathBuf::from("preview")));
-    let (entries, problems) = write(&config, &renderer, &index, &audience, &out, now)?;
+    let (entries, problems) = write(&config, &renderer, &index, &readers, &out, now)?;
     report.extend(problems);
     report.extend(renderer.take_warnings());
     inv.print(&report, false)?;
@@ -103,11 +103,11 @@ fn open_in_browser(inv: &Invocation, index: &Path) {
 
 /// Per segment: how many readers it would mail, and the first of them.
 #[derive(Debug, Default)]
-pub struct Audience {
+pub struct PreviewReaders {
     pub readers: BTreeMap<String, (usize, Option<Subscriber>)>,
 }
 
-impl Audience {
+impl PreviewReaders {
     /// Counts `subscriber` into its segment, keeping the first mailable one.
     pub fn add(&mut self, config: &Config, subscriber: Subscriber) {
         if !subscriber.status.mailable() {
@@ -137,7 +137,7 @@ pub fn write(
     config: &Config,
     renderer: &Renderer,
     index: &Index,
-    audience: &Audience,
+    audience: &PreviewReaders,
     out: &Path,
     date: DateTime<FixedOffset>,
 ) -> Result<(Vec<Entry>, Vec<Diagnostic>)> {

@@ -15,7 +15,7 @@ use crate::content::{Head, Loaded, Want};
 use crate::deliver::smtp::SmtpSettings;
 use crate::diagnostics::{Diagnostic, Report};
 use crate::exit::Exit;
-use crate::send::{self as sending, Ended, Run, Summary};
+use crate::send::{self as sending, Run, SendEnd, Summary};
 use crate::state::lock::{Lock, LockError};
 use crate::{feed, select};
 
@@ -91,11 +91,11 @@ pub fn run(inv: &Invocation, options: SendOptions) -> Result<Exit> {
 
 /// The config, the posts (the ones the issue and the feeds take read
 /// whole, the rest by their front matter only) and `--since` read.
-type Project = (Config, Loaded, Option<DateTime<FixedOffset>>);
+type SendInput = (Config, Loaded, Option<DateTime<FixedOffset>>);
 
-/// Loads the [`Project`]; ends the command (reported) on a bad config,
+/// Loads the [`SendInput`]; ends the command (reported) on a bad config,
 /// bad content, or a `--since` that is not a date.
-fn load(inv: &Invocation, options: &SendOptions, report: &mut Report) -> Step<Project> {
+fn load(inv: &Invocation, options: &SendOptions, report: &mut Report) -> Step<SendInput> {
     let Some(config) = inv.load_config(report) else {
         return nothing_sent(inv, report);
     };
@@ -158,15 +158,15 @@ fn deliver(inv: &Invocation, run: &Run, url: &str) -> Step<(Summary, Vec<Diagnos
     let (summary, problems, ended) = sending::send(run, settings, inv.quiet)?;
     let failed: u64 = summary.segments.values().map(|c| c.failed).sum();
     let exit = match ended {
-        Ended::Unreachable => Exit::TryLater,
-        Ended::LoginRefused => {
+        SendEnd::Unreachable => Exit::TryLater,
+        SendEnd::LoginRefused => {
             inv.error(
                 "the relay refused the login; check the user in the SMTP URL and GAZETTE_SMTP_PASSWORD (nothing was sent)",
             );
             Exit::BadInput
         }
-        Ended::Done if failed > 0 => Exit::BadInput,
-        Ended::Done => Exit::Done,
+        SendEnd::Done if failed > 0 => Exit::BadInput,
+        SendEnd::Done => Exit::Done,
     };
     Ok(Ok((summary, problems, exit)))
 }

@@ -1,7 +1,7 @@
 //! Feed stage: [`Library`] → RSS 2.0, Atom 1.0 and JSON Feed 1.1 files.
 //!
-//! May import `config` and `content` (the stages before it) and `output`
-//! (atomic writes); nothing after it imports feed but the command line.
+//! May import `config` and `content` (the stages before it) and `atomic_file`
+//! (whole-or-nothing writes); nothing after it imports feed but the command line.
 //!
 //! Feeds are built in memory first (so a bad post never leaves a partial
 //! set behind), hold no wall-clock time (two builds of the same content are

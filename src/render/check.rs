@@ -27,6 +27,9 @@ pub struct TemplateCheck<'a> {
     /// Whether the project has a subscribers file (a feeds-only project
     /// is not warned that digests cannot be rendered).
     pub audience: bool,
+    /// Whether sending is configured (`delivery.smtp` or the relay from
+    /// the environment): then a sender and an unsubscribe page are required.
+    pub sending: bool,
     pub now: DateTime<FixedOffset>,
 }
 
@@ -39,6 +42,7 @@ pub fn templates(check: TemplateCheck) -> Vec<Diagnostic> {
         library,
         attrs,
         audience,
+        sending,
         now,
     } = check;
     let mut problems = Vec::new();
@@ -46,8 +50,6 @@ pub fn templates(check: TemplateCheck) -> Vec<Diagnostic> {
     // Without a sender or an unsubscribe page nothing can be sent, but
     // the templates are still tried, with stand-ins.
     if config.email.from.is_none() || config.unsubscribe.url.is_none() {
-        let sending = config.delivery.smtp.is_some()
-            || std::env::var_os("GAZETTE_SMTP_URL").is_some_and(|v| !v.is_empty());
         if sending {
             problems.push(Diagnostic::error(
                 config_shown,

@@ -1,5 +1,5 @@
 //! Render stage: the name of the list a site's digests belong to.
-//! Imports config and content's slugs.
+//! Imports config and `tag`'s slugs.
 
 use crate::config::Config;
 

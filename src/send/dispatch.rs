@@ -3,8 +3,9 @@
 //! are committed), each reader's message rendered and queued to the pool
 //! of SMTP sessions, the pool's reports counted into the summary, and what
 //! was deferred tried again within the run as the retry policy says. May
-//! import deliver (the pool, outcomes, the retry policy), render, the
-//! ledger's reads and marks, and the send's frozen digests and progress.
+//! import audience (readers and their status), content (posts), deliver
+//! (the pool, outcomes, the retry policy), render, the ledger's reads and
+//! marks, and the send's frozen digests and progress.
 
 use std::collections::HashMap;
 
@@ -29,7 +30,7 @@ use crate::send::Run;
 
 /// How a real send ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
+pub enum SendEnd {
     /// Every due message was tried.
     Done,
     /// The relay could not be reached too many times in a row: the rest is
@@ -129,7 +130,7 @@ impl Dispatch<'_> {
         from: lettre::Address,
         limits: &Limits,
         growing: Option<(i64, &FreezeProgress)>,
-    ) -> Result<Ended> {
+    ) -> Result<SendEnd> {
         let journal = LedgerJournal {
             marks: self.recorder.marks().clone(),
             policy: self.policy,
@@ -139,9 +140,9 @@ impl Dispatch<'_> {
         let halt = pool.finish(|report| self.count(report)).await;
         rounds?;
         Ok(match halt {
-            PoolEnd::QueueDone => Ended::Done,
-            PoolEnd::Unreachable => Ended::Unreachable,
-            PoolEnd::LoginRefused => Ended::LoginRefused,
+            PoolEnd::QueueDone => SendEnd::Done,
+            PoolEnd::Unreachable => SendEnd::Unreachable,
+            PoolEnd::LoginRefused => SendEnd::LoginRefused,
         })
     }
 

@@ -2,8 +2,9 @@
 //! file lists now and the ledger does not gets its segment, variant, picks
 //! and fields ranked once and handed to the ledger's writer a chunk at a
 //! time, on a thread of its own beside the send. May import audience
-//! (readers, segments, suppression), select (ranking), render (variants),
-//! the ledger's writer, and the send's own frozen digest and progress.
+//! (readers, segments, suppression), content (posts), select (ranking),
+//! render (variants), unsubscribe (the key), the ledger's writer, and the
+//! send's own frozen digest and progress.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::mpsc;

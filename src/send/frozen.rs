@@ -1,6 +1,6 @@
 //! Send stage: a reader's digest as the ledger keeps it once the issue is
 //! frozen (`deliveries.picks`) — written by the freeze, read back to render
-//! the message. May import select (picks, reasons, scores), content (tags)
+//! the message. May import select (picks, reasons, scores), `tag`
 //! and the ledger's delivery rows.
 
 use std::collections::BTreeMap;

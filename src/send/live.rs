@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 use sha2::{Digest, Sha256};
 
-use super::dispatch::{Allowed, Dispatch, Ended, Unsettled};
+use super::dispatch::{Allowed, Dispatch, SendEnd, Unsettled};
 use super::freeze::{FreezeReport, Freezer};
 use super::frozen::FrozenDigest;
 use super::newly_frozen::FreezeProgress;
@@ -46,12 +46,12 @@ pub fn send(
     run: &Run,
     smtp: SmtpSettings,
     quiet: bool,
-) -> Result<(Summary, Vec<Diagnostic>, Ended)> {
+) -> Result<(Summary, Vec<Diagnostic>, SendEnd)> {
     let config = run.config;
     let ledger = Ledger::open(run.root)?;
     let mut problems = Vec::new();
     let Some(due) = DueIssue::find(run, &ledger, &mut problems)? else {
-        return Ok((nothing_new(run), problems, Ended::Done));
+        return Ok((nothing_new(run), problems, SendEnd::Done));
     };
     let DueIssue {
         record,
@@ -76,7 +76,7 @@ pub fn send(
     let secret = Secret::load(run.root)?;
     let Some(renderer) = renderer_for(run, &record, &posts, secret.clone(), attrs, &mut problems)
     else {
-        return Ok((summary, problems, Ended::Done));
+        return Ok((summary, problems, SendEnd::Done));
     };
     let from = config
         .email
@@ -134,7 +134,7 @@ pub fn send(
 /// What a send dispatching beside a freeze came to: the summary and the
 /// problems (the freeze's among them), how delivering ended, and the
 /// ledger's writer, still to finish.
-type Dispatched = (Summary, Vec<Diagnostic>, Result<Ended>, Recorder);
+type Dispatched = (Summary, Vec<Diagnostic>, Result<SendEnd>, Recorder);
 
 /// Runs `dispatch` on a runtime of its own — beside `freezer` on a thread
 /// of its own, if readers are still to freeze (those it commits come after

@@ -33,7 +33,7 @@ mod newly_frozen;
 mod progress;
 pub mod shard;
 
-pub use dispatch::Ended;
+pub use dispatch::SendEnd;
 pub use dry_run::dry_run;
 pub use live::send;
 

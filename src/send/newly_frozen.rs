@@ -2,7 +2,11 @@
 //! has got ([`FreezeProgress`]), and the deliveries it commits, read as
 //! they come ([`NewlyFrozen`]). The freezer thread says when readers were
 //! written or the freeze ended; the send awaits that without holding a
-//! thread. May import the ledger's reads (deliveries due).
+//! thread. The freezer learns of a commit between the subscriber rows it
+//! reads and whenever it waits on the writer, so a long stretch of rows
+//! that are skipped (or a slow file) delays the send's next look by that
+//! long — never past the freeze's end, which always wakes it. May import
+//! the ledger's reads (deliveries due).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -10,8 +10,7 @@
 //! This file holds what the rest of gazette sees (the [`Subscriber`], its
 //! [`Status`], [`read`] and [`columns`]); `row` checks one row, `csv` and
 //! `yaml` read the two formats. May import: `crate::address`,
-//! `crate::diagnostics`, the tag words of `crate::content` and the YAML
-//! helpers of `crate::config`; never a later stage.
+//! `crate::diagnostics`, `crate::tag` and `crate::yaml`; never a stage.
 
 mod csv;
 mod duplicates;

@@ -1,8 +1,8 @@
 //! Audience stage: one row of the subscribers file (a CSV row or a YAML
 //! item) checked into a [`Subscriber`], with its problems placed on its line.
 //! What the columns mean, where a row is, and which characters no value may
-//! hold. May import: `crate::address`, `crate::diagnostics`, the tag words
-//! of `crate::content`, and the parent module's types.
+//! hold. May import: `crate::address`, `crate::diagnostics`, `crate::tag`,
+//! and the parent module's types.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

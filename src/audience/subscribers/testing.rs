@@ -1,6 +1,6 @@
 //! Audience stage, tests only: helpers shared by the subscribers file's
 //! unit tests, to read a text as a subscribers file and see what came out.
-//! May import the parent module and the tag words of `crate::content`.
+//! May import the parent module and `crate::tag`.
 
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! Audience stage: reading a YAML subscribers file, a list of maps with
 //! the same keys as the CSV columns, each item checked as a CSV row would
 //! be. Read whole: YAML is for small, hand-written lists. May import:
-//! `crate::diagnostics`, the YAML helpers of `crate::config`, the position
-//! helper of `crate::content`, and the parent module's types.
+//! `crate::diagnostics`, `crate::yaml` (located YAML), and the parent
+//! module's types.
 
 use std::borrow::Cow;
 use std::collections::HashSet;

@@ -3,7 +3,7 @@
 //! and the marks that move it are the state machine in [`status`] (its
 //! header has the invariants); [`due`] reads the deliveries to send now,
 //! [`counts`] tallies them. May import the rest of `ledger` and
-//! `crate::unsubscribe` (for `AddressKey`).
+//! `crate::address` (for `AddressKey`).
 
 mod counts;
 mod due;

@@ -1,6 +1,6 @@
 //! Ledger stage: the delivery state machine — the status each delivery
 //! has reached, the marks that move it, and the one transaction a send's
-//! writes go in. May import the rest of `ledger` and `crate::unsubscribe`
+//! writes go in. May import the rest of `ledger` and `crate::address`
 //! (for `AddressKey`).
 //!
 //! A delivery is `sending` from the moment its message is asked for until
