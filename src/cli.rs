@@ -193,6 +193,10 @@ enum Command {
         /// Cover posts published after DATE instead of since the last issue
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
+        /// Send although the subscribers file has no mailable reader, or
+        /// lost more than audience.max_shrink of the last issue's
+        #[arg(long)]
+        allow_shrink: bool,
         /// How to print the summary
         #[arg(long, value_name = "FORMAT", default_value = "text")]
         format: Format,
@@ -302,6 +306,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
             shard,
             smtp,
             since,
+            allow_shrink,
             format,
         } => commands::send::run(
             &inv,
@@ -312,6 +317,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 shard: shard.unwrap_or(Shard::ALL),
                 smtp,
                 since,
+                allow_shrink,
                 format,
             },
         ),

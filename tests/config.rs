@@ -99,3 +99,21 @@ fn duplicate_keys_and_deep_nesting_are_located() {
         "gazette.yaml:2:138: lists or maps nested more than 128 deep\n"
     );
 }
+
+#[test]
+fn audience_max_shrink_is_a_share_from_0_to_1() {
+    let project = Project::new().file(
+        "gazette.yaml",
+        "site:\n  title: Test\n  base_url: https://example.com\naudience:\n  max_shrink: 1.5\n",
+    );
+    let run = project.run(&["check"]).expect(1);
+    assert_eq!(
+        run.stderr,
+        "gazette.yaml:5:15: max_shrink must be a share from 0 to 1 (0.5: half the readers)\n"
+    );
+    let fine = project.file(
+        "gazette.yaml",
+        "site:\n  title: Test\n  base_url: https://example.com\naudience:\n  max_shrink: 0.2\n",
+    );
+    fine.run(&["check"]).expect(0);
+}

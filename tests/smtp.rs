@@ -544,3 +544,117 @@ fn a_writer_failing_while_readers_are_frozen_ends_the_run() {
     let status = status.expect("gazette send still running after 20 s (hung)");
     assert!(!status.success(), "{status:?}");
 }
+
+/// `gazette status --format json`, parsed.
+fn status(project: &Project) -> serde_json::Value {
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    serde_json::from_str(&status.stdout).unwrap()
+}
+
+#[test]
+fn a_missing_or_empty_subscribers_file_makes_no_issue_and_the_fixed_file_mails_everyone() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    let sample = project.read("subscribers.csv");
+    std::fs::remove_file(project.path().join("subscribers.csv")).unwrap();
+    let missing = send(&project, port).expect(1);
+    assert!(
+        missing.stderr.contains("no reader to mail") && missing.stderr.contains("cannot read"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stdout.contains("no issue made"),
+        "{}",
+        missing.stdout
+    );
+    let header_only = project.file("subscribers.csv", "email,name\n");
+    let empty = send(&header_only, port).expect(1);
+    assert!(
+        empty.stderr.contains("no reader to mail"),
+        "{}",
+        empty.stderr
+    );
+    assert_eq!(
+        status(&header_only),
+        serde_json::json!([]),
+        "no issue recorded"
+    );
+    assert!(catcher.received.lock().unwrap().is_empty());
+    // The file is fixed before the next cron run: the issue goes to everyone.
+    let fixed = header_only.file("subscribers.csv", sample);
+    send(&fixed, port).expect(0);
+    assert_eq!(catcher.received.lock().unwrap().len(), 11);
+}
+
+#[test]
+fn a_list_that_lost_more_than_max_shrink_needs_allow_shrink() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    send(&project, port).expect(0);
+    assert_eq!(catcher.received.lock().unwrap().len(), 11);
+    // A week later there is a new post, and the file lost 8 of 11 readers.
+    let later = ("GAZETTE_NOW", "2026-06-08T12:00:00Z");
+    let url = format!("smtp://127.0.0.1:{port}");
+    let project = project
+        .file(
+            "content/a-new-week.md",
+            "---\ntitle: A new week\ndate: 2026-06-05\ntags: [ai]\n---\nNew things.\n",
+        )
+        .file(
+            "subscribers.csv",
+            "email,name\nada@example.com,Ada\neva@example.com,Eva\nsam@example.com,Sam\n",
+        );
+    let shrunk = project
+        .run_env(&["send", "--smtp", &url], &[SECRET, later])
+        .expect(1);
+    assert!(
+        shrunk
+            .stderr
+            .contains("3 mailable reader(s), 11 in issue 2026-06-01: 8 fewer"),
+        "{}",
+        shrunk.stderr
+    );
+    assert_eq!(
+        status(&project).as_array().unwrap().len(),
+        1,
+        "no new issue"
+    );
+    assert_eq!(catcher.received.lock().unwrap().len(), 11);
+    // The operator confirms: the three left get the issue.
+    project
+        .run_env(
+            &["send", "--smtp", &url, "--allow-shrink"],
+            &[SECRET, later],
+        )
+        .expect(0);
+    assert_eq!(catcher.received.lock().unwrap().len(), 14);
+    assert_eq!(status(&project).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_resumed_issue_waits_for_a_missing_file_instead_of_skipping_its_readers() {
+    let (_catcher, port) = catcher();
+    let project = sample_with("  retries_in_run: 0\n").file(
+        "subscribers.csv",
+        "email,name\nok@example.com,Ok\ndefer@example.com,Later\n",
+    );
+    send(&project, port).expect(0);
+    let deferred = |project: &Project| status(project)[0]["deliveries"].clone();
+    assert_eq!(deferred(&project)["deferred"], 1);
+    std::fs::remove_file(project.path().join("subscribers.csv")).unwrap();
+    let run = send(&project, port).expect(1);
+    assert!(
+        run.stderr
+            .contains("was not resumed; its readers stay pending"),
+        "{}",
+        run.stderr
+    );
+    let counts = deferred(&project);
+    assert_eq!(
+        (counts["deferred"].as_u64(), counts["suppressed"].as_u64()),
+        (Some(1), Some(0)),
+        "{counts}"
+    );
+    assert!(status(&project)[0]["completed"].is_null());
+}

@@ -31,6 +31,9 @@ pub struct SendOptions {
     pub smtp: Option<String>,
     /// `--since DATE`, as typed.
     pub since: Option<String>,
+    /// Send although the audience is empty or shrank past
+    /// `audience.max_shrink`.
+    pub allow_shrink: bool,
     pub format: Format,
 }
 
@@ -60,6 +63,7 @@ pub fn run(inv: &Invocation, options: SendOptions) -> Result<Exit> {
         since,
         outbox: (!options.discard).then_some(outbox.as_path()),
         shard: options.shard,
+        allow_shrink: options.allow_shrink,
     };
     let relay = options
         .smtp
@@ -165,6 +169,7 @@ fn deliver(inv: &Invocation, run: &Run, url: &str) -> Step<(Summary, Vec<Diagnos
             );
             Exit::BadInput
         }
+        SendEnd::AudienceRefused => Exit::BadInput,
         SendEnd::Done if failed > 0 => Exit::BadInput,
         SendEnd::Done => Exit::Done,
     };

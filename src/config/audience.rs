@@ -20,6 +20,10 @@ pub struct AudienceSettings {
     /// Whether gazette.yaml names the file (then it must exist), rather
     /// than leaving the default.
     pub named: bool,
+    /// The largest share of the last issue's mailable readers the file may
+    /// lose before `send` refuses to make an issue (`--allow-shrink`
+    /// confirms a real shrink).
+    pub max_shrink: f64,
 }
 
 /// `digest:` — how posts are chosen for every digest.
@@ -123,6 +127,7 @@ pub const DEFAULT_SUBJECT: &str = "{{ site.title }}: {{ picks[0].title }}";
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudience {
     file: Option<PathBuf>,
+    max_shrink: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,11 +272,22 @@ struct RawCta {
     weight: Option<u32>,
 }
 
+/// `audience.max_shrink` unless the config says otherwise.
+const DEFAULT_MAX_SHRINK: f64 = 0.5;
+
 impl RawAudience {
-    pub fn check(self) -> AudienceSettings {
+    pub fn check(self, fail: &mut impl FnMut(&str, String)) -> AudienceSettings {
+        let max_shrink = self.max_shrink.unwrap_or(DEFAULT_MAX_SHRINK);
+        if !(0.0..=1.0).contains(&max_shrink) {
+            fail(
+                "audience.max_shrink",
+                "max_shrink must be a share from 0 to 1 (0.5: half the readers)".into(),
+            );
+        }
         AudienceSettings {
             named: self.file.is_some(),
             file: self.file.unwrap_or_else(|| "subscribers.csv".into()),
+            max_shrink,
         }
     }
 }

@@ -320,7 +320,7 @@ impl RawConfig {
         let (base_url, site) = self.site.check(&mut fail);
         let content = self.content.check(&mut fail);
         let feeds = self.feeds.check(&mut fail);
-        let audience = self.audience.check();
+        let audience = self.audience.check(&mut fail);
         let digest = self.digest.check(&mut fail);
         let segments = check_segments(self.segments, &digest, base_url.as_ref(), &mut fail);
         let email = self.email.check(&mut fail);

@@ -38,6 +38,9 @@ pub enum SendEnd {
     Unreachable,
     /// The relay refused the login: fix the configuration (exit 1).
     LoginRefused,
+    /// The subscribers file would have emptied the issue; nothing was
+    /// recorded or sent (exit 1, `--allow-shrink` confirms).
+    AudienceRefused,
 }
 
 /// Which frozen readers may still be mailed.

@@ -33,6 +33,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         posts: issue.posts.iter().map(|p| p.slug.clone()).collect(),
         outbox: None,
         shard: run.shard_label(),
+        not_made: None,
         segments: config
             .segments
             .iter()

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 use sha2::{Digest, Sha256};
 
+use super::audience_guard;
 use super::dispatch::{Allowed, Dispatch, SendEnd, Unsettled};
 use super::freeze::{FreezeReport, Freezer};
 use super::frozen::FrozenDigest;
@@ -50,8 +51,17 @@ pub fn send(
     let config = run.config;
     let ledger = Ledger::open(run.root)?;
     let mut problems = Vec::new();
-    let Some(due) = DueIssue::find(run, &ledger, &mut problems)? else {
-        return Ok((nothing_new(run), problems, SendEnd::Done));
+    let due = match DueIssue::find(run, &ledger, &mut problems)? {
+        Found::Issue(due) => due,
+        Found::Nothing => return Ok((nothing_new(run), problems, SendEnd::Done)),
+        Found::Refused(refusal) => {
+            problems.push(refusal);
+            let summary = Summary {
+                not_made: Some("the subscribers file would have emptied it".into()),
+                ..nothing_new(run)
+            };
+            return Ok((summary, problems, SendEnd::AudienceRefused));
+        }
     };
     let DueIssue {
         record,
@@ -67,6 +77,7 @@ pub fn send(
         outbox: None,
         shard: run.shard_label(),
         segments: expire_too_old(run, &ledger, &record, &mut problems)?,
+        not_made: None,
     };
     let resend_unknown = config.delivery.resend_unknown;
     let attrs = match ledger.custom_columns(&record.id)? {
@@ -233,29 +244,55 @@ struct DueIssue {
     frozen: Option<HashSet<AddressKey>>,
 }
 
+/// What a real send finds to work on.
+enum Found {
+    Issue(DueIssue),
+    /// Nothing new, and no issue to finish.
+    Nothing,
+    /// The subscribers file would empty the issue: the error that says so
+    /// (see [`audience_guard`](super::audience_guard)).
+    Refused(Diagnostic),
+}
+
 impl DueIssue {
-    /// The issue to finish or, if none, the one made now; `None` when
-    /// nothing is new.
-    fn find(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Option<Self>> {
+    /// The issue to finish or, if none, the one made now.
+    fn find(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Found> {
         let Some(record) = unfinished(ledger, run.config.delivery.resend_unknown)? else {
             // Made just now from the subscribers file: every reader in it
             // is allowed.
-            return Ok(open(run, ledger)?.map(|(record, posts)| DueIssue {
-                record,
-                posts,
-                allowed: Allowed::All,
-                frozen: Some(HashSet::new()),
-            }));
+            return Ok(match open(run, ledger, problems)? {
+                Opened::Nothing => Found::Nothing,
+                Opened::Refused(refusal) => Found::Refused(refusal),
+                Opened::Issue(record, posts) => Found::Issue(DueIssue {
+                    record,
+                    posts,
+                    allowed: Allowed::All,
+                    frozen: Some(HashSet::new()),
+                }),
+            });
         };
         let posts: Vec<Post> = serde_json::from_str(&record.posts)
             .with_context(|| format!("cannot read the posts of issue {}", record.id))?;
-        let allowed = Allowed::Only(mailable_now(run, problems)?);
+        let mailable = audience_guard::mailable_now(run, problems)?;
+        // A file gone missing must not turn the pending readers into
+        // skipped ones: the issue waits for the file.
+        let before = audience_guard::readers_of(&ledger.counts(&record.id)?);
+        let what = format!(
+            "issue {} was not resumed; its readers stay pending",
+            record.id
+        );
+        if let Some(refusal) =
+            audience_guard::refusal(run, mailable.len(), Some((&record.id, before)), &what)
+        {
+            return Ok(Found::Refused(refusal));
+        }
+        let allowed = Allowed::Only(mailable);
         let frozen = if ledger.is_frozen(&record.id)? {
             None
         } else {
             Some(ledger.delivery_keys(&record.id)?)
         };
-        Ok(Some(DueIssue {
+        Ok(Found::Issue(DueIssue {
             record,
             posts,
             allowed,
@@ -277,6 +314,7 @@ fn nothing_new(run: &Run) -> Summary {
         outbox: None,
         shard: run.shard_label(),
         segments: BTreeMap::new(),
+        not_made: None,
     }
 }
 
@@ -350,25 +388,6 @@ fn unfinished(ledger: &Ledger, resend_unknown: bool) -> Result<Option<IssueRecor
     }
 }
 
-/// The readers the subscribers file allows now (mailable, not suppressed),
-/// sorted: a frozen issue still skips anyone who left or was removed since.
-fn mailable_now(run: &Run, problems: &mut Vec<Diagnostic>) -> Result<Vec<AddressKey>> {
-    let path = run.root.join(&run.config.audience.file);
-    let shown = display_path(run.root, &path);
-    let suppressed = Suppressed::load(run.root)?;
-    let mut keys = Vec::new();
-    let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
-        suppressed.apply(&mut subscriber);
-        if subscriber.status.mailable() && run.mails(&subscriber) {
-            keys.push(AddressKey::of(&subscriber.email));
-        }
-    });
-    problems.extend(found);
-    keys.sort_unstable_by_key(|key| key.0);
-    keys.dedup();
-    Ok(keys)
-}
-
 /// The custom columns of an issue frozen before the ledger kept them:
 /// those of its due readers' frozen fields, in one pass.
 fn columns_of_due(
@@ -385,15 +404,28 @@ fn columns_of_due(
     Ok(attrs)
 }
 
+/// What [`open`] did.
+enum Opened {
+    /// Recorded with its posts.
+    Issue(IssueRecord, Vec<Post>),
+    /// Nothing new to make an issue of.
+    Nothing,
+    /// The audience guard stopped it: the error that says why.
+    Refused(Diagnostic),
+}
+
 /// The issue made now, recorded with its posts (its readers are frozen
-/// while the first are sent); `None` when nothing is new.
-fn open(run: &Run, ledger: &Ledger) -> Result<Option<(IssueRecord, Vec<Post>)>> {
+/// while the first are sent) once the audience guard lets it.
+fn open(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Opened> {
     let config = run.config;
     let history = history(ledger)?;
     let window = select::Window::new(config, run.now, run.since);
     let planned = select::plan(run.library, &history, window);
     if planned.posts.is_empty() {
-        return Ok(None);
+        return Ok(Opened::Nothing);
+    }
+    if let Some(refusal) = audience_guard::before_new_issue(run, ledger, problems)? {
+        return Ok(Opened::Refused(refusal));
     }
     let posts: Vec<Post> = planned.posts.iter().map(|p| (*p).clone()).collect();
     let json = serde_json::to_string(&posts)?;
@@ -410,7 +442,7 @@ fn open(run: &Run, ledger: &Ledger) -> Result<Option<(IssueRecord, Vec<Post>)>> 
     let shown = display_path(run.root, &path);
     // Every digest can use every custom column of the file, as in a dry run.
     ledger.open_issue(&record, &subscribers::columns(&path, &shown))?;
-    Ok(Some((record, posts)))
+    Ok(Opened::Issue(record, posts))
 }
 
 /// What earlier issues sent: the last cutoff and every post's slug.

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::content::Library;
 use crate::select::History;
 
+mod audience_guard;
 mod dispatch;
 mod dry_run;
 mod freeze;
@@ -63,6 +64,10 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
     pub segments: BTreeMap<String, SegmentCounts>,
+    /// Why no issue was made although posts were new (the subscribers
+    /// file would have emptied it); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_made: Option<String>,
 }
 
 impl Summary {
@@ -79,6 +84,10 @@ impl Summary {
                 .unwrap_or_default(),
             if self.dry_run { " (dry run)" } else { "" }
         );
+        if let Some(why) = &self.not_made {
+            out.push_str(&format!("no issue made: {why}\n"));
+            return out;
+        }
         if self.posts.is_empty() {
             out.push_str("nothing new to send\n");
             return out;
@@ -120,6 +129,9 @@ pub struct Run<'a> {
     pub outbox: Option<&'a Path>,
     /// The part of the audience this run mails.
     pub shard: Shard,
+    /// Whether an empty or shrunken audience may be mailed
+    /// (`--allow-shrink`); see [`audience_guard`].
+    pub allow_shrink: bool,
 }
 
 impl Run<'_> {
