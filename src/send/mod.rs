@@ -130,7 +130,7 @@ pub struct Run<'a> {
     /// The part of the audience this run mails.
     pub shard: Shard,
     /// Whether an empty or shrunken audience may be mailed
-    /// (`--allow-shrink`); see [`audience_guard`].
+    /// (`--allow-shrink`), which the audience guard otherwise refuses.
     pub allow_shrink: bool,
 }
 
