@@ -658,3 +658,25 @@ fn a_resumed_issue_waits_for_a_missing_file_instead_of_skipping_its_readers() {
     );
     assert!(status(&project)[0]["completed"].is_null());
 }
+
+#[test]
+fn an_emptied_ledger_stops_the_send_instead_of_mailing_the_issue_again() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    send(&project, port).expect(0);
+    assert_eq!(catcher.received.lock().unwrap().len(), 11);
+    // A disk-full or a careless `> state.db` leaves the file empty.
+    std::fs::write(project.path().join(".gazette/state.db"), "").unwrap();
+    let run = send(&project, port).expect(1);
+    assert!(
+        run.stderr.contains("the ledger is empty (0 bytes)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        catcher.received.lock().unwrap().len(),
+        11,
+        "nobody mailed twice"
+    );
+    assert!(project.run(&["status"]).code != 0, "status says it too");
+}

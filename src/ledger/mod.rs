@@ -63,6 +63,7 @@ impl Ledger {
     pub fn open(root: &Path) -> Result<Ledger> {
         state::create_dir(root)?;
         let path = state::ledger_file(root);
+        refuse_empty(&path)?;
         create_private(&path)?;
         Ledger::connect(
             &path,
@@ -82,6 +83,7 @@ impl Ledger {
         if !exists {
             return Ok(None);
         }
+        refuse_empty(&path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         Ledger::connect(&path, flags).map(Some)
     }
@@ -109,6 +111,23 @@ impl Ledger {
 /// Creates the file at `path` owner-only (0600) if it is missing, before
 /// SQLite opens it: SQLite gives its `-wal` and `-shm` files the mode of the
 /// database, and all of them hold addresses. An existing file is untouched.
+/// An existing ledger file of 0 bytes: SQLite would take it for a new,
+/// empty ledger, and the next send for a first issue — old posts mailed
+/// again, unsubscribed readers mailed again. It is an error instead. (A
+/// crash between creating the file and its first write can leave one too:
+/// then nothing was ever sent, and deleting it is safe.)
+fn refuse_empty(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == 0 => bail!(
+            "{}: the ledger is empty (0 bytes), so gazette cannot tell which issues were \
+             sent or who unsubscribed; restore it from a backup, or delete it only if this \
+             project never sent an issue",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn create_private(path: &Path) -> Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
@@ -324,6 +343,29 @@ mod tests {
             std::fs::read(&path).unwrap(),
             b"not a database, but long enough to be read as a header"
         );
+    }
+
+    #[test]
+    fn an_emptied_ledger_is_an_error_not_a_fresh_start() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(".gazette")).unwrap();
+        let path = root.path().join(".gazette/state.db");
+        std::fs::write(&path, "").unwrap();
+        for result in [
+            Ledger::open(root.path()).map(|_| ()),
+            Ledger::open_existing(root.path()).map(|_| ()),
+        ] {
+            let message = format!("{:#}", result.unwrap_err());
+            assert!(
+                message.contains("the ledger is empty (0 bytes)"),
+                "{message}"
+            );
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+        // A new project's first open still makes the ledger.
+        let fresh = tempfile::tempdir().unwrap();
+        Ledger::open(fresh.path()).unwrap();
+        Ledger::open(fresh.path()).unwrap();
     }
 
     #[cfg(unix)]
