@@ -63,13 +63,16 @@ impl Ledger {
     pub fn open(root: &Path) -> Result<Ledger> {
         state::create_dir(root)?;
         let path = state::ledger_file(root);
+        let exists = path
+            .try_exists()
+            .with_context(|| format!("cannot look for {}", path.display()))?;
+        if !exists {
+            create_whole(&path)?;
+        }
         refuse_empty(&path)?;
-        create_private(&path)?;
         Ledger::connect(
             &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
     }
 
@@ -113,9 +116,8 @@ impl Ledger {
 /// database, and all of them hold addresses. An existing file is untouched.
 /// An existing ledger file of 0 bytes: SQLite would take it for a new,
 /// empty ledger, and the next send for a first issue — old posts mailed
-/// again, unsubscribed readers mailed again. It is an error instead. (A
-/// crash between creating the file and its first write can leave one too:
-/// then nothing was ever sent, and deleting it is safe.)
+/// again, unsubscribed readers mailed again. It is an error instead
+/// (gazette never leaves one: [`create_whole`]).
 fn refuse_empty(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() && meta.len() == 0 => bail!(
@@ -128,18 +130,29 @@ fn refuse_empty(path: &Path) -> Result<()> {
     }
 }
 
-fn create_private(path: &Path) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// Makes a new ledger whole before it appears under its name: built in a
+/// temporary file (owner-only) beside it, then linked into place unless
+/// another process got there first. So a `state.db` of 0 bytes is never
+/// one gazette is still making, and [`refuse_empty`] can refuse it.
+fn create_whole(path: &Path) -> Result<()> {
+    let dir = path.parent().context("the ledger has a folder")?;
+    let temp = tempfile::Builder::new()
+        .prefix("state.db.")
+        .suffix(".new")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a new ledger in {}", dir.display()))?;
+    let mut conn = Connection::open(temp.path())
+        .with_context(|| format!("cannot create {}", temp.path().display()))?;
+    schema::migrate(&mut conn).with_context(|| format!("cannot set up {}", path.display()))?;
+    drop(conn);
+    match temp.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        // Another process made it meanwhile: theirs is the ledger.
+        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => {
+            Err(anyhow::Error::new(err.error).context(format!("cannot create {}", path.display())))
+        }
     }
-    options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(())
 }
 
 /// `text` as the ledger writes times (RFC 3339, with its offset).
