@@ -88,7 +88,9 @@ pub(super) fn after_data(reply: Timed) -> (Outcome, Connection) {
             )),
             Connection::Drop,
         ),
-        Ok(Err(err)) if closing(&err) => (Outcome::Unknown(err.to_string()), Connection::Drop),
+        // The relay answered the message and said it is closing: it did
+        // not take it (RFC 5321 §3.8), so it goes again later.
+        Ok(Err(err)) if closing(&err) => (Outcome::Deferred(err.to_string()), Connection::Drop),
         Ok(Err(err)) if err.is_transient() => {
             (Outcome::Deferred(err.to_string()), Connection::Usable)
         }

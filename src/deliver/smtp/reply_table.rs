@@ -84,8 +84,9 @@ const ROWS: &[Row] = &[
     Row(AfterData, "554 5.7.1 rejected as spam",              Failed,    Kept),
     Row(AfterData, "550 4.7.1 mailbox full, says the detail", Failed,    Kept),
     Row(AfterData, "450 5.7.1 rejected, says the detail",     Deferred,  Kept),
-    // Closing after the message was handed over: it may have gone.
-    Row(AfterData, "421 4.3.2 closing",                       Unknown,   Dropped),
+    // A 421 in answer to the message: the relay says it did not take it
+    // (RFC 5321 §3.8), so it is tried again, not filed as "may have gone".
+    Row(AfterData, "421 4.3.2 closing",                       Deferred,  Dropped),
 ];
 
 #[tokio::test]
