@@ -60,6 +60,14 @@ pub struct Site {
     pub timezone: Tz,
 }
 
+impl Site {
+    /// The site's host, as Message-IDs and the list name use it
+    /// (`localhost` for a base URL without one).
+    pub fn host(&self) -> &str {
+        self.base_url.host_str().unwrap_or("localhost")
+    }
+}
+
 /// A person credited for a post or a site.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Author {

@@ -10,7 +10,7 @@ use crate::config::Config;
 /// lists.
 pub fn list_name(config: &Config) -> String {
     let url = &config.site.base_url;
-    let host = url.host_str().unwrap_or("localhost");
+    let host = config.site.host();
     let path = crate::tag::slugify(url.path());
     let label: String = path
         .chars()

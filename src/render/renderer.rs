@@ -106,12 +106,7 @@ impl<'c> Renderer<'c> {
             boundary: mime::boundary(),
             pieces: mime::Pieces::default(),
             keep_sources: false,
-            host: config
-                .site
-                .base_url
-                .host_str()
-                .unwrap_or("localhost")
-                .to_string(),
+            host: config.site.host().to_string(),
             unsubscribe,
             warnings: Mutex::new(Vec::new()),
         };

@@ -68,12 +68,7 @@ impl Freezer<'_> {
         let ranking = Ranking {
             // As of the cutoff, so a run that carries on picks alike.
             index: Index::new(&posts, self.record.cutoff, &config.digest),
-            host: config
-                .site
-                .base_url
-                .host_str()
-                .unwrap_or("localhost")
-                .to_string(),
+            host: config.site.host().to_string(),
         };
         let mut chunks = Chunks::new(marks, progress);
         let mut chunk = Vec::with_capacity(CHUNK);
