@@ -8,7 +8,8 @@ in this order). Every server binds 127.0.0.1 on a free port and is stopped at
 the end, pass or fail. A missing peer is a failure, never a skip.
 
   faults   aiosmtpd scripted per recipient: 451/550 at RCPT, 451/554 at the
-           end of DATA, a drop right after DATA's end, stalls past
+           end of DATA, a 421 and close in answer to the message (deferred,
+           retried), a drop right after DATA's end, stalls past
            `delivery.timeout_seconds`; a peer that closes its connections after
            every 3 messages (silently, and with a 421), and one whose idle
            timeout is shorter than the pause the rate limit makes between two
@@ -271,7 +272,8 @@ DATA_451, DATA_554 = "data451", "data554"
 DROP = "drop"            # the message arrives, then the connection closes: no reply
 STALL = "stall"          # the message arrives, the 250 comes after `stall` seconds
 STALL_RCPT = "slowrcpt"  # RCPT answered after `stall` seconds
-FAULTS = (RCPT_451, RCPT_550, DATA_451, DATA_554, DROP, STALL, STALL_RCPT)
+DATA_421 = "data421"     # the message arrives, then "421 closing" and the connection closes
+FAULTS = (RCPT_451, RCPT_550, DATA_451, DATA_554, DROP, STALL, STALL_RCPT, DATA_421)
 
 
 @dataclass
@@ -361,6 +363,12 @@ class Peer:
             return "451 4.3.0 queue busy"
         if fault == DATA_554:
             return "554 5.7.1 message refused"
+        if fault == DATA_421:
+            # A throttling relay: it answers the message with 421 and closes,
+            # having taken nothing.
+            server.transport.write(b"421 4.7.0 too many messages, closing\r\n")
+            server.transport.close()
+            await asyncio.sleep(3600)  # cancelled when the connection is lost
         raw = envelope.original_content or envelope.content
         number = getattr(session, "number", 0)
         if self.keep_on_reply and self.delay:
@@ -578,6 +586,37 @@ def check_stalls(gazette: Path, base: Path) -> None:
         ok(f"{what}: the next run does not resend the unknown message")
 
 
+def check_421_after_data(gazette: Path, base: Path) -> None:
+    """A 421 in answer to a message: deferred and tried again, never `unknown`."""
+    what = "421 at DATA's end"
+    readers = [f"reader{i:02d}@example.com" for i in range(6)] + [f"{DATA_421}@example.com"]
+    project = Project(gazette, base, "data421", readers, concurrency=1, retries_in_run=0,
+                      max_attempts=3, retry_after_minutes=60)
+    with Peer() as peer:
+        res = project.send(peer.port)
+        expect_exit(res, 0, f"{what}: first run")
+        rows = project.rows()
+        row = rows[f"{DATA_421}@example.com"]
+        check(row["status"] == "deferred" and "421" in (row["last_reply"] or ""),
+              f"{what}: should be deferred with the 421, is {row['status']} ({row['last_reply']})")
+        others = [a for a in readers if a.startswith("reader")]
+        check(all(rows[a]["status"] == "sent" for a in others),
+              f"{what}: the others should all be sent: {[rows[a]['status'] for a in others]}")
+        check(f"{DATA_421}@example.com" not in peer.by_rcpt(),
+              f"{what}: the peer did not keep the message it refused")
+        check(f"{DATA_421}@example.com" not in project.suppressed(),
+              f"{what}: a 421 put the reader in the suppression list")
+        attempts = row["attempts"]
+        res = project.send(peer.port, now=LATER)
+        expect_exit(res, 0, f"{what}: a day later")
+        again = project.rows()[f"{DATA_421}@example.com"]
+        check(again["status"] == "deferred" and again["attempts"] == attempts + 1,
+              f"{what}: a day later it should have been tried again, is {again['status']} "
+              f"after {again['attempts']} attempts (was {attempts})")
+        ok(f"{what}: deferred with the relay's 421, not suppressed, tried again the next day; "
+           f"{len(others)} others sent")
+
+
 def check_idle_close(gazette: Path, base: Path, with_421: bool) -> None:
     """The peer ends every session at the MAIL after its 3rd message."""
     what = f"close after 3 messages{' with 421' if with_421 else ''}"
@@ -623,6 +662,7 @@ def check_faults(gazette: Path, base: Path) -> list[str]:
         lambda: check_replies(gazette, base, 1),
         lambda: check_replies(gazette, base, 4),
         lambda: check_stalls(gazette, base),
+        lambda: check_421_after_data(gazette, base),
         lambda: check_idle_close(gazette, base, False),
         lambda: check_idle_close(gazette, base, True),
         lambda: check_idle_timeout(gazette, base),
