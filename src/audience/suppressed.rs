@@ -7,8 +7,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::subscribers::{Status, Subscriber};
+use super::subscribers::{self, Status, Subscriber};
 use crate::address::AddressKey;
+use crate::diagnostics::Diagnostic;
 use crate::ledger::{Ledger, SuppressionReason};
 
 /// Every suppressed address, by key (the list is small next to the audience).
@@ -30,6 +31,21 @@ impl Suppressed {
             .map(|s| (s.key, s.reason))
             .collect();
         Ok(Suppressed { reasons })
+    }
+
+    /// Reads the subscribers file at `path` (named `shown` in messages),
+    /// handing `visit` each reader with this list laid over it; returns the
+    /// file's problems.
+    pub fn read(
+        &self,
+        path: &Path,
+        shown: &Path,
+        visit: &mut dyn FnMut(Subscriber),
+    ) -> Vec<Diagnostic> {
+        subscribers::read(path, shown, &mut |mut subscriber| {
+            self.apply(&mut subscriber);
+            visit(subscriber);
+        })
     }
 
     /// Gives `subscriber` the ledger's status when the ledger is stricter

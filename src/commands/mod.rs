@@ -21,7 +21,7 @@ use anyhow::Result;
 use chrono::{DateTime, FixedOffset};
 use clap::ValueEnum;
 
-use crate::audience::subscribers::{self, Subscriber};
+use crate::audience::subscribers::Subscriber;
 use crate::audience::suppressed::Suppressed;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -162,11 +162,7 @@ impl Invocation {
             ));
             return Ok(false);
         }
-        let suppressed = Suppressed::load(&self.root)?;
-        report.extend(subscribers::read(&path, &shown, &mut |mut subscriber| {
-            suppressed.apply(&mut subscriber);
-            visit(subscriber);
-        }));
+        report.extend(Suppressed::load(&self.root)?.read(&path, &shown, visit));
         Ok(true)
     }
 

@@ -41,15 +41,12 @@ pub fn run(inv: &Invocation, out: Option<PathBuf>, open: bool) -> Result<Exit> {
     // reader of each segment.
     if path.exists() {
         let suppressed = Suppressed::load(&inv.root)?;
-        report.extend(subscribers::read(
-            &path,
-            &inv.shown(&path),
-            &mut |mut subscriber| {
-                suppressed.apply(&mut subscriber);
+        report.extend(
+            suppressed.read(&path, &inv.shown(&path), &mut |subscriber| {
                 subscribers::add_columns(&mut attrs, &subscriber.attrs);
                 readers.add(&config, subscriber);
-            },
-        ));
+            }),
+        );
     }
     let secret = Secret::load(&inv.root)?;
     let config_shown = inv.config_shown();

@@ -11,7 +11,6 @@ use anyhow::Result;
 
 use super::Run;
 use crate::address::AddressKey;
-use crate::audience::subscribers;
 use crate::audience::suppressed::Suppressed;
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::ledger::{DeliveryCounts, Ledger};
@@ -35,9 +34,7 @@ fn each_mailable(
 ) -> Result<()> {
     let path = run.root.join(&run.config.audience.file);
     let shown = display_path(run.root, &path);
-    let suppressed = Suppressed::load(run.root)?;
-    let found = subscribers::read(&path, &shown, &mut |mut subscriber| {
-        suppressed.apply(&mut subscriber);
+    let found = Suppressed::load(run.root)?.read(&path, &shown, &mut |subscriber| {
         if subscriber.status.mailable() && run.mails(&subscriber) {
             visit(AddressKey::of(&subscriber.email));
         }
