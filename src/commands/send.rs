@@ -170,6 +170,14 @@ fn deliver(inv: &Invocation, run: &Run, url: &str) -> Step<(Summary, Vec<Diagnos
             Exit::BadInput
         }
         SendEnd::AudienceRefused => Exit::BadInput,
+        SendEnd::RelayProblem(stop) => {
+            inv.error(sending::relay_problem_text(&stop));
+            if stop.problem.permanent {
+                Exit::BadInput
+            } else {
+                Exit::TryLater
+            }
+        }
         SendEnd::Done if failed > 0 => Exit::BadInput,
         SendEnd::Done => Exit::Done,
     };

@@ -35,6 +35,9 @@ pub struct DeliverySettings {
     pub max_connection_failures: u32,
     /// Whether messages whose 250 was lost in flight are sent again.
     pub resend_unknown: bool,
+    /// Permanent refusals alike (same reply and enhanced code) of
+    /// different readers in a row taken as a relay problem; 0: never.
+    pub refusal_streak: usize,
 }
 
 impl Default for DeliverySettings {
@@ -53,6 +56,7 @@ impl Default for DeliverySettings {
             max_age: Duration::from_secs(72 * 3600),
             max_connection_failures: 5,
             resend_unknown: false,
+            refusal_streak: 10,
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct RawDelivery {
     max_age_hours: u64,
     max_connection_failures: u32,
     resend_unknown: bool,
+    refusal_streak: usize,
 }
 
 impl Default for RawDelivery {
@@ -90,6 +95,7 @@ impl Default for RawDelivery {
             max_age_hours: d.max_age.as_secs() / 3600,
             max_connection_failures: d.max_connection_failures,
             resend_unknown: d.resend_unknown,
+            refusal_streak: d.refusal_streak,
         }
     }
 }
@@ -142,6 +148,12 @@ impl RawDelivery {
                 "max_connection_failures must be at least 1".into(),
             );
         }
+        if self.refusal_streak == 1 {
+            fail(
+                "delivery.refusal_streak",
+                "refusal_streak must be 0 (off) or at least 2: one refusal is no streak".into(),
+            );
+        }
         if let Some(text) = &self.smtp {
             match url::Url::parse(text.trim()) {
                 Ok(url) if url.password().is_some() => fail(
@@ -170,6 +182,7 @@ impl RawDelivery {
             max_age: Duration::from_secs(self.max_age_hours.saturating_mul(3600)),
             max_connection_failures: self.max_connection_failures,
             resend_unknown: self.resend_unknown,
+            refusal_streak: self.refusal_streak,
         }
     }
 }

@@ -7,7 +7,9 @@
 mod files;
 pub mod pace;
 pub mod pool;
+mod relay_watch;
 pub mod retry;
 pub mod smtp;
+mod streak;
 
 pub use files::EmlDir;

@@ -13,7 +13,9 @@
 //! buffering, and a crash leaves at most the queued jobs and two per
 //! connection marked `sending` (one of which may have been handed over).
 //! After too many connection failures in a row the pool stops taking work
-//! and says so.
+//! and says so; so it does at the first relay problem (a refusal that is
+//! the relay's, not a reader's, or a streak of identical refusals: see
+//! [`super::streak`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -23,6 +25,8 @@ use lettre::Address;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::pace::Pace;
+pub use super::relay_watch::RelayStop;
+use super::relay_watch::RelayWatch;
 use super::smtp::{LoginRefused, Outcome, SmtpSession, SmtpSettings};
 use crate::address::AddressKey;
 
@@ -54,6 +58,12 @@ impl Job {
     }
 }
 
+impl super::relay_watch::Addressed for Job {
+    fn to(&self) -> String {
+        self.to.to_string()
+    }
+}
+
 /// Where workers record what they do — the caller's ledger — from their
 /// own threads, in the order they do it.
 pub trait Journal: Send + Sync {
@@ -62,6 +72,10 @@ pub trait Journal: Send + Sync {
     fn sending(&self, job: &Job, answer: oneshot::Sender<bool>);
     /// What became of `job`'s message, before the worker takes another.
     fn settled(&self, job: &Job, outcome: &Outcome);
+    /// `job`'s message was refused (`outcome`) in what may be a streak of
+    /// refusals alike: record it as not sent until
+    /// [`settled`](Journal::settled) says what it came to.
+    fn held(&self, job: &Job, outcome: &Outcome);
     /// A worker waits for a `sending` mark: write what is asked now.
     fn hurry(&self);
 }
@@ -72,10 +86,13 @@ pub struct JobOutcome {
     pub key: AddressKey,
     pub tried: u32,
     pub outcome: Outcome,
+    /// Held back in a streak of refusals alike: what it comes to is
+    /// reported later.
+    pub held: bool,
 }
 
 /// How a pool's run ended: its queue done, or why it stopped before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolEnd {
     /// Every queued job was settled.
     QueueDone,
@@ -83,6 +100,8 @@ pub enum PoolEnd {
     Unreachable,
     /// The relay refused the login.
     LoginRefused,
+    /// The relay refused what it would refuse for any reader.
+    RelayProblem(RelayStop),
 }
 
 /// How hard the pool may push.
@@ -92,6 +111,8 @@ pub struct Limits {
     /// The shortest time between two messages ([`super::pace::interval`]).
     pub interval: Option<Duration>,
     pub max_connection_failures: u32,
+    /// Permanent refusals alike in a row taken as a relay problem (0: off).
+    pub refusal_streak: usize,
 }
 
 /// Shared by the workers.
@@ -107,6 +128,9 @@ struct Shared {
     stopped: AtomicBool,
     /// Set with `stopped` when the relay refused the login.
     login_refused: AtomicBool,
+    /// Relay problems and the refusal streak; the first problem stops
+    /// the pool.
+    relay: RelayWatch<Job>,
 }
 
 /// A running pool: send jobs in, read reports out.
@@ -143,6 +167,7 @@ impl Pool {
             max_failures: limits.max_connection_failures,
             stopped: AtomicBool::new(false),
             login_refused: AtomicBool::new(false),
+            relay: RelayWatch::new(limits.refusal_streak),
         });
         let workers = (0..limits.concurrency)
             .map(|_| tokio::spawn(work(shared.clone())))
@@ -189,6 +214,12 @@ impl Pool {
                     None => break,
                 },
                 () = &mut waiting => {
+                    // The refusals still held stand, unless the run stopped
+                    // before their streak was decided.
+                    let stopped = self.shared.stopped.load(Ordering::SeqCst);
+                    for (job, outcome) in self.shared.relay.undecided(stopped) {
+                        record(&self.shared, job, outcome);
+                    }
                     // Drain what is left.
                     while let Ok(report) = self.reports.try_recv() {
                         handle(report);
@@ -197,8 +228,11 @@ impl Pool {
                 }
             }
         }
+        let relay_stop = self.shared.relay.stop();
         if self.shared.login_refused.load(Ordering::SeqCst) {
             PoolEnd::LoginRefused
+        } else if let Some(stop) = relay_stop {
+            PoolEnd::RelayProblem(stop)
         } else if self.shared.stopped.load(Ordering::SeqCst) {
             PoolEnd::Unreachable
         } else {
@@ -241,8 +275,7 @@ async fn work(shared: Arc<Shared>) {
         }
         let Some((job, tries)) = next else { continue };
         if shared.stopped.load(Ordering::SeqCst) {
-            let outcome = Outcome::NotSent("the run stopped after connection failures".into());
-            settle(&shared, job, outcome).await;
+            settle(&shared, job, stopped_before(&shared)).await;
             continue;
         }
         shared.pace.wait_turn().await;
@@ -392,8 +425,7 @@ async fn step(
             }
         }
         Some((next, _)) => {
-            let outcome = Outcome::NotSent("the run stopped after connection failures".into());
-            settle(shared, next, outcome).await;
+            settle(shared, next, stopped_before(shared)).await;
             None
         }
         None => None,
@@ -516,27 +548,51 @@ async fn granted(shared: &Shared, mut permit: oneshot::Receiver<bool>) -> bool {
 fn note(shared: &Shared, outcome: &Outcome) {
     match outcome {
         Outcome::NotSent(_) | Outcome::Unknown(_) => trouble(shared),
-        Outcome::Withheld => {}
-        Outcome::Sent(_) | Outcome::Deferred(_) | Outcome::Failed(_) => {
+        Outcome::Withheld | Outcome::RelayProblem(_) => {}
+        Outcome::Sent(_) | Outcome::Deferred(_) | Outcome::Failed(_) | Outcome::Refused(_) => {
             shared.failures.store(0, Ordering::SeqCst);
         }
     }
 }
 
-/// What became of `job`: to the journal, then to the caller. A job whose
-/// `sending` mark is still on its way waits for it first: if the address
-/// was found suppressed, that is what became of it.
+/// What became of `job`: to the journal, then to the caller, through the
+/// relay watch (a relay problem stops the pool; a refusal may be held in
+/// a streak, see [`RelayWatch::watch`]). A job whose `sending` mark is still on
+/// its way waits for it first: if the address was found suppressed, that
+/// is what became of it.
 async fn settle(shared: &Shared, mut job: Job, mut outcome: Outcome) {
     if let Some(permit) = job.permit.take()
         && !granted(shared, permit).await
     {
         outcome = Outcome::Withheld;
     }
+    let held = |job: &Job, outcome: &Outcome| {
+        shared.journal.held(job, outcome);
+        let report = JobOutcome {
+            key: job.key,
+            tried: job.tried,
+            outcome: outcome.clone(),
+            held: true,
+        };
+        let _ = shared.reports.send(report);
+    };
+    let (settled, stop) = shared.relay.watch(job, outcome, held);
+    if stop {
+        shared.stopped.store(true, Ordering::SeqCst);
+    }
+    for (job, outcome) in settled {
+        record(shared, job, outcome);
+    }
+}
+
+/// What became of `job`: to the journal, then to the caller.
+fn record(shared: &Shared, job: Job, outcome: Outcome) {
     shared.journal.settled(&job, &outcome);
     let report = JobOutcome {
         key: job.key,
         tried: job.tried,
         outcome,
+        held: false,
     };
     let _ = shared.reports.send(report);
 }
@@ -547,4 +603,13 @@ fn trouble(shared: &Shared) {
     if failures >= shared.max_failures {
         shared.stopped.store(true, Ordering::SeqCst);
     }
+}
+
+/// The outcome of a job the pool, stopped, no longer sends.
+fn stopped_before(shared: &Shared) -> Outcome {
+    Outcome::NotSent(if shared.relay.stopped() {
+        "the run stopped at a relay problem before this message".into()
+    } else {
+        "the run stopped after connection failures".into()
+    })
 }

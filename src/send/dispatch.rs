@@ -19,7 +19,7 @@ use super::{SegmentCounts, Summary};
 use crate::address::AddressKey;
 use crate::audience::subscribers::{Status, Subscriber};
 use crate::content::Post;
-use crate::deliver::pool::{Job, JobOutcome, Limits, Pool, PoolEnd};
+use crate::deliver::pool::{Job, JobOutcome, Limits, Pool, PoolEnd, RelayStop};
 use crate::deliver::retry::RetryPolicy;
 use crate::deliver::smtp::{Outcome, SmtpSettings};
 use crate::diagnostics::Diagnostic;
@@ -29,7 +29,7 @@ use crate::select::Pick;
 use crate::send::Run;
 
 /// How a real send ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendEnd {
     /// Every due message was tried.
     Done,
@@ -41,6 +41,10 @@ pub enum SendEnd {
     /// The subscribers file would have emptied the issue; nothing was
     /// recorded or sent (exit 1, `--allow-shrink` confirms).
     AudienceRefused,
+    /// The relay refused what it would refuse for any reader: the run
+    /// stopped, nobody was suppressed for it (exit 1 for a 5xx, 75 for a
+    /// 4xx).
+    RelayProblem(RelayStop),
 }
 
 /// Which frozen readers may still be mailed.
@@ -67,6 +71,9 @@ pub(super) struct Unsettled {
     in_flight: HashMap<AddressKey, String>,
     /// Deferred in the current round, for a try within the run.
     deferred: Vec<AddressKey>,
+    /// Refused in what may be a streak, with their segment: what they
+    /// come to is reported later.
+    held: HashMap<AddressKey, String>,
 }
 
 /// A send under way: the deliveries rendered into the pool, the pool's
@@ -142,10 +149,14 @@ impl Dispatch<'_> {
         let rounds = self.rounds(&mut pool, growing).await;
         let halt = pool.finish(|report| self.count(report)).await;
         rounds?;
+        if let PoolEnd::RelayProblem(stop) = &halt {
+            self.summary.stopped = Some(relay_problem_text(stop));
+        }
         Ok(match halt {
             PoolEnd::QueueDone => SendEnd::Done,
             PoolEnd::Unreachable => SendEnd::Unreachable,
             PoolEnd::LoginRefused => SendEnd::LoginRefused,
+            PoolEnd::RelayProblem(stop) => SendEnd::RelayProblem(stop),
         })
     }
 
@@ -337,8 +348,17 @@ impl Dispatch<'_> {
 
     /// Counts what became of a message (its journal recorded it).
     fn count(&mut self, report: JobOutcome) {
+        let unsettled = &mut self.unsettled;
+        if report.held {
+            if let Some(segment) = unsettled.in_flight.remove(&report.key) {
+                unsettled.held.insert(report.key, segment);
+            }
+            return;
+        }
         self.progress.step();
-        let Some(segment) = self.unsettled.in_flight.remove(&report.key) else {
+        let Some(segment) = (unsettled.in_flight.remove(&report.key))
+            .or_else(|| unsettled.held.remove(&report.key))
+        else {
             return;
         };
         let mark = mark_of(&self.policy, report.tried, "", &report.outcome);
@@ -371,4 +391,16 @@ impl Dispatch<'_> {
             .get_mut(segment)
             .expect("inserted above")
     }
+}
+
+/// What the operator reads of the relay problem that stopped a run.
+pub fn relay_problem_text(stop: &RelayStop) -> String {
+    let whose = match stop.streak {
+        Some(_) => "the relay's, not the readers' (delivery.refusal_streak)",
+        None => "the relay's, not the reader's",
+    };
+    format!(
+        "the relay refused the message to {}: {}; a problem {whose}: the run stopped, nobody was suppressed for it, and the messages not sent wait for the next run",
+        stop.to, stop.problem
+    )
 }

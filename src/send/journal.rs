@@ -31,6 +31,14 @@ pub(super) fn mark_of(
             reply: reply.clone(),
             bounced: Some(to.to_string()),
         },
+        // Failed for this issue; the address stays mailable.
+        Outcome::Refused(reply) => Mark::Failed {
+            reply: reply.clone(),
+            bounced: None,
+        },
+        // Not the reader's doing: the message waits for the next run, and
+        // the attempt its `sending` mark counted is taken back.
+        Outcome::RelayProblem(problem) => Mark::Pending(format!("relay problem: {problem}")),
         Outcome::NotSent(reply) => Mark::Pending(reply.clone()),
         Outcome::Withheld | Outcome::Unknown(_) => return None,
     })
@@ -52,6 +60,18 @@ impl Journal for LedgerJournal {
         if let Some(mark) = mark_of(&self.policy, job.tried, job.to.as_ref(), outcome) {
             self.marks.record(job.key, mark);
         }
+    }
+
+    fn held(&self, job: &Job, outcome: &Outcome) {
+        // Back to `pending` (no attempt, nobody suppressed) until the
+        // streak is decided: a crash meanwhile leaves it to send again.
+        let reply = match outcome {
+            Outcome::Failed(reply) | Outcome::Refused(reply) => reply.as_str(),
+            _ => "",
+        };
+        let why =
+            format!("{reply} (held back: one of a streak of refusals alike, not decided yet)");
+        self.marks.record(job.key, Mark::Pending(why));
     }
 
     fn hurry(&self) {

@@ -78,6 +78,7 @@ pub fn send(
         shard: run.shard_label(),
         segments: expire_too_old(run, &ledger, &record, &mut problems)?,
         not_made: None,
+        stopped: None,
     };
     let resend_unknown = config.delivery.resend_unknown;
     let attrs = match ledger.custom_columns(&record.id)? {
@@ -99,6 +100,7 @@ pub fn send(
         concurrency: config.delivery.concurrency,
         interval: interval(config),
         max_connection_failures: config.delivery.max_connection_failures,
+        refusal_streak: config.delivery.refusal_streak,
     };
     let total = ledger.due_count(&record.id, run.now, resend_unknown)?;
     // Readers frozen by this run come after every delivery recorded now.
@@ -315,6 +317,7 @@ fn nothing_new(run: &Run) -> Summary {
         shard: run.shard_label(),
         segments: BTreeMap::new(),
         not_made: None,
+        stopped: None,
     }
 }
 

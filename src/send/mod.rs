@@ -34,7 +34,7 @@ mod newly_frozen;
 mod progress;
 pub mod shard;
 
-pub use dispatch::SendEnd;
+pub use dispatch::{SendEnd, relay_problem_text};
 pub use dry_run::dry_run;
 pub use live::send;
 
@@ -68,6 +68,10 @@ pub struct Summary {
     /// file would have emptied it); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_made: Option<String>,
+    /// Why the run stopped before its end (a relay problem: what the
+    /// relay answered, to whom); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl Summary {
@@ -101,6 +105,9 @@ impl Summary {
                 "{segment:<20} {:>8} {:>8} {:>8} {:>10} {:>8}\n",
                 c.sent, c.deferred, c.failed, c.suppressed, c.skipped
             ));
+        }
+        if let Some(why) = &self.stopped {
+            out.push_str(&format!("stopped: {why}\n"));
         }
         let sent: u64 = self.segments.values().map(|c| c.sent).sum();
         let messages = if sent == 1 { "message" } else { "messages" };

@@ -2,9 +2,11 @@
 //! recipient per transaction, each outcome classified for the ledger.
 //! Files: `settings` (the URL), `socket` (TCP and implicit TLS), `session`
 //! (connect, login, one transaction), `pipelining` (RFC 2920 trains),
-//! `payload` (the dot-stuffed message), `reply` (what a reply means). May
-//! import lettre, tokio, url and std; nothing else of the crate.
+//! `payload` (the dot-stuffed message), `reply` (what a reply means),
+//! `idn` (the envelope for a relay without SMTPUTF8). May import lettre,
+//! tokio, url, idna and std; nothing else of the crate.
 
+mod idn;
 mod payload;
 mod pipelining;
 mod reply;
@@ -19,6 +21,6 @@ mod test_servers;
 
 pub use payload::Payload;
 pub use pipelining::Envelope;
-pub use reply::Outcome;
+pub use reply::{Outcome, RelayProblem, refusal_code};
 pub use session::{LoginRefused, SmtpSession};
 pub use settings::{Security, SmtpSettings};

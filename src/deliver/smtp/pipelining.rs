@@ -66,11 +66,8 @@ impl SmtpSession {
         to: &Address,
         message: &[u8],
     ) -> Result<Envelope, Outcome> {
-        let mail = self.mail(from, to, message)?;
-        Ok(Envelope(format!(
-            "{mail}{}{Data}",
-            Rcpt::new(to.clone(), vec![])
-        )))
+        let (mail, rcpt) = self.mail(from, to, message)?;
+        Ok(Envelope(format!("{mail}{rcpt}{Data}")))
     }
 
     /// A train's step, in one write (RFC 2920 lets a message's data start
@@ -135,10 +132,10 @@ impl SmtpSession {
     pub(super) async fn envelope_pipelined(
         &mut self,
         mail: Mail,
-        to: &Address,
+        rcpt: Rcpt,
         timeout: Duration,
     ) -> (Option<Outcome>, bool) {
-        let group = format!("{mail}{}{Data}", Rcpt::new(to.clone(), vec![]));
+        let group = format!("{mail}{rcpt}{Data}");
         let first = tokio::time::timeout(timeout, self.conn.command(group)).await;
         self.envelope_replies(first, timeout).await
     }
@@ -167,7 +164,7 @@ impl SmtpSession {
             next = tokio::time::timeout(timeout, self.conn.read_response()).await;
         }
         let waiting = replies.len() == 3 && matches!(replies[2], Ok(Ok(_)));
-        let stages = [Stage::Mail, Stage::Reader, Stage::Reader];
+        let stages = [Stage::Mail, Stage::Rcpt, Stage::Data];
         for (answer, stage) in replies.into_iter().zip(stages) {
             let err = match answer {
                 Ok(Ok(_)) => continue,

@@ -2,8 +2,9 @@
 //! each reply — stage × reply code × enhanced status code → [`Outcome`] and
 //! whether the connection is kept — each row run against a scripted server
 //! on 127.0.0.1, once a message at a time (no PIPELINING: `send`) and once
-//! in a train (PIPELINING: `envelope_of` and `exchange`). The rows say
-//! today's behaviour: to change a classification, edit its row. May import
+//! in a train (PIPELINING: `envelope_of` and `exchange`). The rows are
+//! the table of docs/src/reference/sending.md ("What a reply means"): to
+//! change a classification, edit its row and the docs. May import
 //! the other files of [`super`] and the test servers.
 
 use std::time::Duration;
@@ -34,7 +35,14 @@ enum Verdict {
     NoSession,
     Sent,
     Deferred,
-    Failed,
+    /// Failed, and the address suppressed as bounced.
+    Bounced,
+    /// Failed for this issue, the address not suppressed.
+    Refused,
+    /// A relay problem with a 5xx: the run stops, exit 1.
+    RelayFor5xx,
+    /// A relay problem with a 4xx: the run stops, exit 75.
+    RelayFor4xx,
     NotSent,
     Unknown,
 }
@@ -52,41 +60,71 @@ struct Row(At, &'static str, Verdict, After);
 
 use After::{Dropped, Kept};
 use At::{AfterData, Data, Ehlo, Greeting, Mail, Rcpt};
-use Verdict::{Deferred, Failed, NoSession, NotSent, Sent, Unknown};
+use Verdict::{
+    Bounced, Deferred, NoSession, NotSent, Refused, RelayFor4xx, RelayFor5xx, Sent, Unknown,
+};
 
 #[rustfmt::skip]
 const ROWS: &[Row] = &[
-    // at         reply                                       verdict    connection
-    Row(Greeting, "554 5.3.2 not accepting mail",             NoSession, Dropped),
-    Row(Greeting, "450 4.3.2 busy",                           NoSession, Dropped),
-    Row(Greeting, "421 4.3.2 closing",                        NoSession, Dropped),
-    Row(Ehlo,     "550 5.5.1 no",                             NoSession, Dropped),
-    Row(Ehlo,     "451 4.3.0 local error",                    NoSession, Dropped),
-    Row(Ehlo,     "421 4.3.2 closing",                        NoSession, Dropped),
-    // A refused sender is the relay's trouble, whatever the code.
-    Row(Mail,     "451 4.3.0 try later",                      NotSent,   Dropped),
-    Row(Mail,     "550 5.7.1 sender refused",                 NotSent,   Dropped),
-    Row(Mail,     "421 4.7.0 closing",                        NotSent,   Dropped),
-    Row(Rcpt,     "450 4.2.1 mailbox busy",                   Deferred,  Kept),
-    Row(Rcpt,     "452 4.5.3 too many recipients",            Deferred,  Kept),
-    Row(Rcpt,     "550 5.1.1 no such user",                   Failed,    Kept),
-    Row(Rcpt,     "553 mailbox name not allowed",             Failed,    Kept),
-    Row(Rcpt,     "421 4.4.2 closing",                        NotSent,   Dropped),
-    // The reply code decides, not the enhanced code.
-    Row(Rcpt,     "450 5.1.1 no such user, says the detail",  Deferred,  Kept),
-    Row(Rcpt,     "550 4.2.2 mailbox full, says the detail",  Failed,    Kept),
-    Row(Data,     "451 4.3.0 try later",                      Deferred,  Kept),
-    Row(Data,     "554 5.5.1 no valid recipients",            Failed,    Kept),
-    Row(Data,     "421 4.3.0 closing",                        NotSent,   Dropped),
-    Row(AfterData, "250 2.0.0 queued",                        Sent,      Kept),
-    Row(AfterData, "451 4.3.0 try later",                     Deferred,  Kept),
-    Row(AfterData, "452 4.3.1 out of storage",                Deferred,  Kept),
-    Row(AfterData, "554 5.7.1 rejected as spam",              Failed,    Kept),
-    Row(AfterData, "550 4.7.1 mailbox full, says the detail", Failed,    Kept),
-    Row(AfterData, "450 5.7.1 rejected, says the detail",     Deferred,  Kept),
+    // at         reply                                           verdict      connection
+    Row(Greeting, "554 5.3.2 not accepting mail",                 NoSession,   Dropped),
+    Row(Greeting, "450 4.3.2 busy",                               NoSession,   Dropped),
+    Row(Greeting, "421 4.3.2 closing",                            NoSession,   Dropped),
+    Row(Ehlo,     "550 5.5.1 no",                                 NoSession,   Dropped),
+    Row(Ehlo,     "451 4.3.0 local error",                        NoSession,   Dropped),
+    Row(Ehlo,     "421 4.3.2 closing",                            NoSession,   Dropped),
+    // A refused sender is the relay's trouble, whatever the code; the
+    // reply code says for how long.
+    Row(Mail,     "451 4.3.0 try later",                          RelayFor4xx, Dropped),
+    Row(Mail,     "550 5.7.1 sender refused",                     RelayFor5xx, Dropped),
+    Row(Mail,     "554 5.7.1 not authorized to send",             RelayFor5xx, Dropped),
+    Row(Mail,     "553 sender address not allowed",               RelayFor5xx, Dropped),
+    Row(Mail,     "421 4.7.0 closing",                            NotSent,     Dropped),
+    // A 4xx to the reader: later.
+    Row(Rcpt,     "450 4.2.1 mailbox busy",                       Deferred,    Kept),
+    Row(Rcpt,     "452 4.5.3 too many recipients",                Deferred,    Kept),
+    Row(Rcpt,     "450 4.7.1 try again later",                    Deferred,    Kept),
+    // Mailbox-level: the address bounced.
+    Row(Rcpt,     "550 5.1.1 no such user",                       Bounced,     Kept),
+    Row(Rcpt,     "550 5.1.10 null MX: no mail accepted",         Bounced,     Kept),
+    Row(Rcpt,     "550 5.2.1 mailbox disabled",                   Bounced,     Kept),
+    Row(Rcpt,     "550 user unknown",                             Bounced,     Kept),
+    Row(Rcpt,     "553 mailbox name not allowed",                 Bounced,     Kept),
+    Row(Rcpt,     "550 5.0.0 user unknown",                       Bounced,     Kept),
+    // About this reader, but nothing lasting: failed, not suppressed.
+    Row(Rcpt,     "552 5.2.2 mailbox full",                       Refused,     Kept),
+    Row(Rcpt,     "550 mailbox full",                             Refused,     Kept),
+    Row(Rcpt,     "550 5.4.4 unable to route",                    Refused,     Kept),
+    // The relay's: policy, relaying, authentication, quota, the sender.
+    Row(Rcpt,     "554 5.7.1 Relay access denied",                RelayFor5xx, Kept),
+    Row(Rcpt,     "550 5.7.1 message refused by policy",          RelayFor5xx, Kept),
+    Row(Rcpt,     "530 5.7.0 authentication required",            RelayFor5xx, Kept),
+    Row(Rcpt,     "550 5.4.5 daily user sending quota exceeded",  RelayFor5xx, Kept),
+    Row(Rcpt,     "550 5.1.7 bad sender address syntax",          RelayFor5xx, Kept),
+    Row(Rcpt,     "554 transaction failed",                       RelayFor5xx, Kept),
+    Row(Rcpt,     "550 relay not permitted",                      RelayFor5xx, Kept),
+    Row(Rcpt,     "421 4.4.2 closing",                            NotSent,     Dropped),
+    // The reply code says whether it lasts, the enhanced code what it is.
+    Row(Rcpt,     "450 5.1.1 no such user, says the detail",      Deferred,    Kept),
+    Row(Rcpt,     "550 4.2.2 mailbox full, says the detail",      Refused,     Kept),
+    Row(Data,     "451 4.3.0 try later",                          Deferred,    Kept),
+    Row(Data,     "554 5.5.1 no valid recipients",                RelayFor5xx, Kept),
+    Row(Data,     "554 no mail today",                            RelayFor5xx, Kept),
+    Row(Data,     "550 5.1.1 no such user",                       Bounced,     Kept),
+    Row(Data,     "421 4.3.0 closing",                            NotSent,     Dropped),
+    Row(AfterData, "250 2.0.0 queued",                            Sent,        Kept),
+    Row(AfterData, "451 4.3.0 try later",                         Deferred,    Kept),
+    Row(AfterData, "452 4.3.1 out of storage",                    Deferred,    Kept),
+    Row(AfterData, "450 5.7.1 rejected, says the detail",         Deferred,    Kept),
+    Row(AfterData, "554 5.7.1 rejected as spam",                  RelayFor5xx, Kept),
+    Row(AfterData, "554 content rejected",                        RelayFor5xx, Kept),
+    Row(AfterData, "552 5.3.4 message too big",                   RelayFor5xx, Kept),
+    Row(AfterData, "550 4.7.1 refused, says the detail",          RelayFor5xx, Kept),
+    Row(AfterData, "550 5.1.1 no such user, found after the data", Bounced,    Kept),
+    Row(AfterData, "552 5.2.2 mailbox full",                      Refused,     Kept),
     // A 421 in answer to the message: the relay says it did not take it
     // (RFC 5321 §3.8), so it is tried again, not filed as "may have gone".
-    Row(AfterData, "421 4.3.2 closing",                       Deferred,  Dropped),
+    Row(AfterData, "421 4.3.2 closing",                           Deferred,    Dropped),
 ];
 
 #[tokio::test]
@@ -142,7 +180,10 @@ async fn run(at: At, reply: &'static str, pipelining: bool) -> (Verdict, After, 
     let (verdict, text) = match outcome {
         Outcome::Sent(text) => (Sent, text),
         Outcome::Deferred(text) => (Deferred, text),
-        Outcome::Failed(text) => (Failed, text),
+        Outcome::Failed(text) => (Bounced, text),
+        Outcome::Refused(text) => (Refused, text),
+        Outcome::RelayProblem(problem) if problem.permanent => (RelayFor5xx, problem.to_string()),
+        Outcome::RelayProblem(problem) => (RelayFor4xx, problem.to_string()),
         Outcome::NotSent(text) => (NotSent, text),
         Outcome::Unknown(text) => (Unknown, text),
         Outcome::Withheld => panic!("nothing was withheld"),

@@ -14,6 +14,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
+use super::idn;
 use super::payload::Payload;
 use super::pipelining::offers_pipelining;
 use super::reply::{self, Connection, Outcome, Stage, Timed};
@@ -91,12 +92,12 @@ impl SmtpSession {
         let mut in_data = false;
         let refused = match self.mail(from, to, message) {
             Err(outcome) => Some(outcome),
-            Ok(mail) if self.pipelining => {
-                let (refused, waiting) = self.envelope_pipelined(mail, to, timeout).await;
+            Ok((mail, rcpt)) if self.pipelining => {
+                let (refused, waiting) = self.envelope_pipelined(mail, rcpt, timeout).await;
                 in_data = waiting;
                 refused
             }
-            Ok(mail) => self.envelope(mail, to, timeout).await,
+            Ok((mail, rcpt)) => self.envelope(mail, rcpt, timeout).await,
         };
         if !permit.await {
             if in_data {
@@ -109,7 +110,7 @@ impl SmtpSession {
         if let Some(outcome) = refused {
             return outcome;
         }
-        if !in_data && let Some(outcome) = self.step(Data, timeout, Stage::Reader).await {
+        if !in_data && let Some(outcome) = self.step(Data, timeout, Stage::Data).await {
             return outcome;
         }
         let handed_over = async {
@@ -132,42 +133,42 @@ impl SmtpSession {
         outcome
     }
 
-    /// MAIL FROM for `message` to `to`, with the parameters it needs; the
-    /// outcome instead when the server cannot take it.
+    /// MAIL FROM and RCPT TO for `message` to `to`, with the parameters
+    /// they need — in ASCII (see [`idn`]) for a server without SMTPUTF8;
+    /// the outcome instead when the server cannot take them.
     pub(super) fn mail(
         &self,
         from: &Address,
         to: &Address,
         message: &[u8],
-    ) -> Result<Mail, Outcome> {
+    ) -> Result<(Mail, Rcpt), Outcome> {
         let mut options = Vec::new();
         let ascii = |address: &Address| AsRef::<str>::as_ref(address).is_ascii();
-        if !ascii(from) || !ascii(to) {
-            if !self
-                .conn
-                .server_info()
-                .supports_feature(Extension::SmtpUtfEight)
-            {
-                return Err(Outcome::Failed(
-                    "the address is not ASCII and the server does not offer SMTPUTF8".into(),
-                ));
-            }
+        let (from, to) = if ascii(from) && ascii(to) {
+            (from.clone(), to.clone())
+        } else if self
+            .conn
+            .server_info()
+            .supports_feature(Extension::SmtpUtfEight)
+        {
             options.push(MailParameter::SmtpUtfEight);
-        }
+            (from.clone(), to.clone())
+        } else {
+            idn::ascii_envelope(from, to)?
+        };
         if !message.is_ascii() {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        Ok(Mail::new(Some(from.clone()), options))
+        Ok((Mail::new(Some(from), options), Rcpt::new(to, vec![])))
     }
 
     /// MAIL, then RCPT; `None` when both were accepted.
-    async fn envelope(&mut self, mail: Mail, to: &Address, timeout: Duration) -> Option<Outcome> {
+    async fn envelope(&mut self, mail: Mail, rcpt: Rcpt, timeout: Duration) -> Option<Outcome> {
         // MAIL: a refusal here is about the sender or the relay, not this reader.
         if let Some(outcome) = self.step(mail, timeout, Stage::Mail).await {
             return Some(outcome);
         }
-        self.step(Rcpt::new(to.clone(), vec![]), timeout, Stage::Reader)
-            .await
+        self.step(rcpt, timeout, Stage::Rcpt).await
     }
 
     /// Resets the transaction (RSET); drops the connection if that fails.
