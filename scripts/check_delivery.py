@@ -17,10 +17,22 @@ the end, pass or fail. A missing peer is a failure, never a skip.
            the ledger rows, the exit code, what the server got and that nobody
            got a message twice; later runs check the retries (backoff,
            max_attempts, resend_unknown).
+  relay    aiosmtpd peers that refuse what they would refuse for anyone:
+           every RCPT with 554 5.7.1, MAIL FROM with 554 and with 451, the
+           message with a 554 (no enhanced code), a quota (550 5.4.5) after
+           5 messages, 550 5.1.1 to every reader (a streak, past
+           delivery.refusal_streak); and a peer without SMTPUTF8 (readers
+           josé@example.com and user@bücher.de). For each: the ledger (relay
+           problems leave the messages `pending` with no attempt counted),
+           who is suppressed (nobody), the exit code (1 for a 5xx, 75 for a
+           4xx), the reply printed on stderr with the reader who got it, and
+           a later run against a healthy peer that mails everyone exactly
+           once.
   sink     Postfix smtp-sink: a clean send of 300 readers (all `sent`, one
            message each, Message-IDs as in the ledger), then `-r RCPT` (4xx:
            deferred, then failed after max_attempts), `-f RCPT` (5xx: failed
-           and bounced, exit 1, never retried), `-Q MAIL` (421 and
+           with 500 5.3.0, a relay problem: exit 1, the run stops, nobody
+           suppressed, a clean sink then mails everyone once), `-Q MAIL` (421 and
            disconnect: deferred) and `-q .` (no reply to the message: at most
            max_connection_failures in a row, then exit 75 with the rest
            pending).
@@ -81,7 +93,7 @@ NOW = "2026-06-01T12:00:00Z"
 LATER = "2026-06-02T12:00:00Z"  # past every retry time the checks configure
 LATEST = "2026-06-04T12:00:00Z"
 HELD = re.compile(r"another send is in progress \(pid (\d+)\)")
-CHECKS = ("faults", "sink", "crash", "overlap", "maildev")
+CHECKS = ("faults", "relay", "sink", "crash", "overlap", "maildev")
 
 
 class Failed(Exception):
@@ -303,6 +315,8 @@ class Peer:
     # from a kill between the 250 and the client's commit. False: as soon as
     # it is in, like a relay that queues before it replies.
     keep_on_reply: bool = False
+    # Offer SMTPUTF8 (RFC 6531); without it a UTF-8 address cannot be sent.
+    smtputf8: bool = True
     got: list = field(default_factory=list)
     transactions: int = 0
     sessions: int = 0
@@ -362,7 +376,9 @@ class Peer:
         if fault == DATA_451:
             return "451 4.3.0 queue busy"
         if fault == DATA_554:
-            return "554 5.7.1 message refused"
+            # A mailbox-level refusal after the message (a bounce); a 554
+            # without a mailbox code there is a relay problem (check relay).
+            return "554 5.2.1 mailbox disabled"
         if fault == DATA_421:
             # A throttling relay: it answers the message with 421 and closes,
             # having taken nothing.
@@ -397,7 +413,7 @@ class Peer:
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port,
                                      ready_timeout=10, decode_data=False,
-                                     enable_SMTPUTF8=True, timeout=self.idle_timeout)
+                                     enable_SMTPUTF8=self.smtputf8, timeout=self.idle_timeout)
         self.controller.start()
         return self
 
@@ -688,6 +704,166 @@ def run_parts(parts) -> list[str]:
 
 
 # --------------------------------------------------------------------------
+# relay: refusals that are the relay's, not the readers'
+
+
+@dataclass
+class RelayPeer(Peer):
+    """A peer that refuses what it would refuse for anyone: MAIL FROM with
+    `mail`, every RCPT with `rcpt` (after the first `accept` messages), the
+    message with `end`. None: as Peer does."""
+    mail: str | None = None
+    rcpt: str | None = None
+    end: str | None = None
+    accept: int = 0
+    only: frozenset | None = None   # refuse RCPT only to these addresses
+    faults: bool = False
+
+    def heal(self) -> None:
+        self.mail = self.rcpt = self.end = None
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail:
+            return self.mail
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        refused = self.only is None or address in self.only
+        if self.rcpt and refused and len(self.snapshot()) >= self.accept:
+            return self.rcpt
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.end:
+            return self.end
+        return await super().handle_DATA(server, session, envelope)
+
+
+def relay_readers(n: int = 20) -> list[str]:
+    return [f"reader{i:02d}@example.com" for i in range(n)]
+
+
+def relay_case(gazette: Path, base: Path, name: str, reply: str, code: int, accepted: int = 0,
+               delivery: dict | None = None, **script) -> None:
+    """A peer that answers `reply` as `script` says: exit `code`, the reply and
+    the reader who got it printed, the `accepted` first readers sent and
+    everyone else pending with no attempt, nobody suppressed; then the same
+    peer healed mails everyone else, and nobody twice."""
+    what = f"relay: {name}"
+    readers = relay_readers()
+    project = Project(gazette, base, f"relay-{name.replace(' ', '-')}", readers,
+                      **(delivery or {}))
+    with RelayPeer(accept=accepted, **script) as peer:
+        res = project.send(peer.port)
+        expect_exit(res, code, f"{what}: first run")
+        rows = project.rows()
+        sent = [a for a, r in rows.items() if r["status"] == "sent"]
+        check(len(sent) == accepted,
+              f"{what}: expected {accepted} sent before the refusals, got {statuses(rows)}")
+        rest = {a: (r["status"], r["attempts"], r["last_reply"]) for a, r in rows.items()
+                if r["status"] != "sent"}
+        wrong = {a: v for a, v in rest.items() if v[0] != "pending" or v[1] != 0}
+        check(not wrong, f"{what}: a relay problem must leave the messages pending with no "
+                         f"attempt; {statuses(rows)}: {dict(list(wrong.items())[:3])}")
+        check(not project.suppressed(),
+              f"{what}: nobody may be suppressed for a relay problem: {project.suppressed()}")
+        printed = [line for line in res.stderr.splitlines() if reply in line]
+        check(printed and any(a in printed[0] for a in readers)
+              and "nobody was suppressed" in printed[0],
+              f"{what}: stderr should print the reply {reply!r} with the reader who got it: "
+              f"{res.stderr!r}")
+        check("stopped: the relay refused" in res.stdout,
+              f"{what}: the summary should say why the run stopped: {res.stdout!r}")
+        check(sorted(sent) == sorted(peer.by_rcpt()),
+              f"{what}: the peer kept {sorted(peer.by_rcpt())}, the ledger has sent {sent}")
+        peer.heal()
+        res = project.send(peer.port)
+        expect_exit(res, 0, f"{what}: the healed peer")
+        rows = project.rows()
+        received = peer.by_rcpt()
+        no_duplicates(received, what)
+        check(statuses(rows) == {"sent": len(readers)} and set(received) == set(readers),
+              f"{what}: the healed peer should mail everyone once: {statuses(rows)}, "
+              f"received {len(received)}")
+    ok(f"{what}: exit {code}, the reply printed with its reader, {accepted} sent, the rest "
+       f"pending with no attempt, nobody suppressed; healed, everyone mailed once")
+
+
+def relay_streak(gazette: Path, base: Path) -> None:
+    """550 5.1.1 to every reader: past delivery.refusal_streak (default 10) a
+    relay problem; fewer than that in a row, real bounces."""
+    relay_case(gazette, base, "550 5.1.1 streak", "550 5.1.1", 1,
+               rcpt="550 5.1.1 <someone>: Recipient address rejected: User unknown")
+    what = "relay: a short streak of 550 5.1.1"
+    readers = relay_readers(6)
+    project = Project(gazette, base, "relay-short-streak", readers, concurrency=1,
+                      refusal_streak=4)
+    bad = {readers[1], readers[2], readers[4]}
+    with RelayPeer(rcpt="550 5.1.1 no such user", only=frozenset(bad)) as peer:
+        res = project.send(peer.port)
+        expect_exit(res, 1, f"{what}: real bounces fail")
+        rows = project.rows()
+        check({a for a, r in rows.items() if r["status"] == "failed"} == bad,
+              f"{what}: {statuses(rows)}")
+        check(set(project.suppressed()) == bad and set(project.suppressed().values()) == {"bounced"},
+              f"{what}: the real bounces should be suppressed: {project.suppressed()}")
+    ok(f"{what}: refusals in a row below refusal_streak stand: failed and bounced")
+
+
+def relay_smtputf8(gazette: Path, base: Path) -> None:
+    """A peer without SMTPUTF8: the IDN domain goes as punycode, the UTF-8
+    local part waits (deferred); then a peer with SMTPUTF8 takes it."""
+    what = "relay: no SMTPUTF8"
+    readers = relay_readers(4) + ["josé@example.com", "user@bücher.de"]
+    project = Project(gazette, base, "relay-smtputf8", readers, retry_after_minutes=60)
+    with Peer(faults=False, smtputf8=False) as peer:
+        res = project.send(peer.port)
+        expect_exit(res, 0, f"{what}: first run")
+        rows = project.rows()
+        received = peer.by_rcpt()
+        check("user@xn--bcher-kva.de" in received and rows["user@bücher.de"]["status"] == "sent",
+              f"{what}: user@bücher.de should go as user@xn--bcher-kva.de: received "
+              f"{sorted(received)}, row {rows['user@bücher.de']['status']}")
+        jose = rows["josé@example.com"]
+        check(jose["status"] == "deferred" and "SMTPUTF8" in (jose["last_reply"] or ""),
+              f"{what}: josé@example.com should be deferred for want of SMTPUTF8: "
+              f"{jose['status']} ({jose['last_reply']})")
+        check(not any("josé" in a for a in received), f"{what}: the peer got {sorted(received)}")
+        check(not project.suppressed(), f"{what}: suppressed {project.suppressed()}")
+    ok(f"{what}: user@bücher.de sent as user@xn--bcher-kva.de, josé@example.com deferred "
+       f"with the reason, nobody suppressed, exit 0")
+    with Peer(faults=False, smtputf8=True) as peer:
+        res = project.send(peer.port, now=LATER)
+        expect_exit(res, 0, f"{what}: a later run through a relay with SMTPUTF8")
+        rows = project.rows()
+        received = peer.by_rcpt()
+        check(list(received) == ["josé@example.com"] and rows["josé@example.com"]["status"] == "sent",
+              f"{what}: the relay with SMTPUTF8 should get josé@example.com alone, once: "
+              f"{sorted(received)}, {statuses(rows)}")
+        check(statuses(rows) == {"sent": len(readers)}, f"{what}: {statuses(rows)}")
+    ok(f"{what}: a relay with SMTPUTF8 then mails josé@example.com once; everyone has one message")
+
+
+def check_relay(gazette: Path, base: Path) -> list[str]:
+    return run_parts([
+        lambda: relay_case(gazette, base, "554 5.7.1 to every RCPT", "554 5.7.1 Relay access denied",
+                           1, rcpt="554 5.7.1 Relay access denied"),
+        lambda: relay_case(gazette, base, "554 to MAIL FROM", "554 5.7.1 sender not authorized", 1,
+                           mail="554 5.7.1 sender not authorized"),
+        lambda: relay_case(gazette, base, "451 to MAIL FROM", "451 4.3.0 try again later", 75,
+                           mail="451 4.3.0 try again later"),
+        lambda: relay_case(gazette, base, "554 to the message", "554 content rejected", 1,
+                           end="554 content rejected"),
+        # One connection: the 6th RCPT comes after the 5th message.
+        lambda: relay_case(gazette, base, "quota after 5", "550 5.4.5 Daily user sending quota",
+                           1, accepted=5, delivery={"concurrency": 1},
+                           rcpt="550 5.4.5 Daily user sending quota exceeded"),
+        lambda: relay_streak(gazette, base),
+        lambda: relay_smtputf8(gazette, base),
+    ])
+
+
+# --------------------------------------------------------------------------
 # sink: Postfix smtp-sink
 
 
@@ -811,24 +987,30 @@ def sink_soft(gazette: Path, base: Path, few: list[str]) -> None:
 
 
 def sink_hard(gazette: Path, base: Path, few: list[str]) -> None:
-    """-f RCPT: every RCPT gets a 5xx."""
+    """-f RCPT: every RCPT gets smtp-sink's `500 5.3.0 Error: command failed`:
+    a mail-system refusal (X.3), the relay's problem, not twenty bounces."""
+    what = "smtp-sink -f RCPT"
     project = Project(gazette, base, "sink-hard", few)
     with Sink(base, "hard", "-f", "RCPT") as sink:
         res = project.send(sink.port)
-        expect_exit(res, 1, "smtp-sink -f RCPT (5xx)")
+        expect_exit(res, 1, f"{what} (500 5.3.0: a relay problem)")
         rows = project.rows()
-        check(statuses(rows) == {"failed": 20}, f"smtp-sink -f RCPT: {statuses(rows)}")
-        wrong = {a: r["last_reply"] for a, r in rows.items() if "500" not in (r["last_reply"] or "")}
-        check(not wrong, f"smtp-sink -f RCPT: every reader should fail on the sink's 500 to "
-                         f"RCPT, but {len(wrong)} did not: {dict(list(wrong.items())[:3])}")
-        bounced = project.suppressed()
-        check(set(bounced) == set(few) and set(bounced.values()) == {"bounced"},
-              f"smtp-sink -f RCPT: suppression list {bounced}")
-        before = sink.transactions()
+        check(statuses(rows) == {"pending": 20} and all(r["attempts"] == 0 for r in rows.values()),
+              f"{what}: every reader should be left pending with no attempt: {statuses(rows)}, "
+              f"attempts {sorted({r['attempts'] for r in rows.values()})}")
+        check(not project.suppressed(), f"{what}: suppressed {project.suppressed()}")
+        check("500 5.3.0" in res.stderr and any(a in res.stderr for a in few),
+              f"{what}: the reply and its reader are not printed: {res.stderr!r}")
+        check(not sink.messages(), f"{what}: the sink kept messages")
+    with Sink(base, "hard-healed") as sink:
         res = project.send(sink.port, now=LATER)
-        expect_exit(res, 0, "smtp-sink -f RCPT, later run")
-        check(sink.transactions() == before, "smtp-sink -f RCPT: a 5xx was retried")
-        ok("smtp-sink -f RCPT: every reader failed and bounced, exit 1; never retried")
+        expect_exit(res, 0, f"{what}, then a clean sink")
+        got = sink.messages()
+        no_duplicates(got, what)
+        check(set(got) == set(few) and statuses(project.rows()) == {"sent": 20},
+              f"{what}: a clean sink should then get everyone once: {statuses(project.rows())}")
+    ok(f"{what}: a relay problem, exit 1, the reply printed, nobody suppressed; a clean sink "
+       f"then mails all {len(few)} once")
 
 
 def sink_421(gazette: Path, base: Path, few: list[str]) -> None:
@@ -1138,6 +1320,8 @@ def main() -> int:
             t = time.monotonic()
             if name == "faults":
                 failures += check_faults(gazette, base)
+            elif name == "relay":
+                failures += check_relay(gazette, base)
             elif name == "sink":
                 failures += check_sink(gazette, base)
             elif name == "crash":
