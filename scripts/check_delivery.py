@@ -718,11 +718,14 @@ class RelayPeer(Peer):
     accept: int = 0
     only: frozenset | None = None   # refuse RCPT only to these addresses
     faults: bool = False
+    offers: int = 0                 # MAIL FROM commands seen, refused or not
 
     def heal(self) -> None:
         self.mail = self.rcpt = self.end = None
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.offers += 1
         if self.mail:
             return self.mail
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
@@ -744,11 +747,12 @@ def relay_readers(n: int = 20) -> list[str]:
 
 
 def relay_case(gazette: Path, base: Path, name: str, reply: str, code: int, accepted: int = 0,
-               delivery: dict | None = None, **script) -> None:
+               delivery: dict | None = None, stop_within: int = 9, **script) -> None:
     """A peer that answers `reply` as `script` says: exit `code`, the reply and
     the reader who got it printed, the `accepted` first readers sent and
     everyone else pending with no attempt, nobody suppressed; then the same
-    peer healed mails everyone else, and nobody twice."""
+    peer healed mails everyone else, and nobody twice. The run stops: at most
+    `stop_within` messages offered (those in flight when the refusal came)."""
     what = f"relay: {name}"
     readers = relay_readers()
     project = Project(gazette, base, f"relay-{name.replace(' ', '-')}", readers,
@@ -774,6 +778,9 @@ def relay_case(gazette: Path, base: Path, name: str, reply: str, code: int, acce
               f"{res.stderr!r}")
         check("stopped: the relay refused" in res.stdout,
               f"{what}: the summary should say why the run stopped: {res.stdout!r}")
+        check(peer.offers <= stop_within,
+              f"{what}: the run should stop at the relay problem, but {peer.offers} of "
+              f"{len(readers)} messages were offered (at most {stop_within} expected)")
         check(sorted(sent) == sorted(peer.by_rcpt()),
               f"{what}: the peer kept {sorted(peer.by_rcpt())}, the ledger has sent {sent}")
         peer.heal()
@@ -792,7 +799,7 @@ def relay_case(gazette: Path, base: Path, name: str, reply: str, code: int, acce
 def relay_streak(gazette: Path, base: Path) -> None:
     """550 5.1.1 to every reader: past delivery.refusal_streak (default 10) a
     relay problem; fewer than that in a row, real bounces."""
-    relay_case(gazette, base, "550 5.1.1 streak", "550 5.1.1", 1,
+    relay_case(gazette, base, "550 5.1.1 streak", "550 5.1.1", 1, stop_within=19,
                rcpt="550 5.1.1 <someone>: Recipient address rejected: User unknown")
     what = "relay: a short streak of 550 5.1.1"
     readers = relay_readers(6)

@@ -20,7 +20,8 @@ struct Received {
 
 /// An SMTP server that keeps what it gets; RCPT to an address containing
 /// `defer` gets 451, one containing `bounce` gets 550, one containing
-/// `greylist` gets 451 the first time only.
+/// `denied` gets 554 5.7.1, one containing `greylist` gets 451 the first
+/// time only.
 #[derive(Clone, Default)]
 struct Catcher {
     received: Arc<Mutex<Vec<Received>>>,
@@ -54,6 +55,9 @@ impl Handler for Catcher {
         }
         if to.contains("bounce") {
             return response::NO_MAILBOX;
+        }
+        if to.contains("denied") {
+            return Response::custom(554, "5.7.1 Relay access denied".into());
         }
         self.current.to.push(to.to_string());
         response::OK
@@ -182,6 +186,96 @@ fn a_4xx_is_deferred_and_a_5xx_bounces_into_the_suppression_list() {
     let before = *catcher.transactions.lock().unwrap();
     send(&project, port).expect(0);
     assert_eq!(*catcher.transactions.lock().unwrap(), before);
+}
+
+/// The deliveries of the one issue in `project`, by status.
+fn deliveries(project: &Project) -> serde_json::Value {
+    let status = project.run(&["status", "--format", "json"]).expect(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    status[0]["deliveries"].clone()
+}
+
+#[test]
+fn a_relay_refusal_stops_the_run_suppresses_nobody_and_is_printed() {
+    let (catcher, port) = catcher();
+    let project = sample_with("  concurrency: 1\n").file(
+        "subscribers.csv",
+        "email,name\nok@example.com,Ok\ndenied@example.com,Denied\nlater@example.com,Later\n",
+    );
+    let run = send(&project, port).expect(1);
+    assert!(
+        run.stderr.contains(
+            "the relay refused the message to denied@example.com: 554 5.7.1 Relay access denied"
+        ) && run.stderr.contains("nobody was suppressed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("stopped: the relay refused"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(catcher.recipients(), ["ok@example.com"]);
+    let counts = deliveries(&project);
+    assert_eq!(
+        (&counts["sent"], &counts["pending"], &counts["failed"]),
+        (&1.into(), &2.into(), &0.into())
+    );
+    let explain = project
+        .run(&["-q", "explain", "denied@example.com"])
+        .expect(0);
+    assert!(
+        !explain.stdout.contains("status: bounced"),
+        "{}",
+        explain.stdout
+    );
+}
+
+#[test]
+fn a_streak_of_refusals_alike_is_a_relay_problem_and_bounces_nobody() {
+    let (server, port) = catcher();
+    let project = sample_with("  concurrency: 1\n  refusal_streak: 3\n").file(
+        "subscribers.csv",
+        "email,name\nbounce1@example.com,A\nbounce2@example.com,B\nbounce3@example.com,C\nok@example.com,Ok\n",
+    );
+    let run = send(&project, port).expect(1);
+    assert!(
+        run.stderr
+            .contains("3 readers in a row refused alike (550)"),
+        "{}",
+        run.stderr
+    );
+    assert!(server.recipients().is_empty());
+    let counts = deliveries(&project);
+    assert_eq!(
+        (&counts["pending"], &counts["failed"]),
+        (&4.into(), &0.into())
+    );
+    for reader in ["bounce1@example.com", "bounce3@example.com"] {
+        let explain = project.run(&["-q", "explain", reader]).expect(0);
+        assert!(
+            !explain.stdout.contains("status: bounced"),
+            "{}",
+            explain.stdout
+        );
+    }
+    // Two alike, then a message taken: the two stand.
+    let (_, port) = catcher();
+    let project = sample_with("  concurrency: 1\n  refusal_streak: 3\n").file(
+        "subscribers.csv",
+        "email,name\nbounce1@example.com,A\nbounce2@example.com,B\nok@example.com,Ok\n",
+    );
+    send(&project, port).expect(1);
+    let counts = deliveries(&project);
+    assert_eq!((&counts["sent"], &counts["failed"]), (&1.into(), &2.into()));
+    let explain = project
+        .run(&["-q", "explain", "bounce2@example.com"])
+        .expect(0);
+    assert!(
+        explain.stdout.contains("status: bounced"),
+        "{}",
+        explain.stdout
+    );
 }
 
 /// A port nothing listens on.

@@ -98,6 +98,7 @@ const ROWS: &[Row] = &[
     // The relay's: policy, relaying, authentication, quota, the sender.
     Row(Rcpt,     "554 5.7.1 Relay access denied",                RelayFor5xx, Kept),
     Row(Rcpt,     "550 5.7.1 message refused by policy",          RelayFor5xx, Kept),
+    Row(Rcpt,     "550 5.7.1 you may not send to this address",   RelayFor5xx, Kept),
     Row(Rcpt,     "530 5.7.0 authentication required",            RelayFor5xx, Kept),
     Row(Rcpt,     "550 5.4.5 daily user sending quota exceeded",  RelayFor5xx, Kept),
     Row(Rcpt,     "550 5.1.7 bad sender address syntax",          RelayFor5xx, Kept),
