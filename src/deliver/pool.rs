@@ -16,13 +16,13 @@
 //! and says so.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lettre::Address;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::pace::Pace;
+use super::pace::{Pace, asks_to_slow_down};
 use super::smtp::{LoginRefused, Outcome, SmtpSession, SmtpSettings};
 use crate::address::AddressKey;
 
@@ -64,6 +64,14 @@ pub trait Journal: Send + Sync {
     fn settled(&self, job: &Job, outcome: &Outcome);
     /// A worker waits for a `sending` mark: write what is asked now.
     fn hurry(&self);
+    /// Whether `job`'s reader was suppressed since its `sending` mark was
+    /// asked for (an unsubscribe landed while the job was queued): then the
+    /// journal records the delivery suppressed, and the message does not
+    /// go. Asked just before the message's MAIL FROM is written.
+    fn withdrawn(&self, job: &Job) -> bool;
+    /// The relay answered `reply`, asking to slow down: the pool now sends
+    /// a message every `interval` at most, over `sessions` connections.
+    fn slowed(&self, reply: &str, interval: Duration, sessions: usize);
 }
 
 /// What became of one job's message, for the caller.
@@ -107,6 +115,11 @@ struct Shared {
     stopped: AtomicBool,
     /// Set with `stopped` when the relay refused the login.
     login_refused: AtomicBool,
+    /// How many workers may keep a connection: fewer once the relay asked
+    /// to slow down.
+    sessions_allowed: AtomicUsize,
+    /// How many workers are still at work.
+    workers_left: AtomicUsize,
 }
 
 /// A running pool: send jobs in, read reports out.
@@ -143,6 +156,8 @@ impl Pool {
             max_failures: limits.max_connection_failures,
             stopped: AtomicBool::new(false),
             login_refused: AtomicBool::new(false),
+            sessions_allowed: AtomicUsize::new(limits.concurrency),
+            workers_left: AtomicUsize::new(limits.concurrency),
         });
         let workers = (0..limits.concurrency)
             .map(|_| tokio::spawn(work(shared.clone())))
@@ -214,6 +229,10 @@ async fn work(shared: Arc<Shared>) {
     // The message whose envelope the server took: its data goes next.
     let mut ready: Option<Ready> = None;
     loop {
+        // With nothing in hand, a worker over the relay's allowance leaves.
+        if again.is_none() && ready.is_none() && shared.leave() {
+            break;
+        }
         let next = match again.take() {
             Some(retry) => Some(retry),
             // With a message ready, its data goes at once, with the next
@@ -285,6 +304,17 @@ impl Shared {
     fn try_job(&self) -> Option<Job> {
         self.jobs.try_lock().ok()?.try_recv().ok()
     }
+
+    /// Whether this worker leaves: more are at work than the relay allows
+    /// now. The last one never does.
+    fn leave(&self) -> bool {
+        let allowed = self.sessions_allowed.load(Ordering::SeqCst).max(1);
+        self.workers_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                (left > allowed).then(|| left - 1)
+            })
+            .is_ok()
+    }
 }
 
 /// Opens the session if it is not open; the outcome for the job in hand
@@ -321,6 +351,10 @@ async fn start(
     tries: u32,
     ready: &mut Option<Ready>,
 ) -> Option<(Job, u32)> {
+    if shared.journal.withdrawn(&job) {
+        settle(shared, job, Outcome::Withheld).await;
+        return None;
+    }
     let envelope = match open.envelope_of(&shared.from, &job.to, &job.bytes) {
         Ok(envelope) => envelope,
         Err(outcome) => {
@@ -382,6 +416,10 @@ async fn step(
         next => (next, None),
     };
     let next = match next {
+        Some((next, _)) if shared.journal.withdrawn(&next) => {
+            settle(shared, next, Outcome::Withheld).await;
+            None
+        }
         Some((next, tries)) if !shared.stopped.load(Ordering::SeqCst) => {
             match open.envelope_of(&shared.from, &next.to, &next.bytes) {
                 Ok(envelope) => Some((next, tries, envelope)),
@@ -472,6 +510,10 @@ async fn alone(
     mut job: Job,
     tries: u32,
 ) -> Option<(Job, u32)> {
+    if shared.journal.withdrawn(&job) {
+        settle(shared, job, Outcome::Withheld).await;
+        return None;
+    }
     let permit = ask(shared, &mut job);
     let outcome = open
         .send(
@@ -512,8 +554,17 @@ async fn granted(shared: &Shared, mut permit: oneshot::Receiver<bool>) -> bool {
 }
 
 /// Counts `outcome` towards the connection failures in a row: trouble
-/// with the relay adds one, a verdict on a message ends the streak.
+/// with the relay adds one, a verdict on a message ends the streak. A
+/// rate-limit reply slows the pool down; a message taken counts towards
+/// the pace the relay takes them at.
 fn note(shared: &Shared, outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent(_) => shared.pace.taken(),
+        Outcome::Deferred(reply) | Outcome::NotSent(reply) if asks_to_slow_down(reply) => {
+            slow_down(shared, reply);
+        }
+        _ => {}
+    }
     match outcome {
         Outcome::NotSent(_) | Outcome::Unknown(_) => trouble(shared),
         Outcome::Withheld => {}
@@ -539,6 +590,21 @@ async fn settle(shared: &Shared, mut job: Job, mut outcome: Outcome) {
         outcome,
     };
     let _ = shared.reports.send(report);
+}
+
+/// The relay asked to slow down with `reply`: half the pace and half the
+/// connections (at least one) for the rest of the run, once an episode.
+fn slow_down(shared: &Shared, reply: &str) {
+    let Some(interval) = shared.pace.slow_down() else {
+        return;
+    };
+    let halved = |allowed: usize| Some((allowed / 2).max(1));
+    let before = shared
+        .sessions_allowed
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, halved)
+        .unwrap_or(1);
+    let sessions = halved(before).unwrap_or(1);
+    shared.journal.slowed(reply, interval, sessions);
 }
 
 /// One more connection problem in a row; too many stop the pool.
