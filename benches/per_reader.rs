@@ -2,7 +2,9 @@
 //! (gazette.yaml and content/ at the repository root): one reader's email
 //! from a compiled digest ([`Renderer::email`]), the MIME splice of its
 //! body ([`Email::body`]), and the payload writer that dot-stuffs it for
-//! DATA ([`Payload`]). Uses only the library's public API.
+//! DATA ([`Payload`]), and the suppression list read again before each
+//! message goes ([`Ledger::is_suppressed`]). Uses only the library's
+//! public API.
 //!
 //! `cargo bench --bench per_reader`; `cargo bench --bench per_reader --
 //! --test` runs each once. `scripts/bench` measures whole runs against
@@ -10,12 +12,14 @@
 
 use std::path::Path;
 
+use gazette::address::AddressKey;
 use gazette::audience::segments::segment_of;
 use gazette::audience::subscribers::{self, Subscriber};
 use gazette::clock::Clock;
 use gazette::config::{Config, Segment};
 use gazette::content::{self, Want};
 use gazette::deliver::smtp::Payload;
+use gazette::ledger::{Ledger, SuppressionReason};
 use gazette::render::{Email, Renderer};
 use gazette::select::{self, History, Index, Pick, Reader, Window};
 use gazette::unsubscribe::Secret;
@@ -110,4 +114,27 @@ fn payload(bencher: divan::Bencher) {
             out.len()
         });
     });
+}
+
+/// The question a send asks before each message's MAIL FROM: is the
+/// reader on the suppression list now? Asked of a real ledger file with
+/// 10,000 suppressions, for a reader who is not on it.
+#[divan::bench]
+fn suppression_check(bencher: divan::Bencher) {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    let ledger = Ledger::open(root.path()).expect("a new ledger");
+    let at = Clock::pinned(NOW).expect("a valid time").now();
+    for i in 0..10_000 {
+        let address = format!("gone{i}@example.com");
+        ledger
+            .suppress(
+                AddressKey::of(&address),
+                Some(&address),
+                SuppressionReason::Unsubscribed,
+                at,
+            )
+            .expect("suppressed");
+    }
+    let reader = AddressKey::of(READER);
+    bencher.bench_local(|| ledger.is_suppressed(reader).expect("read"));
 }

@@ -50,6 +50,14 @@ the end, pass or fail. A missing peer is a failure, never a skip.
            lock file of an earlier run in place): one proceeds, the other
            exits 75 with "another send is in progress (pid N)", N the pid of
            the one that proceeds.
+  handover an unsubscribe recorded (`gazette unsubscribe`) while the reader's
+           message waits in the send's queue, its `sending` mark written:
+           the message never goes, the delivery ends `suppressed`, everyone
+           else is mailed once.
+  throttle an aiosmtpd peer that takes 20 messages a second and answers
+           "451 4.7.0 too many messages, slow down" beyond: the run says it
+           slows down, finishes within itself (what was deferred is tried
+           again in the run), every reader gets one message.
   maildev  maildev@2.2.1 (scripts/node_modules) end to end with the sample
            project and `--smtp smtp://127.0.0.1:PORT` only: count,
            recipients, one List-Unsubscribe, the one-click
@@ -93,7 +101,7 @@ NOW = "2026-06-01T12:00:00Z"
 LATER = "2026-06-02T12:00:00Z"  # past every retry time the checks configure
 LATEST = "2026-06-04T12:00:00Z"
 HELD = re.compile(r"another send is in progress \(pid (\d+)\)")
-CHECKS = ("faults", "relay", "sink", "crash", "overlap", "maildev")
+CHECKS = ("faults", "relay", "sink", "crash", "overlap", "handover", "throttle", "maildev")
 
 
 class Failed(Exception):
@@ -286,6 +294,7 @@ STALL = "stall"          # the message arrives, the 250 comes after `stall` seco
 STALL_RCPT = "slowrcpt"  # RCPT answered after `stall` seconds
 DATA_421 = "data421"     # the message arrives, then "421 closing" and the connection closes
 FAULTS = (RCPT_451, RCPT_550, DATA_451, DATA_554, DROP, STALL, STALL_RCPT, DATA_421)
+THROTTLED = "451 4.7.0 too many messages, slow down"
 
 
 @dataclass
@@ -317,14 +326,21 @@ class Peer:
     keep_on_reply: bool = False
     # Offer SMTPUTF8 (RFC 6531); without it a UTF-8 address cannot be sent.
     smtputf8: bool = True
+    # Called with the recipient of each message as it is kept (on the
+    # peer's loop: the session waits for it).
+    on_message: object = None
+    # Messages a second the peer takes; beyond, RCPT gets THROTTLED.
+    per_second: float | None = None
     got: list = field(default_factory=list)
     transactions: int = 0
     sessions: int = 0
+    throttled: int = 0
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self.port = 0
         self.controller = None
+        self.bucket = (self.per_second or 0.0, time.monotonic())
 
     # aiosmtpd hooks (run on the controller's loop thread)
     def fault(self, address: str) -> str | None:
@@ -359,7 +375,24 @@ class Peer:
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
+    def take_token(self) -> bool:
+        """A token bucket of `per_second` a second, as deep as one second."""
+        if self.per_second is None:
+            return True
+        with self.lock:
+            tokens, then = self.bucket
+            now = time.monotonic()
+            tokens = min(self.per_second, tokens + (now - then) * self.per_second)
+            if tokens < 1:
+                self.bucket = (tokens, now)
+                self.throttled += 1
+                return False
+            self.bucket = (tokens - 1, now)
+            return True
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if not self.take_token():
+            return THROTTLED
         fault = self.fault(address)
         if fault == RCPT_451:
             return "451 4.3.0 try again later"
@@ -394,6 +427,8 @@ class Peer:
             reply = f"250 2.0.0 OK queued as Q{index:05d}.{rcpt}"
             got = Got(rcpt, mid_of(raw), None if fault == DROP else reply, number)
             self.got.append(got)
+        if self.on_message is not None:
+            self.on_message(rcpt)
         if fault == DROP:
             server.transport.close()
             await asyncio.sleep(3600)  # cancelled when the connection is lost
@@ -631,6 +666,68 @@ def check_421_after_data(gazette: Path, base: Path) -> None:
               f"after {again['attempts']} attempts (was {attempts})")
         ok(f"{what}: deferred with the relay's 421, not suppressed, tried again the next day; "
            f"{len(others)} others sent")
+
+
+def check_handover(gazette: Path, base: Path) -> None:
+    """An unsubscribe that lands while the reader is queued stops the message."""
+    what = "unsubscribe while queued"
+    readers = [f"reader{i:02d}@example.com" for i in range(16)]
+    # One slow connection: four jobs wait in the queue with their `sending`
+    # marks written (the pool asks for them as jobs are queued).
+    project = Project(gazette, base, "handover", readers, concurrency=1)
+    leaver = readers[7]
+    unsubscribed: list[Result] = []
+
+    def unsubscribe_when(rcpt: str) -> None:
+        if rcpt == readers[2] and not unsubscribed:
+            unsubscribed.append(project.run("unsubscribe", leaver))
+
+    with Peer(delay=0.3, on_message=unsubscribe_when) as peer:
+        res = project.send(peer.port)
+        expect_exit(res, 0, f"{what}: the send")
+        check(len(unsubscribed) == 1 and unsubscribed[0].code == 0,
+              f"{what}: gazette unsubscribe did not run or failed: "
+              f"{unsubscribed[0].show() if unsubscribed else 'never ran'}")
+        received = peer.by_rcpt()
+        check(leaver not in received,
+              f"{what}: {leaver} unsubscribed while queued and was mailed anyway")
+        rows = project.rows()
+        check(rows[leaver]["status"] == "suppressed",
+              f"{what}: {leaver} should be suppressed, is {rows[leaver]['status']}")
+        others = [a for a in readers if a != leaver]
+        check(all(len(received.get(a, [])) == 1 for a in others),
+              f"{what}: everyone else should have one message: "
+              f"{ {a: len(received.get(a, [])) for a in others} }")
+        # The next run sends nothing more.
+        again = project.send(peer.port, now=LATER)
+        expect_exit(again, 0, f"{what}: the next run")
+        check(len(peer.snapshot()) == len(others), f"{what}: the next run mailed someone again")
+    ok(f"{what}: the reader unsubscribed after their job was queued was not mailed "
+       f"(suppressed), {len(others)} others mailed once")
+
+
+def check_throttle(gazette: Path, base: Path) -> None:
+    """A relay's rate-limit replies slow the run down; it finishes within itself."""
+    what = "rate-limit replies"
+    readers = [f"reader{i:03d}@example.com" for i in range(120)]
+    project = Project(gazette, base, "throttle", readers, concurrency=4,
+                      retries_in_run=3, retry_in_run_seconds=2)
+    with Peer(per_second=20) as peer:
+        started = time.monotonic()
+        res = project.send(peer.port)
+        took = time.monotonic() - started
+        expect_exit(res, 0, f"{what}: the send")
+        check(peer.throttled > 0, f"{what}: the peer never throttled: the check tests nothing")
+        check("the relay asks to slow down" in res.stderr and "4.7.0" in res.stderr,
+              f"{what}: the run did not say it slowed down: {res.show()}")
+        rows = project.rows()
+        check(statuses(rows) == {"sent": len(readers)},
+              f"{what}: everyone should be sent within the run, got {statuses(rows)}")
+        received = peer.by_rcpt()
+        no_duplicates(received, what)
+        check(len(received) == len(readers), f"{what}: {len(received)} of {len(readers)} received")
+    ok(f"{what}: slowed down ({peer.throttled} refusals), all {len(readers)} sent within "
+       f"the run in {took:.1f} s")
 
 
 def check_idle_close(gazette: Path, base: Path, with_421: bool) -> None:
@@ -1336,6 +1433,10 @@ def main() -> int:
                 failures += run_parts([lambda: check_crash(gazette, base, args.kills, rng)])
             elif name == "overlap":
                 failures += run_parts([lambda: check_overlap(gazette, base)])
+            elif name == "handover":
+                failures += run_parts([lambda: check_handover(gazette, base)])
+            elif name == "throttle":
+                failures += run_parts([lambda: check_throttle(gazette, base)])
             elif name == "maildev":
                 failures += run_parts([lambda: check_maildev(gazette, base)])
             print(f"   ({name}: {time.monotonic() - t:.1f} s)", flush=True)

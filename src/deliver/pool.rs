@@ -18,7 +18,7 @@
 //! [`super::streak`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lettre::Address;
@@ -27,7 +27,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::pace::Pace;
 pub use super::relay_watch::RelayStop;
 use super::relay_watch::RelayWatch;
-use super::smtp::{LoginRefused, Outcome, SmtpSession, SmtpSettings};
+use super::smtp::{LoginRefused, Outcome, SmtpSession, SmtpSettings, asks_to_slow_down};
 use crate::address::AddressKey;
 
 /// How many jobs the queue holds for each session.
@@ -78,6 +78,14 @@ pub trait Journal: Send + Sync {
     fn held(&self, job: &Job, outcome: &Outcome);
     /// A worker waits for a `sending` mark: write what is asked now.
     fn hurry(&self);
+    /// Whether `job`'s reader was suppressed since its `sending` mark was
+    /// asked for (an unsubscribe landed while the job was queued): then the
+    /// journal records the delivery suppressed, and the message does not
+    /// go. Asked just before the message's MAIL FROM is written.
+    fn withdrawn(&self, job: &Job) -> bool;
+    /// The relay answered `reply`, asking to slow down: the pool now sends
+    /// a message every `interval` at most, over `sessions` connections.
+    fn slowed(&self, reply: &str, interval: Duration, sessions: usize);
 }
 
 /// What became of one job's message, for the caller.
@@ -131,6 +139,11 @@ struct Shared {
     /// Relay problems and the refusal streak; the first problem stops
     /// the pool.
     relay: RelayWatch<Job>,
+    /// How many workers may keep a connection: fewer once the relay asked
+    /// to slow down.
+    sessions_allowed: AtomicUsize,
+    /// How many workers are still at work.
+    workers_left: AtomicUsize,
 }
 
 /// A running pool: send jobs in, read reports out.
@@ -168,6 +181,8 @@ impl Pool {
             stopped: AtomicBool::new(false),
             login_refused: AtomicBool::new(false),
             relay: RelayWatch::new(limits.refusal_streak),
+            sessions_allowed: AtomicUsize::new(limits.concurrency),
+            workers_left: AtomicUsize::new(limits.concurrency),
         });
         let workers = (0..limits.concurrency)
             .map(|_| tokio::spawn(work(shared.clone())))
@@ -248,6 +263,10 @@ async fn work(shared: Arc<Shared>) {
     // The message whose envelope the server took: its data goes next.
     let mut ready: Option<Ready> = None;
     loop {
+        // With nothing in hand, a worker over the relay's allowance leaves.
+        if again.is_none() && ready.is_none() && shared.leave() {
+            break;
+        }
         let next = match again.take() {
             Some(retry) => Some(retry),
             // With a message ready, its data goes at once, with the next
@@ -318,6 +337,17 @@ impl Shared {
     fn try_job(&self) -> Option<Job> {
         self.jobs.try_lock().ok()?.try_recv().ok()
     }
+
+    /// Whether this worker leaves: more are at work than the relay allows
+    /// now. The last one never does.
+    fn leave(&self) -> bool {
+        let allowed = self.sessions_allowed.load(Ordering::SeqCst).max(1);
+        self.workers_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                (left > allowed).then(|| left - 1)
+            })
+            .is_ok()
+    }
 }
 
 /// Opens the session if it is not open; the outcome for the job in hand
@@ -354,6 +384,10 @@ async fn start(
     tries: u32,
     ready: &mut Option<Ready>,
 ) -> Option<(Job, u32)> {
+    if shared.journal.withdrawn(&job) {
+        settle(shared, job, Outcome::Withheld).await;
+        return None;
+    }
     let envelope = match open.envelope_of(&shared.from, &job.to, &job.bytes) {
         Ok(envelope) => envelope,
         Err(outcome) => {
@@ -415,6 +449,10 @@ async fn step(
         next => (next, None),
     };
     let next = match next {
+        Some((next, _)) if shared.journal.withdrawn(&next) => {
+            settle(shared, next, Outcome::Withheld).await;
+            None
+        }
         Some((next, tries)) if !shared.stopped.load(Ordering::SeqCst) => {
             match open.envelope_of(&shared.from, &next.to, &next.bytes) {
                 Ok(envelope) => Some((next, tries, envelope)),
@@ -504,6 +542,10 @@ async fn alone(
     mut job: Job,
     tries: u32,
 ) -> Option<(Job, u32)> {
+    if shared.journal.withdrawn(&job) {
+        settle(shared, job, Outcome::Withheld).await;
+        return None;
+    }
     let permit = ask(shared, &mut job);
     let outcome = open
         .send(
@@ -544,8 +586,17 @@ async fn granted(shared: &Shared, mut permit: oneshot::Receiver<bool>) -> bool {
 }
 
 /// Counts `outcome` towards the connection failures in a row: trouble
-/// with the relay adds one, a verdict on a message ends the streak.
+/// with the relay adds one, a verdict on a message ends the streak. A
+/// rate-limit reply slows the pool down; a message taken counts towards
+/// the pace the relay takes them at.
 fn note(shared: &Shared, outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent(_) => shared.pace.taken(),
+        Outcome::Deferred(reply) | Outcome::NotSent(reply) if asks_to_slow_down(reply) => {
+            slow_down(shared, reply);
+        }
+        _ => {}
+    }
     match outcome {
         Outcome::NotSent(_) | Outcome::Unknown(_) => trouble(shared),
         Outcome::Withheld | Outcome::RelayProblem(_) => {}
@@ -595,6 +646,21 @@ fn record(shared: &Shared, job: Job, outcome: Outcome) {
         held: false,
     };
     let _ = shared.reports.send(report);
+}
+
+/// The relay asked to slow down with `reply`: half the pace and half the
+/// connections (at least one) for the rest of the run, once an episode.
+fn slow_down(shared: &Shared, reply: &str) {
+    let Some(interval) = shared.pace.slow_down() else {
+        return;
+    };
+    let halved = |allowed: usize| Some((allowed / 2).max(1));
+    let before = shared
+        .sessions_allowed
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, halved)
+        .unwrap_or(1);
+    let sessions = halved(before).unwrap_or(1);
+    shared.journal.slowed(reply, interval, sessions);
 }
 
 /// One more connection problem in a row; too many stop the pool.

@@ -107,6 +107,15 @@ impl Ledger {
             .transpose()
     }
 
+    /// Whether `key` is on the suppression list now: the cheap question a
+    /// send asks before each message goes.
+    pub fn is_suppressed(&self, key: AddressKey) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM suppression WHERE address_key = ?1")?
+            .exists([key.hex()])
+            .context("cannot read the suppression list")
+    }
+
     /// Every suppression, ordered by time, then key.
     pub fn suppressions(&self) -> Result<Vec<Suppression>> {
         let mut statement = self

@@ -94,6 +94,8 @@ pub(super) struct Dispatch<'r> {
     pub(super) unsettled: Unsettled,
     /// Readers frozen beside the send, for `progress`.
     pub(super) freeze_progress: &'r FreezeProgress,
+    /// `-q`: nothing on stderr but problems.
+    pub(super) quiet: bool,
 }
 
 /// The deliveries one round sends, in order: `settled` (read without
@@ -144,6 +146,8 @@ impl Dispatch<'_> {
         let journal = LedgerJournal {
             marks: self.recorder.marks().clone(),
             policy: self.policy,
+            reads: std::sync::Mutex::new(Ledger::open(self.run.root)?),
+            quiet: self.quiet,
         };
         let mut pool = Pool::start(smtp, from, limits, std::sync::Arc::new(journal));
         let rounds = self.rounds(&mut pool, growing).await;

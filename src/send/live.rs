@@ -133,6 +133,7 @@ pub fn send(
         progress: Progress::new(total, quiet),
         unsettled: Unsettled::default(),
         freeze_progress: &freeze_progress,
+        quiet,
     };
     let (summary, mut problems, ended, recorder) =
         dispatch_beside_freeze(dispatch, freezer, smtp, from, &limits, floor)?;

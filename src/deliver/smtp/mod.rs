@@ -21,6 +21,7 @@ mod test_servers;
 
 pub use payload::Payload;
 pub use pipelining::Envelope;
+pub(crate) use reply::asks_to_slow_down;
 pub use reply::{Outcome, RelayProblem, refusal_code};
 pub use session::{LoginRefused, SmtpSession};
 pub use settings::{Security, SmtpSettings};

@@ -188,13 +188,19 @@ pub(super) enum Meaning {
 }
 
 /// What a 4xx or 5xx reply (not 421) at `stage` means. Any refusal of MAIL
-/// FROM is the relay's (the sender is the same for every reader); a 4xx to
+/// FROM is the relay's (the sender is the same for every reader) — but a
+/// 4xx asking to slow down, which is deferred; a 4xx to
 /// anything else is temporary. A 5xx goes by its enhanced code's subject
 /// and detail when it has one that says something ([`by_enhanced`]; the
 /// class is the reply code's to say), else by the stage, the code and the
 /// text ([`by_code`]). In doubt, a relay problem: it suppresses nobody.
 pub(super) fn meaning(stage: Stage, code: u16, enhanced: Option<Enhanced>, text: &str) -> Meaning {
     if stage == Stage::Mail {
+        // A relay that limits its pace may say so to MAIL FROM: the pool
+        // slows down and the message is tried again.
+        if code < 500 && asks_to_slow_down(&format!("{code} {text}")) {
+            return Meaning::Deferred;
+        }
         return Meaning::Relay;
     }
     if code < 500 {
@@ -268,6 +274,38 @@ const RELAY_WORDS: &[&str] = &[
 /// full, for now.
 const FULL_WORDS: &[&str] = &["full", "quota", "storage"];
 
+/// Words with which relays say a temporary refusal is about the pace:
+/// Gmail's "unusual rate", Yahoo's "unexpected volume", Postfix and
+/// Microsoft's "too many", "throttled", "rate limit".
+const SLOW_DOWN_WORDS: &[&str] = &[
+    "rate limit",
+    "ratelimit",
+    "rate-limit",
+    "unusual rate",
+    "too many",
+    "throttl",
+    "volume",
+    "slow down",
+];
+
+/// Whether a temporary refusal's `reply` (as an outcome gives it) asks to
+/// slow down: a 4xx with an RFC 3463 policy code (4.7.x), or one whose
+/// text says so. A 421 that only closes the connection (4.4.2, 4.3.2) or
+/// a full mailbox does not.
+pub(crate) fn asks_to_slow_down(reply: &str) -> bool {
+    let temporary = reply.contains("transient error (4")
+        || reply.trim_start().starts_with('4')
+        || reply.contains(": 4");
+    if !temporary {
+        return false;
+    }
+    let lower = reply.to_ascii_lowercase();
+    lower
+        .split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
+        .any(|word| word.starts_with("4.7.") && word[4..].bytes().all(|b| b.is_ascii_digit()))
+        || SLOW_DOWN_WORDS.iter().any(|words| lower.contains(words))
+}
+
 /// The outcome of a message from the reply to its data.
 pub(super) fn after_data(reply: Timed) -> (Outcome, Connection) {
     match reply {
@@ -305,6 +343,33 @@ fn reply_text<'a>(code: &str, lines: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_replies_are_told_from_other_temporary_refusals() {
+        for slow in [
+            "transient error (421): 4.7.0 too many messages, closing",
+            "transient error (421): 4.7.28 Our system has detected an unusual rate of mail",
+            "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume",
+            "transient error (451): 4.7.500 Server busy. Please try again later",
+            "the relay refused the sender: transient error (452): too many messages this hour",
+            "transient error (451): throttled",
+        ] {
+            assert!(asks_to_slow_down(slow), "{slow}");
+        }
+        for other in [
+            "transient error (421): 4.4.2 closing the connection",
+            "transient error (452): 4.2.2 mailbox full",
+            // One reader's mailbox is busy (Gmail): not the run's pace.
+            "transient error (450): 4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages",
+            "transient error (451): 4.3.0 try again later",
+            "permanent error (550): 5.7.1 too many recipients, says a 5xx",
+            "250 2.0.0 OK generate separate",
+            "the connection was lost",
+            "transient error (451): 4.7.x is not a code",
+        ] {
+            assert!(!asks_to_slow_down(other), "{other}");
+        }
+    }
 
     #[test]
     fn an_enhanced_code_is_read_from_the_start_of_the_text() {

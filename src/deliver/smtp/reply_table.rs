@@ -80,6 +80,8 @@ const ROWS: &[Row] = &[
     Row(Mail,     "554 5.7.1 not authorized to send",             RelayFor5xx, Dropped),
     Row(Mail,     "553 sender address not allowed",               RelayFor5xx, Dropped),
     Row(Mail,     "421 4.7.0 closing",                            NotSent,     Dropped),
+    // … but a relay asking to slow down at MAIL: the message waits.
+    Row(Mail,     "451 4.7.1 too many messages, slow down",       Deferred,    Dropped),
     // A 4xx to the reader: later.
     Row(Rcpt,     "450 4.2.1 mailbox busy",                       Deferred,    Kept),
     Row(Rcpt,     "452 4.5.3 too many recipients",                Deferred,    Kept),
