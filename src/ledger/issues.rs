@@ -22,7 +22,9 @@ pub struct IssueRecord {
     pub id: String,
     /// Posts published up to here are in it.
     pub cutoff: DateTime<FixedOffset>,
-    /// Where its window starts; `None` for a first issue.
+    /// The `--since` it was made with, else the previous issue's cutoff
+    /// (for the record: posts are chosen by what earlier issues saw, see
+    /// [`Ledger::seen_posts`]); `None` for a first issue.
     pub since: Option<DateTime<FixedOffset>>,
     /// The frozen posts, as JSON the caller chose.
     pub posts: String,
