@@ -140,7 +140,7 @@ enum Command {
         example: "  gazette segments --since 2026-06-01"
     ))]
     Segments {
-        /// Cover posts published after DATE instead of since the last issue
+        /// Cover posts published after DATE that no issue carried, instead of those no issue saw
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
     },
@@ -190,7 +190,7 @@ enum Command {
             hide_env_values = true
         )]
         smtp: Option<String>,
-        /// Cover posts published after DATE instead of since the last issue
+        /// Cover posts published after DATE that no issue carried, instead of those no issue saw
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
         /// Send although the subscribers file has no mailable reader, or
@@ -235,7 +235,7 @@ enum Command {
     Explain {
         /// The subscriber's address
         email: String,
-        /// Cover posts published after DATE instead of since the last issue
+        /// Cover posts published after DATE that no issue carried, instead of those no issue saw
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
     },

@@ -6,6 +6,7 @@
 mod support;
 
 mod audience;
+mod calendar;
 mod cli;
 mod config;
 mod content;

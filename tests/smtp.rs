@@ -9,7 +9,7 @@ use mailin_embedded::{Handler, Server};
 
 use crate::support::Project;
 
-const SECRET: (&str, &str) = ("GAZETTE_SECRET", "the test suite's unsubscribe key");
+pub(crate) const SECRET: (&str, &str) = ("GAZETTE_SECRET", "the test suite's unsubscribe key");
 
 /// One message as the server got it.
 #[derive(Debug, Clone, Default)]
@@ -23,9 +23,9 @@ struct Received {
 /// `denied` gets 554 5.7.1, one containing `greylist` gets 451 the first
 /// time only.
 #[derive(Clone, Default)]
-struct Catcher {
+pub(crate) struct Catcher {
     received: Arc<Mutex<Vec<Received>>>,
-    transactions: Arc<Mutex<u32>>,
+    pub(crate) transactions: Arc<Mutex<u32>>,
     /// Recipients refused once already (for `greylist` addresses).
     greylisted: Arc<Mutex<std::collections::HashSet<String>>>,
     current: Received,
@@ -33,7 +33,7 @@ struct Catcher {
 
 impl Catcher {
     /// The recipients of the messages received, in order.
-    fn recipients(&self) -> Vec<String> {
+    pub(crate) fn recipients(&self) -> Vec<String> {
         let received = self.received.lock().unwrap();
         received.iter().flat_map(|r| r.to.clone()).collect()
     }
@@ -75,7 +75,7 @@ impl Handler for Catcher {
 }
 
 /// A running catcher and its port.
-fn catcher() -> (Catcher, u16) {
+pub(crate) fn catcher() -> (Catcher, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let catcher = Catcher::default();

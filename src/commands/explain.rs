@@ -12,19 +12,17 @@ use crate::exit::Exit;
 use crate::audience::segments::segment_of;
 use crate::audience::subscribers::Subscriber;
 use crate::config::{Config, Segment, Weights};
-use crate::select::{Index, Issue, Mode, Pick, Reader, digest, variant};
+use crate::select::{Basis, Index, Issue, Mode, Pick, Reader, digest, variant};
 
 /// The issue line shared by both reports.
 pub(super) fn issue_line(config: &Config, issue: &Issue) -> String {
-    let window = match issue.since {
-        Some(since) => format!(
+    let window = match issue.basis {
+        Basis::Since(since) => format!(
             "published after {}",
             since.with_timezone(&config.site.timezone).to_rfc3339()
         ),
-        None => format!(
-            "first issue: the latest {}",
-            config.digest.first_issue_posts
-        ),
+        Basis::First { latest } => format!("first issue: the latest {latest}"),
+        Basis::Unseen | Basis::Frozen => "not in an earlier issue".to_string(),
     };
     let posts = match issue.posts.len() {
         1 => "1 new post".to_string(),
@@ -40,7 +38,7 @@ pub fn run(inv: &Invocation, email: &str, since: Option<&str>) -> Result<Exit> {
         Ok(loaded) => loaded,
         Err(exit) => return Ok(exit),
     };
-    let (issue, index) = inv.issue(&config, &loaded.library, since);
+    let (issue, index) = inv.issue(&config, &loaded.library, since, &mut report)?;
     let wanted = email.trim().to_lowercase();
     let mut found = None;
     let read = inv.read_audience(&config, &mut report, &mut |subscriber| {

@@ -130,18 +130,23 @@ impl Invocation {
         }
     }
 
-    /// The issue that would be made now (from `since`, else as a first
-    /// issue until the ledger records issues) and its ranking index.
+    /// The issue `send` would make now, after the issues in the ledger
+    /// (read, never created), and its ranking index; its calendar warnings
+    /// go to `report`.
     fn issue<'l>(
         &self,
         config: &Config,
         library: &'l Library,
         since: Option<DateTime<FixedOffset>>,
-    ) -> (select::Issue<'l>, select::Index<'l>) {
+        report: &mut Report,
+    ) -> Result<(select::Issue<'l>, select::Index<'l>)> {
         let window = select::Window::new(config, self.clock.now(), since);
-        let issue = select::plan(library, &select::History::default(), window);
+        let history = crate::send::history(&self.root)?;
+        let issue = select::plan(library, &history, window);
+        let ledger = self.shown(&crate::ledger::ledger_path(&self.root));
+        report.extend(issue.calendar_warnings(&ledger));
         let index = select::Index::new(&issue.posts, window.now, &config.digest);
-        (issue, index)
+        Ok((issue, index))
     }
 
     /// Reads the subscribers file, with the ledger's suppression list

@@ -33,7 +33,7 @@ pub fn run(inv: &Invocation, out: Option<PathBuf>, open: bool) -> Result<Exit> {
         return Ok(Exit::BadInput);
     };
     let now = inv.clock.now();
-    let (issue, index) = inv.issue(&config, &loaded.library, None);
+    let (issue, index) = inv.issue(&config, &loaded.library, None, &mut report)?;
     let mut readers = PreviewReaders::default();
     let mut attrs: Vec<String> = Vec::new();
     let path = inv.root.join(&config.audience.file);
@@ -69,6 +69,12 @@ pub fn run(inv: &Invocation, out: Option<PathBuf>, open: bool) -> Result<Exit> {
         return Ok(Exit::BadInput);
     }
     let shown = inv.shown(&out);
+    if issue.posts.is_empty() && !inv.quiet {
+        // The issue `send` would make now: after the last one, maybe none.
+        println!(
+            "nothing new since the last issue: no digest to preview (`gazette check` checks the templates)"
+        );
+    }
     if !inv.quiet {
         println!(
             "wrote {} to {} (open {})",

@@ -21,7 +21,7 @@ pub fn run(inv: &Invocation, since: Option<&str>) -> Result<Exit> {
         Ok(loaded) => loaded,
         Err(exit) => return Ok(exit),
     };
-    let (issue, index) = inv.issue(&config, &loaded.library, since);
+    let (issue, index) = inv.issue(&config, &loaded.library, since, &mut report)?;
     let mut tallies = vec![SegmentTally::default(); config.segments.len()];
     let read = inv.read_audience(&config, &mut report, &mut |subscriber| {
         tally(&config, &mut tallies, &subscriber);

@@ -110,8 +110,8 @@ fn load(inv: &Invocation, options: &SendOptions, report: &mut Report) -> Step<Se
     let window = select::Window::new(&config, inv.clock.now(), since);
     let wanted = |heads: &[&Head]| {
         let mut wanted = feed::wanted(&config, heads);
-        let dated = heads.iter().map(|h| (h.date, h.slug.as_str()));
-        for i in select::fresh(dated, &history, &window) {
+        let candidates = heads.iter().map(|h| select::Candidate::from(*h));
+        for i in select::fresh(candidates, &history, &window) {
             wanted[i] = true;
         }
         wanted

@@ -47,6 +47,7 @@ impl BuiltPost {
                 slug: post.slug,
                 date: post.date,
                 tags: post.tags,
+                newsletter: post.newsletter,
             },
             BuiltPost::HeadOnly(head) => head,
         }
@@ -66,6 +67,7 @@ struct CommonFields {
     tags: Vec<Tag>,
     read_time: Option<u32>,
     cta: Option<Cta>,
+    newsletter: bool,
 }
 
 /// The body as HTML and what was read of its text (empty when the body was
@@ -154,6 +156,7 @@ impl PostReader<'_> {
         let tags = fm.take_tags();
         let read_time = fm.take_read_time();
         let cta = fm.take_cta(&base);
+        let newsletter = fm.take_newsletter();
         Some(CommonFields {
             slug,
             date,
@@ -165,6 +168,7 @@ impl PostReader<'_> {
             tags,
             read_time,
             cta,
+            newsletter,
         })
     }
 
@@ -217,6 +221,7 @@ fn head_only(
         slug,
         date,
         tags: common.tags,
+        newsletter: common.newsletter,
     }))
 }
 
@@ -275,6 +280,7 @@ fn whole_post(
         reading_time: (common.read_time).unwrap_or_else(|| words.div_ceil(wpm).max(1) as u32),
         words,
         text: text.clone(),
+        newsletter: common.newsletter,
         extra: Map::new(),
     };
     if let Some(removed) = scrub(&mut post) {

@@ -45,11 +45,13 @@ pub const TAGS: &[&str] = &["tags", "categories", "category", "keywords", "taxon
 pub const READ_TIME: &[&str] = &["read_time", "readTime", "reading_time"];
 pub const CTA: &[&str] = &["cta"];
 pub const DRAFT: &[&str] = &["draft"];
+pub const NEWSLETTER: &[&str] = &["newsletter"];
 
 /// Every key gazette reads; the rest go to `extra`.
 pub fn known_keys() -> impl Iterator<Item = &'static str> {
     [
         TITLE, SLUG, DATE, UPDATED, SUMMARY, IMAGE, AUTHORS, TAGS, READ_TIME, CTA, DRAFT,
+        NEWSLETTER,
     ]
     .into_iter()
     .flatten()
@@ -145,6 +147,21 @@ impl<'a> FrontMatter<'a> {
             }
         }
         reason
+    }
+
+    /// `newsletter: false`: the post is in the feeds but never in an
+    /// email. True when absent; an error when not true or false.
+    pub fn take_newsletter(&mut self) -> bool {
+        let Some((key, value)) = self.first(NEWSLETTER) else {
+            return true;
+        };
+        as_bool(&value).unwrap_or_else(|| {
+            self.error(
+                key,
+                format!("'{key}' must be true or false, got {}", kind(&value)),
+            );
+            true
+        })
     }
 
     /// A date under one of `aliases`, read in `tz`.

@@ -20,14 +20,14 @@ pub struct Library {
     /// The posts read whole: all of them, or those the run wanted.
     pub posts: Vec<Post>,
     /// Published posts whose front matter was read but not their body, as
-    /// the run did not want them (not in `posts`).
-    pub unread: usize,
+    /// the run did not want them (not in `posts`); in file order.
+    pub unread: Vec<Head>,
 }
 
 impl Library {
     /// How many posts are published, read whole or not.
     pub fn published(&self) -> usize {
-        self.posts.len() + self.unread
+        self.posts.len() + self.unread.len()
     }
 }
 
@@ -38,6 +38,8 @@ pub struct Head {
     pub slug: String,
     pub date: DateTime<FixedOffset>,
     pub tags: Vec<Tag>,
+    /// False for `newsletter: false` (see [`Post::newsletter`]).
+    pub newsletter: bool,
 }
 
 /// The outcome of reading `content/`.
@@ -70,7 +72,7 @@ pub(super) fn gather(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Library {
     let mut posts = Vec::new();
-    let mut unread = 0;
+    let mut unread = Vec::new();
     // Published and scheduled posts, in file order: each needs its own slug.
     let mut claims: Vec<(String, PathBuf)> = Vec::new();
     for (path, (outcome, mut problems)) in paths.iter().zip(outcomes) {
@@ -81,8 +83,8 @@ pub(super) fn gather(
                 posts.push(*post);
             }
             FileOutcome::HeadOnly(head) => {
-                claims.push((head.slug, shown));
-                unread += 1;
+                claims.push((head.slug.clone(), shown));
+                unread.push(head);
             }
             FileOutcome::Skipped(head, reason) => {
                 if head.date > now {

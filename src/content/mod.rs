@@ -69,8 +69,17 @@ pub struct Post {
     /// The body's visible text, whitespace collapsed (for ranking and
     /// plaintext mail).
     pub text: String,
+    /// False for `newsletter: false`: in the feeds, never in an email.
+    /// Posts frozen before the field existed read as true.
+    #[serde(default = "in_newsletter")]
+    pub newsletter: bool,
     /// Front-matter keys gazette does not read itself, for templates.
     pub extra: Map<String, Value>,
+}
+
+/// Whether a post frozen without the `newsletter` field goes in email.
+fn in_newsletter() -> bool {
+    true
 }
 
 /// A post's own call to action.
@@ -124,6 +133,7 @@ pub fn test_post(slug: &str, date: &str, tags: &[&str]) -> Post {
         reading_time: 1,
         words: 0,
         text: String::new(),
+        newsletter: true,
         extra: Map::new(),
     }
 }

@@ -17,7 +17,7 @@ impl Ledger {
         deliveries: &mut dyn Iterator<Item = NewDelivery>,
         at: DateTime<FixedOffset>,
     ) -> Result<u64> {
-        self.open_issue(issue, &[])?;
+        self.open_issue(issue, &[], &[])?;
         let writes = Writes {
             deliveries: deliveries.collect(),
             marks: Vec::new(),

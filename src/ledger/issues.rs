@@ -12,6 +12,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
 
 use super::deliveries::counts_by_issue;
+use super::seen::record_seen;
 use super::{DeliveryCounts, Ledger, parse_time};
 
 /// An issue as frozen.
@@ -21,7 +22,9 @@ pub struct IssueRecord {
     pub id: String,
     /// Posts published up to here are in it.
     pub cutoff: DateTime<FixedOffset>,
-    /// Where its window starts; `None` for a first issue.
+    /// The `--since` it was made with, else the previous issue's cutoff
+    /// (for the record: posts are chosen by what earlier issues saw, see
+    /// [`Ledger::seen_posts`]); `None` for a first issue.
     pub since: Option<DateTime<FixedOffset>>,
     /// The frozen posts, as JSON the caller chose.
     pub posts: String,
@@ -93,10 +96,17 @@ impl Ledger {
     }
 
     /// Records `issue`, made at `at` with the subscribers file's custom
-    /// columns, before its deliveries (see [`Ledger::write`]): it is
-    /// frozen once they all are ([`Ledger::is_frozen`]). An id that exists
-    /// or an issue completed already is refused.
-    pub fn open_issue(&self, issue: &IssueRecord, custom_columns: &[String]) -> Result<()> {
+    /// columns and the slugs of the posts it saw that no earlier issue saw
+    /// ([`Ledger::seen_posts`]), in one transaction, before its deliveries
+    /// (see [`Ledger::write`]): it is frozen once they all are
+    /// ([`Ledger::is_frozen`]). An id that exists or an issue completed
+    /// already is refused.
+    pub fn open_issue(
+        &self,
+        issue: &IssueRecord,
+        custom_columns: &[String],
+        seen: &[&str],
+    ) -> Result<()> {
         let open = || -> Result<()> {
             if issue.completed.is_some() {
                 bail!("a new issue cannot be completed already");
@@ -107,8 +117,8 @@ impl Ledger {
             }
             tx.prepare_cached(
                 "INSERT INTO issues (id, cutoff, since, posts, content_hash, created,
-                     custom_columns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     custom_columns, saw_posts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
             )?
             .execute(params![
                 issue.id,
@@ -119,6 +129,7 @@ impl Ledger {
                 issue.created.to_rfc3339(),
                 serde_json::to_string(custom_columns)?,
             ])?;
+            record_seen(&tx, &issue.id, seen)?;
             tx.commit()?;
             Ok(())
         };
@@ -368,7 +379,7 @@ mod tests {
     fn a_second_delivery_to_one_reader_records_nothing_of_its_batch() {
         let (_root, ledger) = ledger();
         let record = issue("2026-06-01", "2026-06-01T06:00:00Z");
-        ledger.open_issue(&record, &[]).unwrap();
+        ledger.open_issue(&record, &[], &[]).unwrap();
         let writes = Writes {
             deliveries: vec![to("ana@example.com", "all"), to("ANA@example.com", "all")],
             marks: Vec::new(),
@@ -402,7 +413,7 @@ mod tests {
         let (_root, ledger) = ledger();
         let record = issue("2026-06-01", "2026-06-01T06:00:00Z");
         let columns = vec!["role".to_string(), "company".to_string()];
-        ledger.open_issue(&record, &columns).unwrap();
+        ledger.open_issue(&record, &columns, &[]).unwrap();
         assert_eq!(ledger.custom_columns("2026-06-01").unwrap(), Some(columns));
         assert!(ledger.custom_columns("2026-06-02").is_err());
         // Readers still to freeze: not complete, though nothing is pending.
@@ -584,7 +595,7 @@ mod tests {
         ledger
             .conn
             .execute(
-                "INSERT INTO issues VALUES ('2026-06-01', 'soon', NULL, '[]', 'x', '2026-06-01T06:00:00Z', NULL, '[]', NULL)",
+                "INSERT INTO issues VALUES ('2026-06-01', 'soon', NULL, '[]', 'x', '2026-06-01T06:00:00Z', NULL, '[]', NULL, 1)",
                 [],
             )
             .unwrap();

@@ -20,6 +20,7 @@ mod fixtures;
 mod issues;
 mod recorder;
 mod schema;
+mod seen;
 mod suppression;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use deliveries::{
 };
 pub use issues::IssueRecord;
 pub use recorder::{Recorder, RecorderHandle};
+pub use seen::SeenPosts;
 pub use suppression::{Suppression, SuppressionReason, UnknownSuppressionReason};
 
 use crate::state;

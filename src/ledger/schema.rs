@@ -57,6 +57,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // were frozen in one transaction.
     "ALTER TABLE issues ADD COLUMN frozen TEXT;
     UPDATE issues SET frozen = created;",
+    // 5: posts seen: every post published and meant for email when an
+    // issue was made, under the slug it had, with the first issue that saw
+    // it (carried or not). A later issue takes only posts no issue saw,
+    // whatever their dates, so a post written after a send but dated
+    // before it still goes out. `saw_posts` is 1 for the issues that
+    // recorded what they saw; 0 for those made before, which did not (what
+    // they saw is reckoned from the posts they carried: see `select`).
+    "CREATE TABLE seen_posts (
+        slug TEXT PRIMARY KEY,
+        issue_id TEXT NOT NULL REFERENCES issues(id)
+    );
+    ALTER TABLE issues ADD COLUMN saw_posts INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Runs the migrations the ledger lacks, each in its own transaction.
@@ -109,7 +121,7 @@ mod tests {
                 |row| row.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 3);
+        assert_eq!(tables, 4);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
     let history = history(run.root)?;
     let window = select::Window::new(config, run.now, run.since);
     let issue = select::plan(run.library, &history, window);
+    let mut problems = Vec::new();
+    let ledger_shown = display_path(run.root, &crate::ledger::ledger_path(run.root));
+    problems.extend(issue.calendar_warnings(&ledger_shown));
     let mut summary = Summary {
         issue: issue.id.clone(),
         dry_run: true,
@@ -41,7 +44,6 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
             .map(|s| (s.id.clone(), SegmentCounts::default()))
             .collect(),
     };
-    let mut problems = Vec::new();
     if issue.posts.is_empty() {
         return Ok((summary, problems));
     }

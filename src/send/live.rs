@@ -39,7 +39,7 @@ use crate::deliver::smtp::SmtpSettings;
 use crate::diagnostics::{Diagnostic, display_path};
 use crate::ledger::{IssueRecord, Ledger, Recorder};
 use crate::render::Renderer;
-use crate::select::{self, History, Issue};
+use crate::select::{self, Issue};
 use crate::unsubscribe::Secret;
 
 /// Sends the issue due now through `smtp`.
@@ -359,12 +359,7 @@ fn renderer_for<'r>(
     attrs: Vec<String>,
     problems: &mut Vec<Diagnostic>,
 ) -> Option<Renderer<'r>> {
-    let issue = Issue {
-        id: record.id.clone(),
-        cutoff: record.cutoff,
-        since: record.since,
-        posts: posts.iter().collect(),
-    };
+    let issue = Issue::frozen(record.id.clone(), record.cutoff, posts.iter().collect());
     let (renderer, found) = Renderer::new(
         run.config,
         run.root,
@@ -422,9 +417,11 @@ enum Opened {
 /// while the first are sent) once the audience guard lets it.
 fn open(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Opened> {
     let config = run.config;
-    let history = history(ledger)?;
+    let history = super::history::read(ledger)?;
     let window = select::Window::new(config, run.now, run.since);
     let planned = select::plan(run.library, &history, window);
+    let ledger_shown = display_path(run.root, &crate::ledger::ledger_path(run.root));
+    problems.extend(planned.calendar_warnings(&ledger_shown));
     if planned.posts.is_empty() {
         return Ok(Opened::Nothing);
     }
@@ -436,7 +433,7 @@ fn open(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Op
     let record = IssueRecord {
         id: ledger.next_issue_id(&planned.id)?,
         cutoff: run.now,
-        since: planned.since,
+        since: planned.since(),
         content_hash: hex::encode(Sha256::digest(json.as_bytes())),
         posts: json,
         created: run.now,
@@ -445,22 +442,8 @@ fn open(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Op
     let path = run.root.join(&config.audience.file);
     let shown = display_path(run.root, &path);
     // Every digest can use every custom column of the file, as in a dry run.
-    ledger.open_issue(&record, &subscribers::columns(&path, &shown))?;
+    ledger.open_issue(&record, &subscribers::columns(&path, &shown), &planned.seen)?;
     Ok(Opened::Issue(record, posts))
-}
-
-/// What earlier issues sent: the last cutoff and every post's slug.
-pub fn history(ledger: &Ledger) -> Result<History> {
-    let mut sent = HashSet::new();
-    for json in ledger.issue_posts()? {
-        let posts: Vec<Post> =
-            serde_json::from_str(&json).context("cannot read an earlier issue")?;
-        sent.extend(posts.into_iter().map(|p| p.slug));
-    }
-    Ok(History {
-        last_cutoff: ledger.last_issue()?.map(|r| r.cutoff),
-        sent,
-    })
 }
 
 /// Deferred messages of an issue past its age: failed, so it can complete.

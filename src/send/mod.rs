@@ -28,6 +28,7 @@ mod dispatch;
 mod dry_run;
 mod freeze;
 mod frozen;
+mod history;
 mod journal;
 mod live;
 mod newly_frozen;
@@ -153,11 +154,11 @@ impl Run<'_> {
     }
 }
 
-/// What the issues already sent from the project in `root` sent (none
-/// before its first send).
+/// What the issues already sent from the project in `root` sent and saw
+/// (nothing before its first send).
 pub fn history(root: &Path) -> Result<History> {
     match crate::ledger::Ledger::open_existing(root)? {
-        Some(ledger) => live::history(&ledger),
+        Some(ledger) => history::read(&ledger),
         None => Ok(History::default()),
     }
 }

@@ -124,7 +124,7 @@ pub(super) mod tests {
             created: at,
             completed: None,
         };
-        ledger.open_issue(&record, &[]).unwrap();
+        ledger.open_issue(&record, &[], &[]).unwrap();
         let floor = ledger.last_row().unwrap();
         (root, ledger, record, floor)
     }
