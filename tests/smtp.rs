@@ -680,3 +680,75 @@ fn an_emptied_ledger_stops_the_send_instead_of_mailing_the_issue_again() {
     );
     assert!(project.run(&["status"]).code != 0, "status says it too");
 }
+
+/// As a crash leaves it: the message to `address` marked `sending` (tried
+/// `attempts` times, the reply lost), the issue open.
+fn interrupted(project: &Project, address: &str, attempts: u32) {
+    let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
+    let changed = ledger
+        .execute(
+            "UPDATE deliveries SET status = 'sending', attempts = ?2 WHERE address = ?1",
+            rusqlite::params![address, attempts],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    ledger
+        .execute("UPDATE issues SET completed = NULL", [])
+        .unwrap();
+}
+
+#[test]
+fn an_unknown_message_is_resent_by_default_until_max_attempts_then_given_up() {
+    let (catcher, port) = catcher();
+    let project = sample_with("  max_attempts: 3\n").file(
+        "subscribers.csv",
+        "email,name\nana@example.com,Ana\nbo@example.com,Bo\n",
+    );
+    send(&project, port).expect(0);
+    let first = catcher.received.lock().unwrap().clone();
+    let message_id = |data: &[u8]| {
+        use mailparse::MailHeaderMap;
+        let mail = mailparse::parse_mail(data).unwrap();
+        mail.headers.get_first_value("Message-ID").unwrap()
+    };
+    let ana_first = first.iter().find(|r| r.to == ["ana@example.com"]).unwrap();
+    // A run died with Ana's message in flight: the next plain run sends
+    // it again, with its Message-ID, says so, and completes the issue.
+    interrupted(&project, "ana@example.com", 1);
+    catcher.received.lock().unwrap().clear();
+    let again = send(&project, port).expect(0);
+    assert!(!again.stdout.contains("nothing new"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("resent 1 message(s)"),
+        "{}",
+        again.stdout
+    );
+    let resent = catcher.received.lock().unwrap().clone();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].to, ["ana@example.com"]);
+    assert_eq!(message_id(&resent[0].data), message_id(&ana_first.data));
+    let state = status(&project);
+    assert_eq!(state[0]["deliveries"]["sent"], 2);
+    assert!(state[0]["completed"].is_string());
+    // In flight at its third attempt: given up (failed, not bounced), and
+    // the issue completes so the next one can go.
+    interrupted(&project, "ana@example.com", 3);
+    catcher.received.lock().unwrap().clear();
+    let given_up = send(&project, port).expect(1);
+    assert!(
+        given_up
+            .stderr
+            .contains("1 message(s) of issue 2026-06-01 were never confirmed and are given up"),
+        "{}",
+        given_up.stderr
+    );
+    assert!(catcher.received.lock().unwrap().is_empty());
+    let state = status(&project);
+    assert_eq!(state[0]["deliveries"]["failed"], 1);
+    assert!(state[0]["completed"].is_string());
+    let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
+    let suppressed: i64 = ledger
+        .query_row("SELECT count(*) FROM suppression", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(suppressed, 0);
+}

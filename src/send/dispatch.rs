@@ -7,7 +7,7 @@
 //! (the pool, outcomes, the retry policy), render, the ledger's reads and
 //! marks, and the send's frozen digests and progress.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 
@@ -67,6 +67,9 @@ pub(super) struct Unsettled {
     in_flight: HashMap<AddressKey, String>,
     /// Deferred in the current round, for a try within the run.
     deferred: Vec<AddressKey>,
+    /// In flight and left `unknown` by an earlier run: counted as resent
+    /// when sent.
+    resending: HashSet<AddressKey>,
 }
 
 /// A send under way: the deliveries rendered into the pool, the pool's
@@ -273,7 +276,11 @@ impl Dispatch<'_> {
                 self.counts(&delivery.segment).suppressed += 1;
                 continue;
             }
+            let unknown = delivery.status == DeliveryStatus::Unknown;
             if let Some(job) = self.job_of(delivery)? {
+                if unknown {
+                    self.unsettled.resending.insert(job.0.key);
+                }
                 return Ok(Some(job));
             }
         }
@@ -344,6 +351,9 @@ impl Dispatch<'_> {
         let mark = mark_of(&self.policy, report.tried, "", &report.outcome);
         if let Some(Mark::Deferred(..)) = mark {
             self.unsettled.deferred.push(report.key);
+        }
+        if self.unsettled.resending.remove(&report.key) && matches!(mark, Some(Mark::Sent(_))) {
+            self.summary.resent += 1;
         }
         let counts = self.counts(&segment);
         match mark {

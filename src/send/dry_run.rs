@@ -34,6 +34,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         outbox: None,
         shard: run.shard_label(),
         not_made: None,
+        resent: 0,
         segments: config
             .segments
             .iter()

@@ -70,7 +70,7 @@ pub fn send(
         frozen,
     } = due;
     ledger.recover(&record.id, run.now)?;
-    let summary = Summary {
+    let mut summary = Summary {
         issue: record.id.clone(),
         dry_run: false,
         posts: posts.iter().map(|p| p.slug.clone()).collect(),
@@ -78,7 +78,9 @@ pub fn send(
         shard: run.shard_label(),
         segments: expire_too_old(run, &ledger, &record, &mut problems)?,
         not_made: None,
+        resent: 0,
     };
+    give_up_unknown(run, &ledger, &record, &mut summary, &mut problems)?;
     let resend_unknown = config.delivery.resend_unknown;
     let attrs = match ledger.custom_columns(&record.id)? {
         Some(attrs) => attrs,
@@ -137,7 +139,9 @@ pub fn send(
     let written = recorder.finish();
     let ended = ended?;
     written?;
+    let mut summary = summary;
     warn_unknown(run, &ledger, &record, &mut problems)?;
+    give_up_unknown(run, &ledger, &record, &mut summary, &mut problems)?;
     ledger.complete_if_done(&record.id, resend_unknown, run.now)?;
     Ok((summary, problems, ended))
 }
@@ -215,6 +219,47 @@ fn add_freeze_report(summary: &mut Summary, problems: &mut Vec<Diagnostic>, repo
     }
 }
 
+/// With `resend_unknown`, the `unknown` messages tried
+/// `delivery.max_attempts` times, or of an issue past
+/// `delivery.max_age_hours`, are given up — counted failed, their readers
+/// not suppressed — so retries stay bounded and the issue completes.
+fn give_up_unknown(
+    run: &Run,
+    ledger: &Ledger,
+    record: &IssueRecord,
+    summary: &mut Summary,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<()> {
+    let delivery = &run.config.delivery;
+    if !delivery.resend_unknown {
+        return Ok(());
+    }
+    let too_old = too_old(delivery, run.now, record.created);
+    let given_up = ledger.give_up_unknown(&record.id, delivery.max_attempts, too_old, run.now)?;
+    for (segment, n) in &given_up {
+        summary.segments.entry(segment.clone()).or_default().failed += n;
+    }
+    let given_up: u64 = given_up.values().sum();
+    if given_up > 0 {
+        let limit = if too_old {
+            "their issue is older than delivery.max_age_hours".to_string()
+        } else {
+            format!(
+                "each was tried delivery.max_attempts ({}) times",
+                delivery.max_attempts
+            )
+        };
+        problems.push(Diagnostic::warning(
+            display_path(run.root, &crate::ledger::ledger_path(run.root)),
+            format!(
+                "{given_up} message(s) of issue {} were never confirmed and are given up ({limit}); counted as failed, their readers not suppressed",
+                record.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Warns of messages marked `sending` without a reply, now `unknown`: each
 /// may have arrived.
 fn warn_unknown(
@@ -228,7 +273,12 @@ fn warn_unknown(
         problems.push(Diagnostic::warning(
             display_path(run.root, &crate::ledger::ledger_path(run.root)),
             format!(
-                "{unknown} message(s) were on their way but not confirmed (each may have arrived); they keep their Message-ID and are not sent again unless delivery.resend_unknown is true"
+                "{unknown} message(s) were on their way but not confirmed (each may have arrived); {}",
+                if run.config.delivery.resend_unknown {
+                    "the next run sends them again with the same Message-ID"
+                } else {
+                    "they are not sent again (delivery.resend_unknown is false)"
+                }
             ),
         ));
     }
@@ -315,6 +365,7 @@ fn nothing_new(run: &Run) -> Summary {
         shard: run.shard_label(),
         segments: BTreeMap::new(),
         not_made: None,
+        resent: 0,
     }
 }
 
