@@ -681,14 +681,15 @@ fn an_emptied_ledger_stops_the_send_instead_of_mailing_the_issue_again() {
     assert!(project.run(&["status"]).code != 0, "status says it too");
 }
 
-/// As a crash leaves it: the message to `address` marked `sending` (tried
-/// `attempts` times, the reply lost), the issue open.
-fn interrupted(project: &Project, address: &str, attempts: u32) {
+/// The message to `address` left in `status` (`sending`: as a crash
+/// leaves it; `unknown`: its reply lost), tried `attempts` times, the
+/// issue open.
+fn interrupted(project: &Project, address: &str, status: &str, attempts: u32) {
     let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
     let changed = ledger
         .execute(
-            "UPDATE deliveries SET status = 'sending', attempts = ?2 WHERE address = ?1",
-            rusqlite::params![address, attempts],
+            "UPDATE deliveries SET status = ?3, attempts = ?2 WHERE address = ?1",
+            rusqlite::params![address, attempts, status],
         )
         .unwrap();
     assert_eq!(changed, 1);
@@ -714,7 +715,7 @@ fn an_unknown_message_is_resent_by_default_until_max_attempts_then_given_up() {
     let ana_first = first.iter().find(|r| r.to == ["ana@example.com"]).unwrap();
     // A run died with Ana's message in flight: the next plain run sends
     // it again, with its Message-ID, says so, and completes the issue.
-    interrupted(&project, "ana@example.com", 1);
+    interrupted(&project, "ana@example.com", "sending", 1);
     catcher.received.lock().unwrap().clear();
     let again = send(&project, port).expect(0);
     assert!(!again.stdout.contains("nothing new"), "{}", again.stdout);
@@ -730,9 +731,9 @@ fn an_unknown_message_is_resent_by_default_until_max_attempts_then_given_up() {
     let state = status(&project);
     assert_eq!(state[0]["deliveries"]["sent"], 2);
     assert!(state[0]["completed"].is_string());
-    // In flight at its third attempt: given up (failed, not bounced), and
-    // the issue completes so the next one can go.
-    interrupted(&project, "ana@example.com", 3);
+    // Its reply lost at its third attempt: given up (failed, not bounced),
+    // and the issue completes so the next one can go.
+    interrupted(&project, "ana@example.com", "unknown", 3);
     catcher.received.lock().unwrap().clear();
     let given_up = send(&project, port).expect(1);
     assert!(

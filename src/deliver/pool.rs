@@ -13,7 +13,10 @@
 //! buffering, and a crash leaves at most the queued jobs and two per
 //! connection marked `sending` (one of which may have been handed over).
 //! After too many connection failures in a row the pool stops taking work
-//! and says so.
+//! and says so. Once [interrupted](Interrupter::interrupt) (a signal), it
+//! takes no new message either: a train's message whose envelope the
+//! server took goes alone, as the transaction under way, and every job
+//! still queued is settled not sent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -107,6 +110,26 @@ struct Shared {
     stopped: AtomicBool,
     /// Set with `stopped` when the relay refused the login.
     login_refused: AtomicBool,
+    /// Set when the run is stopping: no new message is taken.
+    interrupted: AtomicBool,
+    /// Woken when `interrupted` is set.
+    interruption: tokio::sync::Notify,
+}
+
+/// What the job in hand was not sent for, when the run is interrupted.
+const INTERRUPTED: &str = "the run was stopped before this message was handed over";
+
+/// Stops a pool taking new messages, from anywhere (see [`Pool::interrupter`]).
+#[derive(Clone)]
+pub struct Interrupter(Arc<Shared>);
+
+impl Interrupter {
+    /// No new message is taken from now on: each job still queued is
+    /// settled [`Outcome::NotSent`]; transactions under way finish.
+    pub fn interrupt(&self) {
+        self.0.interrupted.store(true, Ordering::SeqCst);
+        self.0.interruption.notify_waiters();
+    }
 }
 
 /// A running pool: send jobs in, read reports out.
@@ -143,6 +166,8 @@ impl Pool {
             max_failures: limits.max_connection_failures,
             stopped: AtomicBool::new(false),
             login_refused: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
+            interruption: tokio::sync::Notify::new(),
         });
         let workers = (0..limits.concurrency)
             .map(|_| tokio::spawn(work(shared.clone())))
@@ -164,6 +189,11 @@ impl Pool {
             job.permit = Some(ask(&self.shared, &mut job));
         }
         slot.send(job);
+    }
+
+    /// What stops this pool taking new messages when the run is stopping.
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter(self.shared.clone())
     }
 
     /// Whether the pool gave up after connection failures in a row.
@@ -218,6 +248,7 @@ async fn work(shared: Arc<Shared>) {
             Some(retry) => Some(retry),
             // With a message ready, its data goes at once, with the next
             // envelope if a job is queued, else alone.
+            None if ready.is_some() && shared.interrupted() => None,
             None if ready.is_some() => shared.try_job().map(|job| (job, 0)),
             None => match shared.job().await {
                 Some(job) => Some((job, 0)),
@@ -240,12 +271,19 @@ async fn work(shared: Arc<Shared>) {
             continue;
         }
         let Some((job, tries)) = next else { continue };
-        if shared.stopped.load(Ordering::SeqCst) {
-            let outcome = Outcome::NotSent("the run stopped after connection failures".into());
-            settle(&shared, job, outcome).await;
+        if let Some(why) = halted(&shared) {
+            settle(&shared, job, Outcome::NotSent(why.into())).await;
             continue;
         }
-        shared.pace.wait_turn().await;
+        // A turn under a rate limit may be long: a stop does not wait for it.
+        let turn = tokio::select! {
+            () = shared.pace.wait_turn() => true,
+            () = shared.interrupted_now() => false,
+        };
+        if !turn {
+            settle(&shared, job, Outcome::NotSent(INTERRUPTED.into())).await;
+            continue;
+        }
         if let Err(outcome) = connect(&shared, &mut session).await {
             settle(&shared, job, outcome).await;
             continue;
@@ -284,6 +322,36 @@ impl Shared {
     /// waits for a job: then none is queued.
     fn try_job(&self) -> Option<Job> {
         self.jobs.try_lock().ok()?.try_recv().ok()
+    }
+
+    /// Whether the run is stopping (see [`Interrupter`]).
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the run is stopping.
+    async fn interrupted_now(&self) {
+        loop {
+            let notified = self.interruption.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.interrupted() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Why the pool takes no new message, if it does not: connection
+/// failures, or the run is stopping.
+fn halted(shared: &Shared) -> Option<&'static str> {
+    if shared.interrupted() {
+        Some(INTERRUPTED)
+    } else if shared.stopped.load(Ordering::SeqCst) {
+        Some("the run stopped after connection failures")
+    } else {
+        None
     }
 }
 
@@ -381,8 +449,9 @@ async fn step(
         Some(next) if shared.pace.limited() => (None, Some(next)),
         next => (next, None),
     };
+    let halt = halted(shared);
     let next = match next {
-        Some((next, tries)) if !shared.stopped.load(Ordering::SeqCst) => {
+        Some((next, tries)) if halt.is_none() => {
             match open.envelope_of(&shared.from, &next.to, &next.bytes) {
                 Ok(envelope) => Some((next, tries, envelope)),
                 Err(outcome) => {
@@ -392,7 +461,7 @@ async fn step(
             }
         }
         Some((next, _)) => {
-            let outcome = Outcome::NotSent("the run stopped after connection failures".into());
+            let outcome = Outcome::NotSent(halt.unwrap_or(INTERRUPTED).into());
             settle(shared, next, outcome).await;
             None
         }
@@ -453,10 +522,7 @@ async fn again_or_settle(
     tries: u32,
     outcome: Outcome,
 ) -> Option<(Job, u32)> {
-    if matches!(outcome, Outcome::NotSent(_))
-        && tries == 0
-        && !shared.stopped.load(Ordering::SeqCst)
-    {
+    if matches!(outcome, Outcome::NotSent(_)) && tries == 0 && halted(shared).is_none() {
         return Some((job, tries + 1));
     }
     settle(shared, job, outcome).await;

@@ -15,6 +15,7 @@ use super::frozen::FrozenDigest;
 use super::journal::{LedgerJournal, mark_of};
 use super::newly_frozen::{FreezeProgress, NewlyFrozen};
 use super::progress::Progress;
+use super::signals;
 use super::{SegmentCounts, Summary};
 use crate::address::AddressKey;
 use crate::audience::subscribers::{Status, Subscriber};
@@ -41,6 +42,9 @@ pub enum SendEnd {
     /// The subscribers file would have emptied the issue; nothing was
     /// recorded or sent (exit 1, `--allow-shrink` confirms).
     AudienceRefused,
+    /// A signal (named) stopped the run: what was not handed over stays
+    /// `pending` for the next run (exit 75).
+    Interrupted(&'static str),
 }
 
 /// Which frozen readers may still be mailed.
@@ -142,9 +146,24 @@ impl Dispatch<'_> {
             policy: self.policy,
         };
         let mut pool = Pool::start(smtp, from, limits, std::sync::Arc::new(journal));
-        let rounds = self.rounds(&mut pool, growing).await;
+        // A signal stops the pool taking messages, whatever it waits for,
+        // and the rounds queueing them; what they queued is settled.
+        let interrupter = pool.interrupter();
+        let stop = tokio::spawn(async move {
+            signals::stopped().await;
+            interrupter.interrupt();
+        });
+        let rounds = tokio::select! {
+            biased;
+            () = signals::stopped() => Ok(()),
+            rounds = self.rounds(&mut pool, growing) => rounds,
+        };
         let halt = pool.finish(|report| self.count(report)).await;
+        stop.abort();
         rounds?;
+        if let Some(signal) = signals::received() {
+            return Ok(SendEnd::Interrupted(signal));
+        }
         Ok(match halt {
             PoolEnd::QueueDone => SendEnd::Done,
             PoolEnd::Unreachable => SendEnd::Unreachable,

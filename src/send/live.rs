@@ -69,7 +69,7 @@ pub fn send(
         allowed,
         frozen,
     } = due;
-    ledger.recover(&record.id, run.now)?;
+    ledger.recover_after_crash(&record.id, run.now)?;
     let mut summary = Summary {
         issue: record.id.clone(),
         dry_run: false,
@@ -140,6 +140,9 @@ pub fn send(
     let ended = ended?;
     written?;
     let mut summary = summary;
+    if let SendEnd::Interrupted(signal) = ended {
+        warn_interrupted(run, &ledger, &record, signal, &summary, &mut problems)?;
+    }
     warn_unknown(run, &ledger, &record, &mut problems)?;
     give_up_unknown(run, &ledger, &record, &mut summary, &mut problems)?;
     ledger.complete_if_done(&record.id, resend_unknown, run.now)?;
@@ -257,6 +260,29 @@ fn give_up_unknown(
             ),
         ));
     }
+    Ok(())
+}
+
+/// Says what a run stopped by `signal` did: how many messages it sent,
+/// how many wait for the next run.
+fn warn_interrupted(
+    run: &Run,
+    ledger: &Ledger,
+    record: &IssueRecord,
+    signal: &str,
+    summary: &Summary,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<()> {
+    let counts = ledger.counts(&record.id)?;
+    let sent: u64 = summary.segments.values().map(|c| c.sent).sum();
+    let left = counts.pending + counts.deferred + counts.unknown + counts.sending;
+    problems.push(Diagnostic::warning(
+        display_path(run.root, &crate::ledger::ledger_path(run.root)),
+        format!(
+            "stopped by {signal}: this run sent {sent} message(s) of issue {}; {left} are left for the next run",
+            record.id
+        ),
+    ));
     Ok(())
 }
 

@@ -143,15 +143,34 @@ impl Ledger {
     /// `sending` deliveries of `issue` (a run died between their `sending`
     /// mark and the reply) become `unknown`; returns how many.
     pub fn recover(&self, issue: &str, at: DateTime<FixedOffset>) -> Result<u64> {
+        self.recover_taking_back(issue, at, 0)
+    }
+
+    /// Like [`recover`](Ledger::recover), for what a run that died left
+    /// `sending`: their attempt is taken back. Most of them were queued,
+    /// never handed over, and a crash cannot tell which: repeated crashes
+    /// must not use up a message's `max_attempts`. Their resends stay
+    /// bounded by `max_age_hours`.
+    pub fn recover_after_crash(&self, issue: &str, at: DateTime<FixedOffset>) -> Result<u64> {
+        self.recover_taking_back(issue, at, 1)
+    }
+
+    fn recover_taking_back(
+        &self,
+        issue: &str,
+        at: DateTime<FixedOffset>,
+        taken_back: u32,
+    ) -> Result<u64> {
         let recover = || -> Result<u64> {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             require_issue(&tx, issue)?;
             let changed = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET status = 'unknown', last_reply = ?2, updated = ?3
+                    "UPDATE deliveries SET status = 'unknown', last_reply = ?2, updated = ?3,
+                         attempts = max(attempts - ?4, 0)
                      WHERE issue_id = ?1 AND status = 'sending'",
                 )?
-                .execute(params![issue, INTERRUPTED, at.to_rfc3339()])?;
+                .execute(params![issue, INTERRUPTED, at.to_rfc3339(), taken_back])?;
             tx.commit()?;
             Ok(u64::try_from(changed)?)
         };
@@ -445,6 +464,16 @@ mod tests {
         assert_eq!(status(&ledger, "cy@example.com"), DeliveryStatus::Pending);
         assert_eq!(ledger.recover(ISSUE, later).unwrap(), 0);
         assert!(ledger.recover("2026-06-02", later).is_err());
+        // After a crash the attempt is taken back: it may never have gone.
+        ledger
+            .mark(ISSUE, key("cy@example.com"), Mark::Sending, at)
+            .unwrap();
+        assert_eq!(ledger.recover_after_crash(ISSUE, later).unwrap(), 1);
+        let cy = ledger
+            .delivery(ISSUE, key("cy@example.com"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((cy.status, cy.attempts), (DeliveryStatus::Unknown, 0));
     }
 
     #[test]
