@@ -2,8 +2,9 @@
 //! then each reader's segment, variant, picks and fields — so a resumed run
 //! sends the same digests whatever changed since. Every message is recorded
 //! as `sending` before it is handed over and as `sent` only after the
-//! server's 250; a run that dies in between leaves `unknown`, never a
-//! silent duplicate.
+//! server's 250; a run that dies in between leaves `unknown`, resent by
+//! the next run with its Message-ID (the only possible duplicate), within
+//! the retry limits.
 //!
 //! Four stages run at once, joined by bounded queues: a freezer thread
 //! reads the subscribers file and freezes each reader ([`super::freeze`]),
