@@ -27,6 +27,8 @@ struct Catcher {
     transactions: Arc<Mutex<u32>>,
     /// Recipients refused once already (for `greylist` addresses).
     greylisted: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// How long the reply to each message waits, if it does.
+    slow: Arc<Mutex<Option<std::time::Duration>>>,
     current: Received,
 }
 
@@ -65,6 +67,10 @@ impl Handler for Catcher {
     }
 
     fn data_end(&mut self) -> Response {
+        let slow = *self.slow.lock().unwrap();
+        if let Some(wait) = slow {
+            std::thread::sleep(wait);
+        }
         self.received.lock().unwrap().push(self.current.clone());
         response::OK
     }
@@ -752,4 +758,85 @@ fn an_unknown_message_is_resent_by_default_until_max_attempts_then_given_up() {
         .query_row("SELECT count(*) FROM suppression", [], |row| row.get(0))
         .unwrap();
     assert_eq!(suppressed, 0);
+}
+
+/// How many deliveries of the project's ledger are in each status (empty
+/// while there is no ledger yet).
+fn ledger_statuses(project: &Project) -> std::collections::BTreeMap<String, i64> {
+    let path = project.path().join(".gazette/state.db");
+    let read = || -> rusqlite::Result<std::collections::BTreeMap<String, i64>> {
+        let ledger = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        let mut statement =
+            ledger.prepare("SELECT status, count(*) FROM deliveries GROUP BY status")?;
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+    };
+    if !path.exists() {
+        return Default::default();
+    }
+    read().unwrap_or_default()
+}
+
+#[test]
+fn a_sigterm_stops_the_send_gracefully_with_nothing_in_doubt() {
+    let (catcher, port) = catcher();
+    *catcher.slow.lock().unwrap() = Some(std::time::Duration::from_millis(100));
+    let readers: String = (0..40)
+        .map(|i| format!("reader{i:02}@example.com,Reader {i}\n"))
+        .collect();
+    let project =
+        sample_with("  concurrency: 2\n").file("subscribers.csv", format!("email,name\n{readers}"));
+    let url = format!("smtp://127.0.0.1:{port}");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["send", "--smtp", &url])
+        .current_dir(project.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GAZETTE_NOW", "2026-06-01T12:00:00Z")
+        .env(SECRET.0, SECRET.1)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped once sending is under way.
+    let started = std::time::Instant::now();
+    while ledger_statuses(&project).get("sent").copied().unwrap_or(0) == 0 {
+        assert!(started.elapsed().as_secs() < 30, "nothing was sent in 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM: this run sent"),
+        "{stderr}"
+    );
+    let counts = ledger_statuses(&project);
+    assert!(
+        !counts.contains_key("sending") && !counts.contains_key("unknown"),
+        "{counts:?}"
+    );
+    assert!(
+        counts.get("pending").copied().unwrap_or(0) > 0,
+        "{counts:?}"
+    );
+    let sent = counts["sent"];
+    assert_eq!(catcher.recipients().len(), usize::try_from(sent).unwrap());
+    // The next plain run mails the rest: everyone exactly once.
+    *catcher.slow.lock().unwrap() = None;
+    send(&project, port).expect(0);
+    let mut recipients = catcher.recipients();
+    recipients.sort();
+    let before = recipients.len();
+    recipients.dedup();
+    assert_eq!((before, recipients.len()), (40, 40));
 }

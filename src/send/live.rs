@@ -277,10 +277,15 @@ fn warn_interrupted(
     let counts = ledger.counts(&record.id)?;
     let sent: u64 = summary.segments.values().map(|c| c.sent).sum();
     let left = counts.pending + counts.deferred + counts.unknown + counts.sending;
+    let unfrozen = if ledger.is_frozen(&record.id)? {
+        ""
+    } else {
+        ", with the readers not frozen yet"
+    };
     problems.push(Diagnostic::warning(
         display_path(run.root, &crate::ledger::ledger_path(run.root)),
         format!(
-            "stopped by {signal}: this run sent {sent} message(s) of issue {}; {left} are left for the next run",
+            "stopped by {signal}: this run sent {sent} message(s) of issue {}; {left} are left for the next run{unfrozen}",
             record.id
         ),
     ));
