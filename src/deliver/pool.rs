@@ -275,12 +275,7 @@ async fn work(shared: Arc<Shared>) {
             settle(&shared, job, Outcome::NotSent(why.into())).await;
             continue;
         }
-        // A turn under a rate limit may be long: a stop does not wait for it.
-        let turn = tokio::select! {
-            () = shared.pace.wait_turn() => true,
-            () = shared.interrupted_now() => false,
-        };
-        if !turn {
+        if !turn(&shared).await {
             settle(&shared, job, Outcome::NotSent(INTERRUPTED.into())).await;
             continue;
         }
@@ -340,6 +335,18 @@ impl Shared {
             }
             notified.await;
         }
+    }
+}
+
+/// Waits for the job in hand's turn under the rate limits; false when the
+/// run is stopping meanwhile (a turn may be long: a stop does not wait).
+async fn turn(shared: &Shared) -> bool {
+    if !shared.pace.limited() {
+        return true;
+    }
+    tokio::select! {
+        () = shared.pace.wait_turn() => true,
+        () = shared.interrupted_now() => false,
     }
 }
 
