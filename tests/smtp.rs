@@ -28,6 +28,8 @@ pub(crate) struct Catcher {
     pub(crate) transactions: Arc<Mutex<u32>>,
     /// Recipients refused once already (for `greylist` addresses).
     greylisted: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// How long the reply to each message waits, if it does.
+    slow: Arc<Mutex<Option<std::time::Duration>>>,
     current: Received,
 }
 
@@ -69,6 +71,10 @@ impl Handler for Catcher {
     }
 
     fn data_end(&mut self) -> Response {
+        let slow = *self.slow.lock().unwrap();
+        if let Some(wait) = slow {
+            std::thread::sleep(wait);
+        }
         self.received.lock().unwrap().push(self.current.clone());
         response::OK
     }
@@ -773,4 +779,158 @@ fn an_emptied_ledger_stops_the_send_instead_of_mailing_the_issue_again() {
         "nobody mailed twice"
     );
     assert!(project.run(&["status"]).code != 0, "status says it too");
+}
+
+/// The message to `address` left in `status` (`sending`: as a crash
+/// leaves it; `unknown`: its reply lost), tried `attempts` times, the
+/// issue open.
+fn interrupted(project: &Project, address: &str, status: &str, attempts: u32) {
+    let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
+    let changed = ledger
+        .execute(
+            "UPDATE deliveries SET status = ?3, attempts = ?2 WHERE address = ?1",
+            rusqlite::params![address, attempts, status],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    ledger
+        .execute("UPDATE issues SET completed = NULL", [])
+        .unwrap();
+}
+
+#[test]
+fn an_unknown_message_is_resent_by_default_until_max_attempts_then_given_up() {
+    let (catcher, port) = catcher();
+    let project = sample_with("  max_attempts: 3\n").file(
+        "subscribers.csv",
+        "email,name\nana@example.com,Ana\nbo@example.com,Bo\n",
+    );
+    send(&project, port).expect(0);
+    let first = catcher.received.lock().unwrap().clone();
+    let message_id = |data: &[u8]| {
+        use mailparse::MailHeaderMap;
+        let mail = mailparse::parse_mail(data).unwrap();
+        mail.headers.get_first_value("Message-ID").unwrap()
+    };
+    let ana_first = first.iter().find(|r| r.to == ["ana@example.com"]).unwrap();
+    // A run died with Ana's message in flight: the next plain run sends
+    // it again, with its Message-ID, says so, and completes the issue.
+    interrupted(&project, "ana@example.com", "sending", 1);
+    catcher.received.lock().unwrap().clear();
+    let again = send(&project, port).expect(0);
+    assert!(!again.stdout.contains("nothing new"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("resent 1 message(s)"),
+        "{}",
+        again.stdout
+    );
+    let resent = catcher.received.lock().unwrap().clone();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].to, ["ana@example.com"]);
+    assert_eq!(message_id(&resent[0].data), message_id(&ana_first.data));
+    let state = status(&project);
+    assert_eq!(state[0]["deliveries"]["sent"], 2);
+    assert!(state[0]["completed"].is_string());
+    // Its reply lost at its third attempt: given up (failed, not bounced),
+    // and the issue completes so the next one can go.
+    interrupted(&project, "ana@example.com", "unknown", 3);
+    catcher.received.lock().unwrap().clear();
+    let given_up = send(&project, port).expect(1);
+    assert!(
+        given_up
+            .stderr
+            .contains("1 message(s) of issue 2026-06-01 were never confirmed and are given up"),
+        "{}",
+        given_up.stderr
+    );
+    assert!(catcher.received.lock().unwrap().is_empty());
+    let state = status(&project);
+    assert_eq!(state[0]["deliveries"]["failed"], 1);
+    assert!(state[0]["completed"].is_string());
+    let ledger = rusqlite::Connection::open(project.path().join(".gazette/state.db")).unwrap();
+    let suppressed: i64 = ledger
+        .query_row("SELECT count(*) FROM suppression", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(suppressed, 0);
+}
+
+/// How many deliveries of the project's ledger are in each status (empty
+/// while there is no ledger yet).
+fn ledger_statuses(project: &Project) -> std::collections::BTreeMap<String, i64> {
+    let path = project.path().join(".gazette/state.db");
+    let read = || -> rusqlite::Result<std::collections::BTreeMap<String, i64>> {
+        let ledger = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        let mut statement =
+            ledger.prepare("SELECT status, count(*) FROM deliveries GROUP BY status")?;
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect()
+    };
+    if !path.exists() {
+        return Default::default();
+    }
+    read().unwrap_or_default()
+}
+
+#[test]
+fn a_sigterm_stops_the_send_gracefully_with_nothing_in_doubt() {
+    let (catcher, port) = catcher();
+    *catcher.slow.lock().unwrap() = Some(std::time::Duration::from_millis(100));
+    let readers: String = (0..40)
+        .map(|i| format!("reader{i:02}@example.com,Reader {i}\n"))
+        .collect();
+    let project =
+        sample_with("  concurrency: 2\n").file("subscribers.csv", format!("email,name\n{readers}"));
+    let url = format!("smtp://127.0.0.1:{port}");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["send", "--smtp", &url])
+        .current_dir(project.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GAZETTE_NOW", "2026-06-01T12:00:00Z")
+        .env(SECRET.0, SECRET.1)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped once sending is under way.
+    let started = std::time::Instant::now();
+    while ledger_statuses(&project).get("sent").copied().unwrap_or(0) == 0 {
+        assert!(started.elapsed().as_secs() < 30, "nothing was sent in 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM: this run sent"),
+        "{stderr}"
+    );
+    let counts = ledger_statuses(&project);
+    assert!(
+        !counts.contains_key("sending") && !counts.contains_key("unknown"),
+        "{counts:?}"
+    );
+    assert!(
+        counts.get("pending").copied().unwrap_or(0) > 0,
+        "{counts:?}"
+    );
+    let sent = counts["sent"];
+    assert_eq!(catcher.recipients().len(), usize::try_from(sent).unwrap());
+    // The next plain run mails the rest: everyone exactly once.
+    *catcher.slow.lock().unwrap() = None;
+    send(&project, port).expect(0);
+    let mut recipients = catcher.recipients();
+    recipients.sort();
+    let before = recipients.len();
+    recipients.dedup();
+    assert_eq!((before, recipients.len()), (40, 40));
 }

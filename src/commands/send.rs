@@ -39,6 +39,11 @@ pub struct SendOptions {
 
 /// Runs `send`.
 pub fn run(inv: &Invocation, options: SendOptions) -> Result<Exit> {
+    // From the start: a signal while loading ends the process at once
+    // (exit 75), one while sending stops it gracefully.
+    if !options.dry_run {
+        sending::signals::listen()?;
+    }
     let mut report = Report::default();
     let (config, loaded, since) = match load(inv, &options, &mut report)? {
         Ok(project) => project,
@@ -159,10 +164,16 @@ fn deliver(inv: &Invocation, run: &Run, url: &str) -> Step<(Summary, Vec<Diagnos
         inv.error(format_args!("{claimed:#}"));
         return Ok(Err(Exit::Usage));
     }
+    sending::signals::arm();
     let (summary, problems, ended) = sending::send(run, settings, inv.quiet)?;
+    // A signal that came when nothing was left to stop still says "later".
+    let ended = match (ended, sending::signals::received()) {
+        (SendEnd::Done, Some(signal)) => SendEnd::Interrupted(signal),
+        (ended, _) => ended,
+    };
     let failed: u64 = summary.segments.values().map(|c| c.failed).sum();
     let exit = match ended {
-        SendEnd::Unreachable => Exit::TryLater,
+        SendEnd::Unreachable | SendEnd::Interrupted(_) => Exit::TryLater,
         SendEnd::LoginRefused => {
             inv.error(
                 "the relay refused the login; check the user in the SMTP URL and GAZETTE_SMTP_PASSWORD (nothing was sent)",

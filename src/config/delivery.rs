@@ -33,7 +33,8 @@ pub struct DeliverySettings {
     pub max_age: Duration,
     /// Connection failures in a row after which the run stops (exit 75).
     pub max_connection_failures: u32,
-    /// Whether messages whose 250 was lost in flight are sent again.
+    /// Whether messages whose 250 was lost in flight are sent again (the
+    /// default); false is the explicit at-most-once choice.
     pub resend_unknown: bool,
     /// Permanent refusals alike (same reply and enhanced code) of
     /// different readers in a row taken as a relay problem; 0: never.
@@ -55,7 +56,7 @@ impl Default for DeliverySettings {
             retry_in_run: Duration::from_secs(60),
             max_age: Duration::from_secs(72 * 3600),
             max_connection_failures: 5,
-            resend_unknown: false,
+            resend_unknown: true,
             refusal_streak: 10,
         }
     }

@@ -15,7 +15,10 @@
 //! After too many connection failures in a row the pool stops taking work
 //! and says so; so it does at the first relay problem (a refusal that is
 //! the relay's, not a reader's, or a streak of identical refusals: see
-//! [`super::streak`]).
+//! [`super::streak`]). Once [interrupted](Interrupter::interrupt) (a
+//! signal), it takes no new message either: a train's message whose
+//! envelope the server took goes alone, as the transaction under way, and
+//! every job still queued is settled not sent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -144,6 +147,26 @@ struct Shared {
     sessions_allowed: AtomicUsize,
     /// How many workers are still at work.
     workers_left: AtomicUsize,
+    /// Set when the run is stopping: no new message is taken.
+    interrupted: AtomicBool,
+    /// Woken when `interrupted` is set.
+    interruption: tokio::sync::Notify,
+}
+
+/// What the job in hand was not sent for, when the run is interrupted.
+const INTERRUPTED: &str = "the run was stopped before this message was handed over";
+
+/// Stops a pool taking new messages, from anywhere (see [`Pool::interrupter`]).
+#[derive(Clone)]
+pub struct Interrupter(Arc<Shared>);
+
+impl Interrupter {
+    /// No new message is taken from now on: each job still queued is
+    /// settled [`Outcome::NotSent`]; transactions under way finish.
+    pub fn interrupt(&self) {
+        self.0.interrupted.store(true, Ordering::SeqCst);
+        self.0.interruption.notify_waiters();
+    }
 }
 
 /// A running pool: send jobs in, read reports out.
@@ -183,6 +206,8 @@ impl Pool {
             relay: RelayWatch::new(limits.refusal_streak),
             sessions_allowed: AtomicUsize::new(limits.concurrency),
             workers_left: AtomicUsize::new(limits.concurrency),
+            interrupted: AtomicBool::new(false),
+            interruption: tokio::sync::Notify::new(),
         });
         let workers = (0..limits.concurrency)
             .map(|_| tokio::spawn(work(shared.clone())))
@@ -204,6 +229,11 @@ impl Pool {
             job.permit = Some(ask(&self.shared, &mut job));
         }
         slot.send(job);
+    }
+
+    /// What stops this pool taking new messages when the run is stopping.
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter(self.shared.clone())
     }
 
     /// Whether the pool gave up after connection failures in a row.
@@ -271,6 +301,7 @@ async fn work(shared: Arc<Shared>) {
             Some(retry) => Some(retry),
             // With a message ready, its data goes at once, with the next
             // envelope if a job is queued, else alone.
+            None if ready.is_some() && shared.interrupted() => None,
             None if ready.is_some() => shared.try_job().map(|job| (job, 0)),
             None => match shared.job().await {
                 Some(job) => Some((job, 0)),
@@ -293,11 +324,14 @@ async fn work(shared: Arc<Shared>) {
             continue;
         }
         let Some((job, tries)) = next else { continue };
-        if shared.stopped.load(Ordering::SeqCst) {
-            settle(&shared, job, stopped_before(&shared)).await;
+        if let Some(outcome) = halted(&shared) {
+            settle(&shared, job, outcome).await;
             continue;
         }
-        shared.pace.wait_turn().await;
+        if !turn(&shared).await {
+            settle(&shared, job, Outcome::NotSent(INTERRUPTED.into())).await;
+            continue;
+        }
         if let Err(outcome) = connect(&shared, &mut session).await {
             settle(&shared, job, outcome).await;
             continue;
@@ -347,6 +381,49 @@ impl Shared {
                 (left > allowed).then(|| left - 1)
             })
             .is_ok()
+    }
+
+    /// Whether the run is stopping (see [`Interrupter`]).
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the run is stopping.
+    async fn interrupted_now(&self) {
+        loop {
+            let notified = self.interruption.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.interrupted() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Waits for the job in hand's turn under the rate limits; false when the
+/// run is stopping meanwhile (a turn may be long: a stop does not wait).
+async fn turn(shared: &Shared) -> bool {
+    if !shared.pace.limited() {
+        return true;
+    }
+    tokio::select! {
+        () = shared.pace.wait_turn() => true,
+        () = shared.interrupted_now() => false,
+    }
+}
+
+/// What becomes of the job in hand when the pool takes no new message:
+/// the run is stopping, or the pool stopped (connection failures, a relay
+/// problem).
+fn halted(shared: &Shared) -> Option<Outcome> {
+    if shared.interrupted() {
+        Some(Outcome::NotSent(INTERRUPTED.into()))
+    } else if shared.stopped.load(Ordering::SeqCst) {
+        Some(stopped_before(shared))
+    } else {
+        None
     }
 }
 
@@ -448,12 +525,13 @@ async fn step(
         Some(next) if shared.pace.limited() => (None, Some(next)),
         next => (next, None),
     };
+    let halt = halted(shared);
     let next = match next {
         Some((next, _)) if shared.journal.withdrawn(&next) => {
             settle(shared, next, Outcome::Withheld).await;
             None
         }
-        Some((next, tries)) if !shared.stopped.load(Ordering::SeqCst) => {
+        Some((next, tries)) if halt.is_none() => {
             match open.envelope_of(&shared.from, &next.to, &next.bytes) {
                 Ok(envelope) => Some((next, tries, envelope)),
                 Err(outcome) => {
@@ -463,7 +541,8 @@ async fn step(
             }
         }
         Some((next, _)) => {
-            settle(shared, next, stopped_before(shared)).await;
+            let outcome = halt.unwrap_or_else(|| Outcome::NotSent(INTERRUPTED.into()));
+            settle(shared, next, outcome).await;
             None
         }
         None => None,
@@ -523,10 +602,7 @@ async fn again_or_settle(
     tries: u32,
     outcome: Outcome,
 ) -> Option<(Job, u32)> {
-    if matches!(outcome, Outcome::NotSent(_))
-        && tries == 0
-        && !shared.stopped.load(Ordering::SeqCst)
-    {
+    if matches!(outcome, Outcome::NotSent(_)) && tries == 0 && halted(shared).is_none() {
         return Some((job, tries + 1));
     }
     settle(shared, job, outcome).await;

@@ -10,8 +10,9 @@
 //! reply (`sent`, `deferred`, `failed`…) is not waited for, and does not
 //! get a transaction (an `fsync`) of its own: it goes with the next
 //! `sending` marks, at most [`GROUP_WAIT`] later. Lost in a crash, its
-//! delivery stays `sending` and becomes `unknown`, never sent again unless
-//! asked (`delivery.resend_unknown`). May import what `ledger` may.
+//! delivery stays `sending` and becomes `unknown`, sent again (the same
+//! Message-ID) unless `delivery.resend_unknown` is false. May import what
+//! `ledger` may.
 
 use std::path::Path;
 use std::sync::mpsc;

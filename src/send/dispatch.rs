@@ -7,7 +7,7 @@
 //! (the pool, outcomes, the retry policy), render, the ledger's reads and
 //! marks, and the send's frozen digests and progress.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
 
@@ -15,6 +15,7 @@ use super::frozen::FrozenDigest;
 use super::journal::{LedgerJournal, mark_of};
 use super::newly_frozen::{FreezeProgress, NewlyFrozen};
 use super::progress::Progress;
+use super::signals;
 use super::{SegmentCounts, Summary};
 use crate::address::AddressKey;
 use crate::audience::subscribers::{Status, Subscriber};
@@ -45,6 +46,9 @@ pub enum SendEnd {
     /// stopped, nobody was suppressed for it (exit 1 for a 5xx, 75 for a
     /// 4xx).
     RelayProblem(RelayStop),
+    /// A signal (named) stopped the run: what was not handed over stays
+    /// `pending` for the next run (exit 75).
+    Interrupted(&'static str),
 }
 
 /// Which frozen readers may still be mailed.
@@ -74,6 +78,9 @@ pub(super) struct Unsettled {
     /// Refused in what may be a streak, with their segment: what they
     /// come to is reported later.
     held: HashMap<AddressKey, String>,
+    /// In flight and left `unknown` by an earlier run: counted as resent
+    /// when sent.
+    resending: HashSet<AddressKey>,
 }
 
 /// A send under way: the deliveries rendered into the pool, the pool's
@@ -150,11 +157,31 @@ impl Dispatch<'_> {
             quiet: self.quiet,
         };
         let mut pool = Pool::start(smtp, from, limits, std::sync::Arc::new(journal));
-        let rounds = self.rounds(&mut pool, growing).await;
+        // A signal stops the pool taking messages, whatever it waits for,
+        // and the rounds queueing them; what they queued is settled.
+        let interrupter = pool.interrupter();
+        let stop = tokio::spawn(async move {
+            signals::stopped().await;
+            interrupter.interrupt();
+        });
+        let rounds = tokio::select! {
+            biased;
+            () = signals::stopped() => Ok(()),
+            rounds = self.rounds(&mut pool, growing) => rounds,
+        };
         let halt = pool.finish(|report| self.count(report)).await;
+        stop.abort();
         rounds?;
         if let PoolEnd::RelayProblem(stop) = &halt {
             self.summary.stopped = Some(relay_problem_text(stop));
+        }
+        // A relay problem is what the operator must act on, even when a
+        // signal came too.
+        if let (Some(signal), false) = (
+            signals::received(),
+            matches!(halt, PoolEnd::RelayProblem(_)),
+        ) {
+            return Ok(SendEnd::Interrupted(signal));
         }
         Ok(match halt {
             PoolEnd::QueueDone => SendEnd::Done,
@@ -288,7 +315,11 @@ impl Dispatch<'_> {
                 self.counts(&delivery.segment).suppressed += 1;
                 continue;
             }
+            let unknown = delivery.status == DeliveryStatus::Unknown;
             if let Some(job) = self.job_of(delivery)? {
+                if unknown {
+                    self.unsettled.resending.insert(job.0.key);
+                }
                 return Ok(Some(job));
             }
         }
@@ -368,6 +399,9 @@ impl Dispatch<'_> {
         let mark = mark_of(&self.policy, report.tried, "", &report.outcome);
         if let Some(Mark::Deferred(..)) = mark {
             self.unsettled.deferred.push(report.key);
+        }
+        if self.unsettled.resending.remove(&report.key) && matches!(mark, Some(Mark::Sent(_))) {
+            self.summary.resent += 1;
         }
         let counts = self.counts(&segment);
         match mark {

@@ -38,6 +38,7 @@ pub fn dry_run(run: &Run) -> Result<(Summary, Vec<Diagnostic>)> {
         shard: run.shard_label(),
         not_made: None,
         stopped: None,
+        resent: 0,
         segments: config
             .segments
             .iter()

@@ -84,7 +84,8 @@ impl Freezer<'_> {
             chunk.push(delivery);
             if chunk.len() == CHUNK {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                stopped = !chunks.send(full, false);
+                // A signal stops the freeze too: the next run freezes the rest.
+                stopped = !chunks.send(full, false) || super::signals::received().is_some();
             }
         });
         report.problems.extend(found);

@@ -2,8 +2,9 @@
 //! then each reader's segment, variant, picks and fields — so a resumed run
 //! sends the same digests whatever changed since. Every message is recorded
 //! as `sending` before it is handed over and as `sent` only after the
-//! server's 250; a run that dies in between leaves `unknown`, never a
-//! silent duplicate.
+//! server's 250; a run that dies in between leaves `unknown`, resent by
+//! the next run with its Message-ID (the only possible duplicate), within
+//! the retry limits.
 //!
 //! Four stages run at once, joined by bounded queues: a freezer thread
 //! reads the subscribers file and freezes each reader ([`super::freeze`]),
@@ -69,8 +70,8 @@ pub fn send(
         allowed,
         frozen,
     } = due;
-    ledger.recover(&record.id, run.now)?;
-    let summary = Summary {
+    ledger.recover_after_crash(&record.id, run.now)?;
+    let mut summary = Summary {
         issue: record.id.clone(),
         dry_run: false,
         posts: posts.iter().map(|p| p.slug.clone()).collect(),
@@ -79,7 +80,9 @@ pub fn send(
         segments: expire_too_old(run, &ledger, &record, &mut problems)?,
         not_made: None,
         stopped: None,
+        resent: 0,
     };
+    give_up_unknown(run, &ledger, &record, &mut summary, &mut problems)?;
     let resend_unknown = config.delivery.resend_unknown;
     let attrs = match ledger.custom_columns(&record.id)? {
         Some(attrs) => attrs,
@@ -140,7 +143,12 @@ pub fn send(
     let written = recorder.finish();
     let ended = ended?;
     written?;
+    let mut summary = summary;
+    if let SendEnd::Interrupted(signal) = ended {
+        warn_interrupted(run, &ledger, &record, signal, &summary, &mut problems)?;
+    }
     warn_unknown(run, &ledger, &record, &mut problems)?;
+    give_up_unknown(run, &ledger, &record, &mut summary, &mut problems)?;
     ledger.complete_if_done(&record.id, resend_unknown, run.now)?;
     Ok((summary, problems, ended))
 }
@@ -218,6 +226,75 @@ fn add_freeze_report(summary: &mut Summary, problems: &mut Vec<Diagnostic>, repo
     }
 }
 
+/// With `resend_unknown`, the `unknown` messages tried
+/// `delivery.max_attempts` times, or of an issue past
+/// `delivery.max_age_hours`, are given up — counted failed, their readers
+/// not suppressed — so retries stay bounded and the issue completes.
+fn give_up_unknown(
+    run: &Run,
+    ledger: &Ledger,
+    record: &IssueRecord,
+    summary: &mut Summary,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<()> {
+    let delivery = &run.config.delivery;
+    if !delivery.resend_unknown {
+        return Ok(());
+    }
+    let too_old = too_old(delivery, run.now, record.created);
+    let given_up = ledger.give_up_unknown(&record.id, delivery.max_attempts, too_old, run.now)?;
+    for (segment, n) in &given_up {
+        summary.segments.entry(segment.clone()).or_default().failed += n;
+    }
+    let given_up: u64 = given_up.values().sum();
+    if given_up > 0 {
+        let limit = if too_old {
+            "their issue is older than delivery.max_age_hours".to_string()
+        } else {
+            format!(
+                "each was tried delivery.max_attempts ({}) times",
+                delivery.max_attempts
+            )
+        };
+        problems.push(Diagnostic::warning(
+            display_path(run.root, &crate::ledger::ledger_path(run.root)),
+            format!(
+                "{given_up} message(s) of issue {} were never confirmed and are given up ({limit}); counted as failed, their readers not suppressed",
+                record.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Says what a run stopped by `signal` did: how many messages it sent,
+/// how many wait for the next run.
+fn warn_interrupted(
+    run: &Run,
+    ledger: &Ledger,
+    record: &IssueRecord,
+    signal: &str,
+    summary: &Summary,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<()> {
+    let counts = ledger.counts(&record.id)?;
+    let sent: u64 = summary.segments.values().map(|c| c.sent).sum();
+    let left = counts.pending + counts.deferred + counts.unknown + counts.sending;
+    let unfrozen = if ledger.is_frozen(&record.id)? {
+        ""
+    } else {
+        ", with the readers not frozen yet"
+    };
+    problems.push(Diagnostic::warning(
+        display_path(run.root, &crate::ledger::ledger_path(run.root)),
+        format!(
+            "stopped by {signal}: this run sent {sent} message(s) of issue {}; {left} are left for the next run{unfrozen}",
+            record.id
+        ),
+    ));
+    Ok(())
+}
+
 /// Warns of messages marked `sending` without a reply, now `unknown`: each
 /// may have arrived.
 fn warn_unknown(
@@ -231,7 +308,12 @@ fn warn_unknown(
         problems.push(Diagnostic::warning(
             display_path(run.root, &crate::ledger::ledger_path(run.root)),
             format!(
-                "{unknown} message(s) were on their way but not confirmed (each may have arrived); they keep their Message-ID and are not sent again unless delivery.resend_unknown is true"
+                "{unknown} message(s) were on their way but not confirmed (each may have arrived); {}",
+                if run.config.delivery.resend_unknown {
+                    "the next run sends them again with the same Message-ID"
+                } else {
+                    "they are not sent again (delivery.resend_unknown is false)"
+                }
             ),
         ));
     }
@@ -319,6 +401,7 @@ fn nothing_new(run: &Run) -> Summary {
         segments: BTreeMap::new(),
         not_made: None,
         stopped: None,
+        resent: 0,
     }
 }
 

@@ -34,6 +34,7 @@ mod live;
 mod newly_frozen;
 mod progress;
 pub mod shard;
+pub mod signals;
 
 pub use dispatch::{SendEnd, relay_problem_text};
 pub use dry_run::dry_run;
@@ -73,6 +74,14 @@ pub struct Summary {
     /// relay answered, to whom); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Messages an earlier run left `unknown` (each may have arrived) that
+    /// this run sent again, with their Message-ID; counted in `sent` too.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub resent: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Summary {
@@ -112,6 +121,12 @@ impl Summary {
         }
         let sent: u64 = self.segments.values().map(|c| c.sent).sum();
         let messages = if sent == 1 { "message" } else { "messages" };
+        if self.resent > 0 {
+            out.push_str(&format!(
+                "resent {} message(s) an earlier run left unknown (same Message-ID; each may now be a duplicate)\n",
+                self.resent
+            ));
+        }
         match &self.outbox {
             Some(outbox) => {
                 out.push_str(&format!("dry run: wrote {sent} {messages} to {outbox}\n"))

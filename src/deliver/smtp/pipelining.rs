@@ -98,7 +98,7 @@ impl SmtpSession {
                     }
                     (Err(_), _) => tokio::time::timeout(timeout, self.conn.message(message)).await,
                 };
-                Some(self.handed_over(reply).await)
+                Some(self.handed_over(reply, !written).await)
             }
         };
         let Some(next) = next else {

@@ -335,6 +335,18 @@ pub(super) fn after_data(reply: Timed) -> (Outcome, Connection) {
     }
 }
 
+/// `outcome` of a message whose final `.` never reached the relay (the
+/// connection broke with it unread): an [`Outcome::Unknown`] is
+/// [`Outcome::NotSent`] — nothing was delivered, it goes again.
+pub(super) fn not_taken(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Unknown(why) => Outcome::NotSent(format!(
+            "the connection broke before the relay took the end of the message: {why}"
+        )),
+        outcome => outcome,
+    }
+}
+
 fn reply_text<'a>(code: &str, lines: impl Iterator<Item = &'a str>) -> String {
     let text: Vec<&str> = lines.collect();
     format!("{code} {}", text.join(" ")).trim().to_string()

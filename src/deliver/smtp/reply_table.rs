@@ -150,6 +150,65 @@ async fn each_reply_is_classified_as_its_row_says() {
     assert!(wrong.is_empty(), "rows not met:\n{}", wrong.join("\n"));
 }
 
+/// A connection dropped during a message: before its final `.` (the relay
+/// closed with it unread) the message was not sent and goes again; after
+/// it, the reply lost, it may have arrived. One by one and in a train,
+/// and — for a drop before the `.` — a message larger than the socket's
+/// buffers, whose write itself fails.
+#[tokio::test]
+async fn a_drop_before_the_final_dot_is_not_sent_and_after_it_unknown() {
+    use super::test_servers::DataDrop;
+    let large = {
+        let mut message = b"Subject: hi\r\n\r\n".to_vec();
+        message.extend(b"0123456789abcdefghijklmnopqrstuvwxyz.\r\n".repeat(200_000));
+        message
+    };
+    let cases: [(DataDrop, &[u8], Verdict); 3] = [
+        (DataDrop::BeforeDot, MESSAGE, NotSent),
+        (DataDrop::BeforeDot, &large, NotSent),
+        (DataDrop::AfterDot, MESSAGE, Unknown),
+    ];
+    for (drop, message, verdict) in cases {
+        for pipelining in [false, true] {
+            let script = Script {
+                pipelining,
+                drop: Some(drop),
+                ..Script::default()
+            };
+            let (port, _) = scripted(script).await;
+            let url = format!("smtp://127.0.0.1:{port}?tls=none");
+            let settings = super::test_servers::settings(&url, None);
+            let mut session = SmtpSession::open(&settings).await.unwrap();
+            let (from, to) = addresses();
+            let outcome = if pipelining {
+                let envelope = session.envelope_of(&from, &to, message).unwrap();
+                let started = session.exchange(None, Some(&envelope), TIMEOUT).await;
+                assert_eq!(started, (None, Some(Ok(()))));
+                session
+                    .exchange(Some(message), None, TIMEOUT)
+                    .await
+                    .0
+                    .unwrap()
+            } else {
+                session
+                    .send(&from, &to, message, TIMEOUT, async { true })
+                    .await
+            };
+            let got = match &outcome {
+                Outcome::NotSent(_) => NotSent,
+                Outcome::Unknown(_) => Unknown,
+                other => panic!("{drop:?}: {other:?}"),
+            };
+            let size = message.len();
+            assert_eq!(
+                got, verdict,
+                "{drop:?}, {size} bytes, pipelining {pipelining}: {outcome:?}"
+            );
+            assert!(session.is_broken());
+        }
+    }
+}
+
 /// A message offered to a server that answers `reply` at `at`: its
 /// verdict, the connection afterwards, and the outcome's text (the error
 /// when no session opened).

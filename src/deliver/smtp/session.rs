@@ -4,6 +4,7 @@
 //! the connection in step with the server. May import lettre, tokio and
 //! the other files of [`super`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +20,7 @@ use super::payload::Payload;
 use super::pipelining::offers_pipelining;
 use super::reply::{self, Connection, Outcome, Stage, Timed};
 use super::settings::{Security, SmtpSettings};
-use super::socket;
+use super::socket::{self, Refusal, Watched};
 
 /// How long a dropped connection's QUIT may wait for its reply.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
@@ -37,13 +38,15 @@ pub struct SmtpSession {
     pub(super) pipelining: bool,
     /// Set when the connection must not be used again.
     pub(super) broken: bool,
+    /// Whether the relay refused bytes written on the socket under it.
+    pub(super) refusal: Arc<Refusal>,
 }
 
 impl SmtpSession {
     /// Connects, greets, upgrades to TLS as configured and logs in.
     pub async fn open(settings: &SmtpSettings) -> Result<SmtpSession> {
         let hello = ClientId::default();
-        let (mut conn, encrypted) = greeted(settings, &hello).await?;
+        let (mut conn, encrypted, refusal) = greeted(settings, &hello).await?;
         let pipelining = offers_pipelining(&mut conn, &hello, settings).await?;
         if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
             if !encrypted && settings.security != Security::Plain {
@@ -66,6 +69,7 @@ impl SmtpSession {
             conn,
             pipelining,
             broken: false,
+            refusal,
         })
     }
 
@@ -120,13 +124,21 @@ impl SmtpSession {
             }
         };
         let reply = tokio::time::timeout(timeout, handed_over).await;
-        self.handed_over(reply).await
+        self.handed_over(reply, true).await
     }
 
     /// The outcome of a message from the reply to its data; the connection
-    /// is dropped when it cannot go on.
-    pub(super) async fn handed_over(&mut self, reply: Timed) -> Outcome {
+    /// is dropped when it cannot go on. `last`: the message's final `.`
+    /// ended what was written (nothing of the next message followed it).
+    pub(super) async fn handed_over(&mut self, reply: Timed, last: bool) -> Outcome {
         let (outcome, connection) = reply::after_data(reply);
+        // Refused bytes are the end of what was written: the final `.`
+        // never reached the relay. Not so with the next envelope after it.
+        let outcome = if last && self.refusal.seen() {
+            reply::not_taken(outcome)
+        } else {
+            outcome
+        };
         if connection == Connection::Drop {
             self.abort().await;
         }
@@ -245,8 +257,11 @@ impl SmtpSession {
 
 /// A connection that greeted and answered EHLO, over TLS as `settings`
 /// ask, on a socket of ours (see [`socket`]); and whether it is encrypted.
-async fn greeted(settings: &SmtpSettings, hello: &ClientId) -> Result<(AsyncSmtpConnection, bool)> {
-    let stream = socket::connect(settings).await?;
+async fn greeted(
+    settings: &SmtpSettings,
+    hello: &ClientId,
+) -> Result<(AsyncSmtpConnection, bool, Arc<Refusal>)> {
+    let (stream, refusal) = Watched::new(socket::connect(settings).await?);
     if settings.security == Security::Implicit {
         let greeting = async {
             let stream = socket::implicit_tls(stream, tls_parameters(settings)?)
@@ -260,7 +275,7 @@ async fn greeted(settings: &SmtpSettings, hello: &ClientId) -> Result<(AsyncSmtp
             .await
             .with_context(|| format!("{} did not greet in time", settings.shown()))??;
         // lettre sees the stream under its connection, not the TLS in it.
-        return Ok((conn, true));
+        return Ok((conn, true, refusal));
     }
     let mut conn = tokio::time::timeout(
         settings.timeout,
@@ -281,7 +296,7 @@ async fn greeted(settings: &SmtpSettings, hello: &ClientId) -> Result<(AsyncSmtp
         );
     }
     let encrypted = conn.is_encrypted();
-    Ok((conn, encrypted))
+    Ok((conn, encrypted, refusal))
 }
 
 /// TLS checked against the usual roots for the relay's name.

@@ -1,7 +1,15 @@
 //! Deliver stage, SMTP: the TCP socket under every session, opened by
-//! gazette with `TCP_NODELAY` whatever the security, and the TLS of
+//! gazette with `TCP_NODELAY` whatever the security, watched for the
+//! relay refusing the bytes written to it ([`Watched`]), and the TLS of
 //! `smtps://` begun on it. May import tokio, lettre, futures-io and
 //! [`super::settings`].
+//!
+//! Why the watch: lettre writes a message and reads its reply in one call,
+//! and says only that the connection broke. Whether the relay could have
+//! taken the message depends on where: a write that failed, or a reset
+//! (the relay closed with our bytes unread), means the end of what was
+//! written never reached it. The watch sits under any TLS and costs a
+//! branch per read or write; it is set only on the failing path.
 //!
 //! Why `TCP_NODELAY`: lettre writes a command and what follows it in
 //! separate writes (a message and its final `.` when it sends one itself),
@@ -12,6 +20,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 
 use anyhow::{Context, Result};
@@ -22,6 +32,89 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::settings::SmtpSettings;
+
+/// Whether the relay refused bytes written to a [`Watched`] socket: a
+/// write failed, or a read found the connection reset.
+#[derive(Debug, Default)]
+pub(super) struct Refusal(AtomicBool);
+
+impl Refusal {
+    /// Whether the relay refused bytes written so far.
+    pub(super) fn seen(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn note<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(_)) = &result {
+            self.0.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+/// The relay's socket, noting in a [`Refusal`] shared with the session
+/// when bytes written to it were refused.
+#[derive(Debug)]
+pub(super) struct Watched {
+    stream: TcpStream,
+    refusal: Arc<Refusal>,
+}
+
+impl Watched {
+    /// `stream`, watched; and the refusal the session reads.
+    pub(super) fn new(stream: TcpStream) -> (Watched, Arc<Refusal>) {
+        let refusal = Arc::new(Refusal::default());
+        let watched = Watched {
+            stream,
+            refusal: refusal.clone(),
+        };
+        (watched, refusal)
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        // A reset: the relay closed with bytes of ours unread (an orderly
+        // close after reading everything is an end of file instead).
+        if let Poll::Ready(Err(err)) = &read
+            && err.kind() == io::ErrorKind::ConnectionReset
+        {
+            self.refusal.0.store(true, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.refusal.note(written)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        self.refusal.note(flushed)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for Watched {
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.stream.peer_addr()
+    }
+}
 
 /// A TCP connection to the relay, with `TCP_NODELAY` set.
 pub(super) async fn connect(settings: &SmtpSettings) -> Result<TcpStream> {
@@ -42,7 +135,7 @@ pub(super) async fn connect(settings: &SmtpSettings) -> Result<TcpStream> {
 /// lettre's handshake, as a stream lettre's connection takes.
 #[allow(deprecated)]
 pub(super) async fn implicit_tls(
-    stream: TcpStream,
+    stream: Watched,
     tls: TlsParameters,
 ) -> Result<Box<dyn AsyncTokioStream>, lettre::transport::smtp::Error> {
     let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(stream));

@@ -116,6 +116,18 @@ pub(super) struct Script {
     pub data: &'static str,
     /// The reply to the end of the message.
     pub end: &'static str,
+    /// Where the server drops the connection during a message, if it does.
+    pub drop: Option<DataDrop>,
+}
+
+/// Where a scripted server drops the connection during a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DataDrop {
+    /// After the first byte of the message, the rest unread: the final
+    /// `.` never reaches it.
+    BeforeDot,
+    /// After the final `.`, without a reply.
+    AfterDot,
 }
 
 impl Default for Script {
@@ -129,6 +141,7 @@ impl Default for Script {
             rcpt: "250 2.1.5 ok",
             data: "354 go on",
             end: "250 2.0.0 queued",
+            drop: None,
         }
     }
 }
@@ -207,6 +220,9 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
         while let Some(end) = pending.windows(2).position(|w| w == b"\r\n") {
             let line: Vec<u8> = pending.drain(..end + 2).collect();
             let line = String::from_utf8_lossy(&line).into_owned();
+            if state.in_data && line == ".\r\n" && script.drop == Some(DataDrop::AfterDot) {
+                return ConversationEnd::Closed;
+            }
             let Some(reply) = state.answer(&line, script, seen, encrypted) else {
                 continue;
             };
@@ -222,6 +238,11 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let _ = stream.write_all(replies.as_bytes()).await;
+        if state.in_data && script.drop == Some(DataDrop::BeforeDot) {
+            // One byte of the message, then closed with the rest unread.
+            let _ = stream.read(&mut [0; 1]).await;
+            return ConversationEnd::Closed;
+        }
         if let Some(ended) = ended {
             if ended == ConversationEnd::Closed {
                 let _ = stream.shutdown().await;

@@ -143,15 +143,34 @@ impl Ledger {
     /// `sending` deliveries of `issue` (a run died between their `sending`
     /// mark and the reply) become `unknown`; returns how many.
     pub fn recover(&self, issue: &str, at: DateTime<FixedOffset>) -> Result<u64> {
+        self.recover_taking_back(issue, at, 0)
+    }
+
+    /// Like [`recover`](Ledger::recover), for what a run that died left
+    /// `sending`: their attempt is taken back. Most of them were queued,
+    /// never handed over, and a crash cannot tell which: repeated crashes
+    /// must not use up a message's `max_attempts`. Their resends stay
+    /// bounded by `max_age_hours`.
+    pub fn recover_after_crash(&self, issue: &str, at: DateTime<FixedOffset>) -> Result<u64> {
+        self.recover_taking_back(issue, at, 1)
+    }
+
+    fn recover_taking_back(
+        &self,
+        issue: &str,
+        at: DateTime<FixedOffset>,
+        taken_back: u32,
+    ) -> Result<u64> {
         let recover = || -> Result<u64> {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             require_issue(&tx, issue)?;
             let changed = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET status = 'unknown', last_reply = ?2, updated = ?3
+                    "UPDATE deliveries SET status = 'unknown', last_reply = ?2, updated = ?3,
+                         attempts = max(attempts - ?4, 0)
                      WHERE issue_id = ?1 AND status = 'sending'",
                 )?
-                .execute(params![issue, INTERRUPTED, at.to_rfc3339()])?;
+                .execute(params![issue, INTERRUPTED, at.to_rfc3339(), taken_back])?;
             tx.commit()?;
             Ok(u64::try_from(changed)?)
         };
@@ -238,6 +257,59 @@ impl Ledger {
             Ok(expired)
         };
         expire().with_context(|| format!("cannot expire the deferred deliveries of issue {issue}"))
+    }
+}
+
+/// The reply recorded on an `unknown` delivery given up (see
+/// [`Ledger::give_up_unknown`]).
+const UNKNOWN_GIVEN_UP: &str =
+    "not confirmed after its last attempt (it may have arrived); given up";
+
+impl Ledger {
+    /// `unknown` deliveries of `issue` become `failed` once they were
+    /// tried `max_attempts` times, or all of them when `too_old` (the
+    /// issue is past `delivery.max_age_hours`): a resend of an unknown
+    /// message is an attempt like any other, so retries stay bounded and
+    /// the issue completes. The reader is not suppressed: nothing says the
+    /// address is bad. Returns how many, by segment.
+    pub fn give_up_unknown(
+        &self,
+        issue: &str,
+        max_attempts: u32,
+        too_old: bool,
+        at: DateTime<FixedOffset>,
+    ) -> Result<BTreeMap<String, u64>> {
+        let give_up = || -> Result<BTreeMap<String, u64>> {
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            require_issue(&tx, issue)?;
+            let which = "issue_id = ?1 AND status = 'unknown' AND (?2 OR attempts >= ?3)";
+            let mut given_up = BTreeMap::new();
+            {
+                let mut statement = tx.prepare_cached(&format!(
+                    "SELECT segment, count(*) FROM deliveries WHERE {which} GROUP BY segment"
+                ))?;
+                let mut rows = statement.query(params![issue, too_old, max_attempts])?;
+                while let Some(row) = rows.next()? {
+                    let (segment, n): (String, i64) = (row.get(0)?, row.get(1)?);
+                    given_up.insert(segment, u64::try_from(n)?);
+                }
+            }
+            tx.prepare_cached(&format!(
+                "UPDATE deliveries SET status = 'failed', last_reply = ?4, next_attempt = NULL,
+                     updated = ?5
+                 WHERE {which}"
+            ))?
+            .execute(params![
+                issue,
+                too_old,
+                max_attempts,
+                UNKNOWN_GIVEN_UP,
+                at.to_rfc3339()
+            ])?;
+            tx.commit()?;
+            Ok(given_up)
+        };
+        give_up().with_context(|| format!("cannot give up the unknown deliveries of issue {issue}"))
     }
 }
 
@@ -392,6 +464,16 @@ mod tests {
         assert_eq!(status(&ledger, "cy@example.com"), DeliveryStatus::Pending);
         assert_eq!(ledger.recover(ISSUE, later).unwrap(), 0);
         assert!(ledger.recover("2026-06-02", later).is_err());
+        // After a crash the attempt is taken back: it may never have gone.
+        ledger
+            .mark(ISSUE, key("cy@example.com"), Mark::Sending, at)
+            .unwrap();
+        assert_eq!(ledger.recover_after_crash(ISSUE, later).unwrap(), 1);
+        let cy = ledger
+            .delivery(ISSUE, key("cy@example.com"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((cy.status, cy.attempts), (DeliveryStatus::Unknown, 0));
     }
 
     #[test]
@@ -574,6 +656,44 @@ mod tests {
         assert!(message.contains("sent already"), "{message}");
         assert!(message.contains(&bo.hex()), "{message}");
         assert_eq!(status(&ledger, "ana@example.com"), DeliveryStatus::Pending);
+    }
+
+    #[test]
+    fn unknown_deliveries_are_given_up_after_max_attempts_or_age_without_a_bounce() {
+        let (_root, ledger) = with_issue(&["ana@example.com", "bo@example.com", "cy@example.com"]);
+        let at = time("2026-06-01T06:00:00Z");
+        // Ana: unknown three times (each resend is an attempt); Bo: once.
+        for _ in 0..3 {
+            ledger
+                .mark(ISSUE, key("ana@example.com"), Mark::Sending, at)
+                .unwrap();
+            ledger.recover(ISSUE, at).unwrap();
+        }
+        ledger
+            .mark(ISSUE, key("bo@example.com"), Mark::Sending, at)
+            .unwrap();
+        ledger.recover(ISSUE, at).unwrap();
+        let given_up = ledger.give_up_unknown(ISSUE, 3, false, at).unwrap();
+        assert_eq!(given_up.values().sum::<u64>(), 1);
+        let ana = ledger
+            .delivery(ISSUE, key("ana@example.com"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((ana.status, ana.attempts), (DeliveryStatus::Failed, 3));
+        assert_eq!(ana.last_reply.as_deref(), Some(UNKNOWN_GIVEN_UP));
+        assert!(
+            ledger
+                .suppression(key("ana@example.com"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(status(&ledger, "bo@example.com"), DeliveryStatus::Unknown);
+        // Too old: every unknown one goes, pending ones stay.
+        let given_up = ledger.give_up_unknown(ISSUE, 3, true, at).unwrap();
+        assert_eq!(given_up.values().sum::<u64>(), 1);
+        assert_eq!(status(&ledger, "bo@example.com"), DeliveryStatus::Failed);
+        assert_eq!(status(&ledger, "cy@example.com"), DeliveryStatus::Pending);
+        assert!(ledger.complete_if_done(ISSUE, true, at).is_ok());
     }
 
     #[test]
