@@ -42,9 +42,11 @@ the end, pass or fail. A missing peer is a failure, never a skip.
            once its 250 goes out, --kills times (default 50, seed printed).
            After every kill: nothing received whose row is not
            sent/sending/unknown, every `sent` received, at most 6 rows
-           `sending` per connection, and at most two per connection that
-           reached the peer unconfirmed (one per connection plus the group
-           commit under way). Then ONE plain run: every reader `sent` and
+           `sending` per connection, and of the messages that reached the
+           peer unconfirmed, at most one per connection whose 250 went out
+           more than 300 ms before the kill (the rest were acknowledged
+           during the group commit under way). Then ONE plain run (it may
+           not say "nothing new" while readers are not sent): every reader `sent` and
            received, copies only of messages that reached the peer
            unconfirmed at a kill, all with the ledger's Message-ID.
   sigterm  SIGTERM of `send` at random moments, --signals times (default
@@ -308,6 +310,7 @@ class Got:
     message_id: str | None
     reply: str | None   # the reply the peer gave, None when it gave none
     session: int
+    at: float = field(default_factory=time.monotonic)  # when it was kept
 
 
 @dataclass
@@ -1183,6 +1186,9 @@ def sink_lost(gazette: Path, base: Path, few: list[str]) -> None:
 SENDING_PER_CONNECTION = 6
 # Connections of the crash and sigterm checks.
 CRASH_CONCURRENCY = 2
+# How long a `sent` mark may wait to be durable after its 250 (the group
+# commit under way: GROUP_WAIT and an fsync, generously on a loaded host).
+COMMIT_WINDOW = 0.3
 
 
 def handed_over_unconfirmed(rows: dict[str, dict], before: dict[str, list],
@@ -1222,6 +1228,7 @@ def check_crash(gazette: Path, base: Path, kills: int, rng: random.Random) -> No
             delay = rng.uniform(0, window)
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
+            killed_at = time.monotonic()
             proc.communicate()
             rows = project.rows() if (project.dir / ".gazette" / "state.db").exists() else {}
             received = peer.by_rcpt()
@@ -1234,11 +1241,14 @@ def check_crash(gazette: Path, base: Path, kills: int, rng: random.Random) -> No
             worst_at_risk = max(worst_at_risk, len(risky))
             # One per connection (its message handed over, the 250 on its
             # way), plus those whose 250 came during the group commit under
-            # way (GROUP_WAIT and an fsync): at this peer's pace (50 ms a
-            # message), at most one more per connection.
-            check(len(risky) <= 2 * concurrency,
-                  f"crash: kill {kill + 1} at {delay:.3f} s left {len(risky)} messages that "
-                  f"arrived unconfirmed, more than two per connection: {sorted(risky)}")
+            # way (GROUP_WAIT and an fsync, which a loaded disk can stretch):
+            # any other `sent` mark must have been durable at the kill.
+            old = sorted(a for a in risky
+                         if received[a][-1].at < killed_at - COMMIT_WINDOW)
+            check(len(old) <= concurrency,
+                  f"crash: kill {kill + 1} at {delay:.3f} s left {len(old)} messages that "
+                  f"arrived unconfirmed more than {COMMIT_WINDOW * 1000:.0f} ms before it, "
+                  f"more than one per connection: {old} (all unconfirmed: {sorted(risky)})")
             for address in risky:
                 at_risk[address] = at_risk.get(address, 0) + 1
             for address, got in received.items():
@@ -1261,7 +1271,10 @@ def check_crash(gazette: Path, base: Path, kills: int, rng: random.Random) -> No
         check(statuses(rows) == {"sent": len(readers)},
               f"crash: after {kills} kills one plain run should leave every delivery sent: "
               f"{statuses(rows)}; stdout {res.stdout.strip()!r}")
-        check("nothing new" not in res.stdout, f"crash: the last run said nothing new: {res.stdout}")
+        if sent_before < len(readers):
+            check("nothing new" not in res.stdout,
+                  f"crash: the last run said nothing new with {len(readers) - sent_before} "
+                  f"readers not sent: {res.stdout}")
         received = peer.by_rcpt()
         check(set(received) == set(readers), "crash: not every reader got the issue")
         twice = {a: len(g) for a, g in received.items() if len(g) > 1}
