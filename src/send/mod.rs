@@ -33,6 +33,7 @@ mod live;
 mod newly_frozen;
 mod progress;
 pub mod shard;
+pub mod state_guard;
 
 pub use dispatch::SendEnd;
 pub use dry_run::dry_run;
