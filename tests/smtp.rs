@@ -680,3 +680,196 @@ fn an_emptied_ledger_stops_the_send_instead_of_mailing_the_issue_again() {
     );
     assert!(project.run(&["status"]).code != 0, "status says it too");
 }
+
+/// A project whose readers include one that bounces and one that will
+/// unsubscribe, after its first issue and that unsubscribe.
+fn sent_with_suppressions(port: u16) -> Project {
+    let project = sample_with("  retries_in_run: 0\n").file(
+        "subscribers.csv",
+        "email,name\nok@example.com,Ok\nbye@example.com,Bye\nbounce@example.com,Gone\n",
+    );
+    send(&project, port).expect(1);
+    project.run(&["unsubscribe", "bye@example.com"]).expect(0);
+    project
+}
+
+#[test]
+fn a_lost_state_folder_needs_first_issue_and_never_mails_the_suppressed_again() {
+    let (catcher, port) = catcher();
+    let project = sent_with_suppressions(port);
+    assert_eq!(catcher.recipients(), ["ok@example.com", "bye@example.com"]);
+    let plain = project.read("suppressed.csv");
+    assert!(plain.contains("# last issue: 2026-06-01 "), "{plain}");
+    assert!(!plain.contains('@'), "keys, not addresses: {plain}");
+    std::fs::remove_dir_all(project.path().join(".gazette")).unwrap();
+    let refused = send(&project, port).expect(1);
+    for says in [
+        "the ledger holds no issue, yet this project sent before",
+        "suppressed.csv names issue 2026-06-01",
+        "gazette state restore BACKUP",
+        "--first-issue",
+    ] {
+        assert!(refused.stderr.contains(says), "{says}: {}", refused.stderr);
+    }
+    assert_eq!(catcher.recipients().len(), 2, "nobody mailed");
+    // The dry run already leaves them out.
+    let dry = project.run_env(&["send", "--dry-run"], &[SECRET]).expect(0);
+    assert!(dry.stdout.contains("issue 2026-06-01"), "{}", dry.stdout);
+    let url = format!("smtp://127.0.0.1:{port}");
+    let started = project
+        .run_env(&["send", "--smtp", &url, "--first-issue"], &[SECRET])
+        .expect(0);
+    assert!(
+        started
+            .stderr
+            .contains("2 suppression(s) the ledger lacked were imported"),
+        "{}",
+        started.stderr
+    );
+    assert_eq!(
+        catcher.recipients(),
+        ["ok@example.com", "bye@example.com", "ok@example.com"],
+        "the unsubscribed and the bounced reader are not mailed again"
+    );
+    // From here on, an ordinary run.
+    send(&project, port).expect(0);
+    assert_eq!(catcher.recipients().len(), 3);
+}
+
+#[test]
+fn a_new_project_sends_its_first_issue_without_the_flag() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    // An unsubscribe recorded before any issue is no sign of a send.
+    project
+        .run(&["unsubscribe", "someone@example.com"])
+        .expect(0);
+    assert!(project.exists("suppressed.csv"));
+    send(&project, port).expect(0);
+    assert_eq!(catcher.recipients().len(), 11);
+}
+
+#[test]
+fn a_send_without_the_signing_key_it_used_warns_that_old_links_stop_working() {
+    let (_catcher, port) = catcher();
+    let project = Project::sample();
+    let url = format!("smtp://127.0.0.1:{port}");
+    // No GAZETTE_SECRET: the send makes .gazette/secret.
+    project.run(&["send", "--smtp", &url]).expect(0);
+    assert!(project.exists(".gazette/secret"));
+    // The ledger and suppressed.csv lost, the key kept: a sign too.
+    std::fs::remove_file(project.path().join("suppressed.csv")).unwrap();
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(project.path().join(".gazette").join(name));
+    }
+    let refused = project.run(&["send", "--smtp", &url]).expect(1);
+    assert!(
+        refused
+            .stderr
+            .contains(".gazette/secret, which only a send makes, exists"),
+        "{}",
+        refused.stderr
+    );
+    project
+        .run(&["send", "--smtp", &url, "--first-issue"])
+        .expect(0);
+    // Now the key lost, the ledger kept.
+    std::fs::remove_file(project.path().join(".gazette/secret")).unwrap();
+    let run = project.run(&["send", "--smtp", &url]).expect(0);
+    assert!(
+        run.stderr
+            .contains("the unsubscribe links of the issues already sent stop working"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_truncated_or_garbage_ledger_stops_the_send_and_names_the_file() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    send(&project, port).expect(0);
+    project.run(&["state", "backup", "whole.db"]).expect(0);
+    let ledger = project.path().join(".gazette/state.db");
+    let whole = std::fs::read(project.path().join("whole.db")).unwrap();
+    let garbage: Vec<u8> = (0..whole.len()).map(|i| (i * 7 % 251) as u8).collect();
+    for damaged in [whole[..whole.len() / 2].to_vec(), garbage] {
+        std::fs::write(&ledger, &damaged).unwrap();
+        let _ = std::fs::remove_file(project.path().join(".gazette/state.db-wal"));
+        let run = send(&project, port).expect(1);
+        assert!(
+            run.stderr
+                .contains(".gazette/state.db: the ledger is damaged"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("gazette state restore"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(catcher.recipients().len(), 11, "nobody mailed twice");
+    }
+    // Restored: the next run has nothing new, and mails nobody.
+    let restored = project.run(&["state", "restore", "whole.db"]).expect(0);
+    assert!(
+        restored.stdout.contains("last issue 2026-06-01"),
+        "{}",
+        restored.stdout
+    );
+    assert!(project.exists(".gazette/state.db.damaged"));
+    let again = send(&project, port).expect(0);
+    assert!(
+        again.stdout.contains("nothing new to send"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(catcher.recipients().len(), 11, "nobody mailed twice");
+}
+
+#[test]
+fn a_backup_during_a_send_is_whole_and_a_restore_waits_for_the_send() {
+    let (catcher, port) = catcher();
+    // Four messages a second: the send takes about three seconds.
+    let project = sample_with("  per_second: 4\n");
+    let url = format!("smtp://127.0.0.1:{port}");
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(|| project.run_env(&["send", "--smtp", &url], &[SECRET]));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while catcher.recipients().len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the send never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        project.run(&["state", "backup", "during.db"]).expect(0);
+        let refused = project.run(&["state", "restore", "during.db"]).expect(75);
+        assert!(
+            refused.stderr.contains("a send is in progress (pid"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            catcher.recipients().len() < 11,
+            "the send was still running"
+        );
+        sending.join().unwrap().expect(0);
+    });
+    let copy = rusqlite::Connection::open(project.path().join("during.db")).unwrap();
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let (issues, sent): (i64, i64) = copy
+        .query_row(
+            "SELECT (SELECT count(*) FROM issues),
+                    (SELECT count(*) FROM deliveries WHERE status = 'sent')",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(issues, 1);
+    assert!((1..11).contains(&sent), "{sent} sent when it was taken");
+    assert_eq!(catcher.recipients().len(), 11);
+}

@@ -15,7 +15,9 @@ use anyhow::{Context, Result, bail};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
-use super::{BUSY_TIMEOUT, IssueRecord, Ledger, WAL_RETRY, create_whole, ledger_path, schema};
+use super::{
+    BUSY_TIMEOUT, IssueRecord, Ledger, WAL_RETRY, create_whole, ledger_path, schema, wal_path,
+};
 
 /// What a restore put in place.
 #[derive(Debug)]
@@ -71,6 +73,10 @@ pub fn restore(root: &Path, from: &Path) -> Result<Restored> {
     let path = ledger_path(root);
     let mut moved_aside = None;
     let live = match Ledger::open_existing(root) {
+        Ok(None) if wal_path(&path).exists() => {
+            moved_aside = Some(move_aside(&path)?);
+            None
+        }
         Ok(live) => live,
         Err(_) if path.exists() => {
             moved_aside = Some(move_aside(&path)?);

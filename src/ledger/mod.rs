@@ -74,6 +74,7 @@ impl Ledger {
             .try_exists()
             .with_context(|| format!("cannot look for {}", path.display()))?;
         if !exists {
+            refuse_orphan_log(&path)?;
             create_whole(&path, schema::migrate)?;
         }
         refuse_empty(&path)?;
@@ -161,6 +162,28 @@ fn refuse_empty(path: &Path) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// A write-ahead log left by a ledger that is gone: SQLite would lay its
+/// pages over the new ledger's. Refused, as a sign of a ledger lost.
+fn refuse_orphan_log(path: &Path) -> Result<()> {
+    let log = wal_path(path);
+    if log.exists() {
+        bail!(
+            "{}: missing, but its write-ahead log {} is there: {DAMAGED_HELP} (move the log \
+             aside too)",
+            path.display(),
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// `state.db-wal` beside `path`, as SQLite names it.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// Makes a new ledger whole before it appears under its name: built in a
@@ -471,6 +494,18 @@ mod tests {
                 "left as it was"
             );
         }
+    }
+
+    #[test]
+    fn a_write_ahead_log_without_its_ledger_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        ledger_with_suppressions(root.path(), 10);
+        let dir = root.path().join(".gazette");
+        std::fs::remove_file(dir.join("state.db")).unwrap();
+        std::fs::write(dir.join("state.db-wal"), vec![1u8; 5000]).unwrap();
+        let message = format!("{:#}", Ledger::open(root.path()).unwrap_err());
+        assert!(message.contains("its write-ahead log"), "{message}");
+        assert!(!dir.join("state.db").exists(), "no new ledger made");
     }
 
     #[test]
