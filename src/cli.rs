@@ -231,6 +231,12 @@ enum Command {
         target: String,
     },
     /// Back up or restore the ledger (.gazette/state.db)
+    #[command(after_help = after_help!(
+        bad_input: "the ledger or the backup cannot be read (nothing is replaced)",
+        exit: "\n  75  restore: a send holds the lock (nothing is replaced)",
+        env: "",
+        example: "  gazette state backup state-backup.db && gazette state restore state-backup.db"
+    ))]
     State {
         #[command(subcommand)]
         action: StateAction,
