@@ -26,7 +26,9 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
     let command = Cli::command();
     // `--help`'s closing part is laid out in columns: fenced, it stays so.
     // (`gazette state backup` and the like included.)
-    let nested = command.get_subcommands().flat_map(|sub| sub.get_subcommands());
+    let nested = command
+        .get_subcommands()
+        .flat_map(|sub| sub.get_subcommands());
     for sub in command.get_subcommands().chain(nested) {
         if let Some(after) = sub.get_after_help().map(|h| h.to_string()) {
             markdown = markdown.replace(&after, &format!("```text\n{after}\n```"));

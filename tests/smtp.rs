@@ -720,6 +720,13 @@ fn a_lost_state_folder_needs_first_issue_and_never_mails_the_suppressed_again() 
     // The dry run already leaves them out.
     let dry = project.run_env(&["send", "--dry-run"], &[SECRET]).expect(0);
     assert!(dry.stdout.contains("issue 2026-06-01"), "{}", dry.stdout);
+    let written: Vec<String> = std::fs::read_dir(project.path().join("outbox/2026-06-01"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".eml"))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(written[0].starts_with("ok"), "{written:?}");
     let url = format!("smtp://127.0.0.1:{port}");
     let started = project
         .run_env(&["send", "--smtp", &url, "--first-issue"], &[SECRET])
@@ -750,6 +757,9 @@ fn a_new_project_sends_its_first_issue_without_the_flag() {
         .run(&["unsubscribe", "someone@example.com"])
         .expect(0);
     assert!(project.exists("suppressed.csv"));
+    // Nor is the key a preview makes.
+    project.run(&["preview"]).expect(0);
+    assert!(project.exists(".gazette/secret"));
     send(&project, port).expect(0);
     assert_eq!(catcher.recipients().len(), 11);
 }
@@ -762,8 +772,8 @@ fn a_send_without_the_signing_key_it_used_warns_that_old_links_stop_working() {
     // No GAZETTE_SECRET: the send makes .gazette/secret.
     project.run(&["send", "--smtp", &url]).expect(0);
     assert!(project.exists(".gazette/secret"));
-    // The ledger and suppressed.csv lost, the key kept: a sign too.
-    std::fs::remove_file(project.path().join("suppressed.csv")).unwrap();
+    // The key lost with the ledger: told before the first issue is made.
+    std::fs::remove_file(project.path().join(".gazette/secret")).unwrap();
     for name in ["state.db", "state.db-wal", "state.db-shm"] {
         let _ = std::fs::remove_file(project.path().join(".gazette").join(name));
     }
@@ -771,7 +781,7 @@ fn a_send_without_the_signing_key_it_used_warns_that_old_links_stop_working() {
     assert!(
         refused
             .stderr
-            .contains(".gazette/secret, which only a send makes, exists"),
+            .contains("the unsubscribe links of the issues already sent stop working"),
         "{}",
         refused.stderr
     );

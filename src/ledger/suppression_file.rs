@@ -188,8 +188,7 @@ impl Ledger {
     pub fn sync_suppression_file(&self, root: &Path) -> Result<SuppressionSync> {
         let file = read_suppression_file(root)?;
         let mut report = SuppressionSync::default();
-        let mut known: HashSet<AddressKey> =
-            self.suppressions()?.into_iter().map(|s| s.key).collect();
+        let mut known = self.suppressed_keys()?;
         if let Some(file) = &file {
             let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
             for row in &file.rows {
@@ -220,15 +219,18 @@ impl Ledger {
             (Some(ledger), None) => Some(ledger),
             (None, None) => None,
         };
-        let all = self.suppressions()?;
         match file {
             Some(file) if !file.torn && file.last_issue.as_ref() == last => {
+                // Usually none (a send's bounces): rows are read only then.
                 let listed: HashSet<AddressKey> = file.rows.iter().map(|s| s.key).collect();
-                let missing: Vec<&Suppression> =
-                    all.iter().filter(|s| !listed.contains(&s.key)).collect();
-                append(&suppression_file(root), &missing)?;
+                if known.iter().any(|key| !listed.contains(key)) {
+                    let all = self.suppressions()?;
+                    let missing: Vec<&Suppression> =
+                        all.iter().filter(|s| !listed.contains(&s.key)).collect();
+                    append(&suppression_file(root), &missing)?;
+                }
             }
-            _ => write_whole(root, &all, last)?,
+            _ => write_whole(root, &self.suppressions()?, last)?,
         }
         Ok(report)
     }
@@ -243,9 +245,7 @@ impl Ledger {
             return Ok(());
         }
         let row = self
-            .suppressions()?
-            .into_iter()
-            .find(|s| s.key == key)
+            .suppression(key)?
             .with_context(|| format!("{} is not on the suppression list", key.hex()))?;
         append(&path, &[&row])
     }

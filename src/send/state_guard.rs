@@ -1,7 +1,7 @@
 //! Send stage: the guard that keeps a lost ledger from passing for a new
 //! project. Before a real send, a ledger without issues in a project that
-//! shows signs of earlier sends — `suppressed.csv` naming an issue, or a
-//! `.gazette/secret` that only a send makes — stops the run (exit 1) until
+//! sent before — `suppressed.csv` names an issue (`.gazette/secret` is no
+//! sign: `preview` makes it too) — stops the run (exit 1) until
 //! `--first-issue` confirms a new start. Every real send then brings the
 //! ledger and `suppressed.csv` level (a new ledger imports the list), and
 //! again when it ends. May import the ledger, the state folder's key file,
@@ -33,34 +33,25 @@ pub fn before_send(root: &Path, first_issue: bool) -> Result<StateCheck> {
     let file_shown = display_path(root, &suppression_file(root));
     let last_issue = ledger.last_issue()?;
     let named = read_suppression_file(root)?.and_then(|file| file.last_issue);
-    let key_file_kept = key_file::path(root).exists();
-    let mut signs = Vec::new();
-    if let Some(NamedIssue { id, created }) = &named {
-        signs.push(format!(
-            "{} names issue {id} of {}",
-            file_shown.display(),
-            created.format("%Y-%m-%d %H:%M")
-        ));
-    }
-    if key_file_kept {
-        signs.push(".gazette/secret, which only a send makes, exists".to_string());
-    }
     let mut check = StateCheck::default();
-    if last_issue.is_none() && !signs.is_empty() && !first_issue {
+    if let (None, Some(NamedIssue { id, created }), false) = (&last_issue, &named, first_issue) {
         check.problems.push(Diagnostic::error(
             &ledger_shown,
             format!(
-                "the ledger holds no issue, yet this project sent before ({}): .gazette/ was \
-                 lost or replaced, and a first issue would mail old posts again; restore the \
-                 ledger with `gazette state restore BACKUP`, or run `gazette send --first-issue` \
-                 to start a new one (it takes the suppression list from {})",
-                signs.join("; "),
+                "the ledger holds no issue, yet this project sent before ({} names issue {id} \
+                 of {}): .gazette/ was lost or replaced, and a first issue would mail old posts \
+                 again; restore the ledger with `gazette state restore BACKUP`, or run \
+                 `gazette send --first-issue` to start a new one (it takes the suppression list \
+                 from {})",
+                file_shown.display(),
+                created.format("%Y-%m-%d %H:%M"),
                 file_shown.display()
             ),
         ));
         check.refused = true;
     }
-    let sent_before = last_issue.is_some() || !signs.is_empty();
+    let sent_before = last_issue.is_some() || named.is_some();
+    let key_file_kept = key_file::path(root).exists();
     let env_key = std::env::var_os(SECRET_VAR).is_some_and(|v| !v.is_empty());
     if sent_before && !env_key && !key_file_kept {
         check.problems.push(Diagnostic::warning(
