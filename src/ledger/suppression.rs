@@ -107,15 +107,14 @@ impl Ledger {
     /// The key of every suppression, read without the rest of the row.
     pub fn suppressed_keys(&self) -> Result<HashSet<AddressKey>> {
         let mut statement = self.conn.prepare("SELECT address_key FROM suppression")?;
-        let keys = statement
+        statement
             .query_map([], |row| row.get::<_, String>(0))?
             .map(|hex| {
                 let hex = hex?;
                 AddressKey::from_hex(&hex)
                     .with_context(|| format!("the ledger's suppression of '{hex}' is damaged"))
             })
-            .collect();
-        keys
+            .collect()
     }
 
     /// Every suppression, ordered by time, then key.

@@ -28,10 +28,16 @@ pub struct StateCheck {
 /// unless that refuses the send, imports `suppressed.csv` into it.
 /// `first_issue`: the operator confirmed a new ledger's first issue.
 pub fn before_send(root: &Path, first_issue: bool) -> Result<StateCheck> {
-    let ledger = Ledger::open(root)?;
+    // A refused send creates no ledger: without one, dry runs and
+    // previews go by `suppressed.csv`.
+    let existing = Ledger::open_existing(root)?;
     let ledger_shown = display_path(root, &ledger_path(root));
     let file_shown = display_path(root, &suppression_file(root));
-    let last_issue = ledger.last_issue()?;
+    let last_issue = existing
+        .as_ref()
+        .map(Ledger::last_issue)
+        .transpose()?
+        .flatten();
     let named = read_suppression_file(root)?.and_then(|file| file.last_issue);
     let mut check = StateCheck::default();
     if let (None, Some(NamedIssue { id, created }), false) = (&last_issue, &named, first_issue) {
@@ -66,6 +72,10 @@ pub fn before_send(root: &Path, first_issue: bool) -> Result<StateCheck> {
     if check.refused {
         return Ok(check);
     }
+    let ledger = match existing {
+        Some(ledger) => ledger,
+        None => Ledger::open(root)?,
+    };
     let synced = ledger.sync_suppression_file(root)?;
     if synced.imported > 0 {
         check.problems.push(Diagnostic::warning(
