@@ -888,3 +888,95 @@ fn a_backup_during_a_send_is_whole_and_a_restore_waits_for_the_send() {
     assert!((1..11).contains(&sent), "{sent} sent when it was taken");
     assert_eq!(catcher.recipients().len(), 11);
 }
+
+#[test]
+fn a_ledger_that_lost_its_last_issue_is_reported_and_a_restore_says_so_too() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    send(&project, port).expect(0);
+    project.run(&["state", "backup", "first.db"]).expect(0);
+    let later = ("GAZETTE_NOW", "2026-06-08T12:00:00Z");
+    let url = format!("smtp://127.0.0.1:{port}");
+    let project = project.file(
+        "content/a-new-week.md",
+        "---\ntitle: A new week\ndate: 2026-06-05\ntags: [ai]\n---\nNew things.\n",
+    );
+    project
+        .run_env(&["send", "--smtp", &url], &[SECRET, later])
+        .expect(0);
+    assert!(
+        project
+            .read("suppressed.csv")
+            .contains("# last issue: 2026-06-08 ")
+    );
+    let mailed = catcher.recipients().len();
+    // As if state.db-wal had been deleted after a crash: the ledger as it
+    // was before the second issue, without its log.
+    let dir = project.path().join(".gazette");
+    std::fs::copy(project.path().join("first.db"), dir.join("state.db")).unwrap();
+    for log in ["state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(log));
+    }
+    let run = project
+        .run_env(&["send", "--smtp", &url], &[SECRET, later])
+        .expect(0);
+    assert!(
+        run.stderr.contains(
+            "its last issue is 2026-06-01 but suppressed.csv names 2026-06-08 of 2026-06-08 12:00, which it does not hold"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        catcher.recipients().len() > mailed,
+        "the lost issue went again"
+    );
+    // A restore of the older backup warns before anything is sent.
+    let restored = project.run(&["state", "restore", "first.db"]).expect(0);
+    assert!(
+        restored
+            .stderr
+            .contains("it names issue 2026-06-08, later than any the backup holds"),
+        "{}",
+        restored.stderr
+    );
+}
+
+#[test]
+fn a_send_killed_midway_has_already_named_its_issue_in_suppressed_csv() {
+    let (catcher, port) = catcher();
+    let project = sample_with("  per_second: 4\n");
+    let url = format!("smtp://127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["send", "--smtp", &url])
+        .current_dir(project.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GAZETTE_NOW", crate::support::NOW)
+        .env(SECRET.0, SECRET.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while catcher.recipients().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the send never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: nothing of the send's end runs
+    child.wait().unwrap();
+    assert!(catcher.recipients().len() < 11, "killed before the end");
+    let plain = project.read("suppressed.csv");
+    assert!(plain.contains("# last issue: 2026-06-01 "), "{plain}");
+    // So losing .gazette/ now is not taken for a new project.
+    std::fs::remove_dir_all(project.path().join(".gazette")).unwrap();
+    let refused = send(&project, port).expect(1);
+    assert!(
+        refused.stderr.contains("--first-issue"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -66,8 +66,8 @@ pub struct SuppressionFile {
 pub struct SuppressionSync {
     /// Rows the ledger lacked, imported from the file.
     pub imported: usize,
-    /// The file names a later issue than the ledger's last one (or one
-    /// where the ledger has none): the ledger lost records.
+    /// The issue the file names, which the ledger does not hold: the
+    /// ledger lost records (or has none).
     pub ledger_behind: Option<NamedIssue>,
 }
 
@@ -182,8 +182,8 @@ fn render(rows: &[Suppression], last_issue: Option<&NamedIssue>) -> String {
 impl Ledger {
     /// Brings the ledger and `<root>/suppressed.csv` level: the file's rows
     /// the ledger lacks are imported (in one transaction), the ledger's the
-    /// file lacks are appended, and the file names the later of the two
-    /// last issues. A missing or torn file, or one naming another issue,
+    /// file lacks are appended, and the file names the ledger's last issue
+    /// (the file's own while the ledger has none). A missing or torn file, or one naming another issue,
     /// is written whole (atomically).
     pub fn sync_suppression_file(&self, root: &Path) -> Result<SuppressionSync> {
         let file = read_suppression_file(root)?;
@@ -207,18 +207,15 @@ impl Ledger {
             created: r.created,
         });
         let file_last = file.as_ref().and_then(|f| f.last_issue.clone());
+        // By id, not by time: a clock set back makes no ledger look behind.
         if let Some(named) = &file_last
-            && ledger_last
-                .as_ref()
-                .is_none_or(|l| l.created < named.created)
+            && !self.holds_issue(&named.id)?
         {
             report.ledger_behind = Some(named.clone());
         }
-        let last = match (&ledger_last, &report.ledger_behind) {
-            (_, Some(later)) => Some(later),
-            (Some(ledger), None) => Some(ledger),
-            (None, None) => None,
-        };
+        // A ledger without issues keeps the file's: until a new ledger's
+        // first issue is made, the project still shows it sent before.
+        let last = ledger_last.as_ref().or(file_last.as_ref());
         match file {
             Some(file) if !file.torn && file.last_issue.as_ref() == last => {
                 // Usually none (a send's bounces): rows are read only then.
@@ -233,6 +230,14 @@ impl Ledger {
             _ => write_whole(root, &self.suppressions()?, last)?,
         }
         Ok(report)
+    }
+
+    /// Whether the ledger holds the issue `id`.
+    fn holds_issue(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM issues WHERE id = ?1")?
+            .exists([id])?)
     }
 
     /// Adds the ledger's suppression of `key` to `<root>/suppressed.csv`

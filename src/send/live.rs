@@ -70,6 +70,8 @@ pub fn send(
         frozen,
     } = due;
     ledger.recover(&record.id, run.now)?;
+    // Named in suppressed.csv before any of it is sent (see state_guard).
+    ledger.sync_suppression_file(run.root)?;
     let summary = Summary {
         issue: record.id.clone(),
         dry_run: false,

@@ -3,8 +3,9 @@
 //! sent before — `suppressed.csv` names an issue (`.gazette/secret` is no
 //! sign: `preview` makes it too) — stops the run (exit 1) until
 //! `--first-issue` confirms a new start. Every real send then brings the
-//! ledger and `suppressed.csv` level (a new ledger imports the list), and
-//! again when it ends. May import the ledger, the state folder's key file,
+//! ledger and `suppressed.csv` level (a new ledger imports the list), once
+//! it has its issue (so the file names it before anything is sent), and
+//! when it ends. May import the ledger, the state folder's key file,
 //! the unsubscribe key's variable name and diagnostics.
 
 use std::path::Path;
@@ -90,9 +91,9 @@ pub fn before_send(root: &Path, first_issue: bool) -> Result<StateCheck> {
         check.problems.push(Diagnostic::warning(
             &ledger_shown,
             format!(
-                "its last issue is {} but {} names a later one, {} of {}: the ledger lost \
-                 records (a deleted state.db-wal, or an older backup restored), and posts of \
-                 the lost issues may be mailed again",
+                "its last issue is {} but {} names {} of {}, which it does not hold: the \
+                 ledger lost records (a deleted state.db-wal, or an older backup restored), and \
+                 messages of the lost issue may be mailed again",
                 last.id,
                 file_shown.display(),
                 behind.id,
