@@ -90,6 +90,21 @@ fn sample_with(delivery: &str) -> Project {
     project.file("gazette.yaml", format!("{config}\ndelivery:\n{delivery}"))
 }
 
+/// `gazette send --smtp URL` started in the project, its output dropped.
+fn spawn_send(project: &Project, url: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["send", "--smtp", url])
+        .current_dir(project.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GAZETTE_NOW", crate::support::NOW)
+        .env(SECRET.0, SECRET.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn send(project: &Project, port: u16) -> crate::support::Run {
     let url = format!("smtp://127.0.0.1:{port}");
     project.run_env(&["send", "--smtp", &url], &[SECRET])
@@ -516,17 +531,7 @@ fn a_writer_failing_while_readers_are_frozen_ends_the_run() {
         .unwrap();
     drop(ledger);
     let url = format!("smtp://127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args(["send", "--smtp", &url])
-        .current_dir(project.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GAZETTE_NOW", crate::support::NOW)
-        .env(SECRET.0, SECRET.1)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_send(&project, &url);
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -947,17 +952,7 @@ fn a_send_killed_midway_has_already_named_its_issue_in_suppressed_csv() {
     let (catcher, port) = catcher();
     let project = sample_with("  per_second: 4\n");
     let url = format!("smtp://127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args(["send", "--smtp", &url])
-        .current_dir(project.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GAZETTE_NOW", crate::support::NOW)
-        .env(SECRET.0, SECRET.1)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_send(&project, &url);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while catcher.recipients().len() < 2 {
         assert!(
