@@ -73,12 +73,9 @@ pub fn restore(root: &Path, from: &Path) -> Result<Restored> {
     let path = ledger_path(root);
     let mut moved_aside = None;
     let live = match Ledger::open_existing(root) {
-        Ok(None) if wal_path(&path).exists() => {
-            moved_aside = Some(move_aside(&path)?);
-            None
-        }
         Ok(live) => live,
-        Err(_) if path.exists() => {
+        // Unreadable, or a log without its ledger.
+        Err(_) if path.exists() || wal_path(&path).exists() => {
             moved_aside = Some(move_aside(&path)?);
             None
         }
@@ -192,6 +189,13 @@ mod tests {
         assert_eq!(restored.suppressions, 300);
         let aside = restored.moved_aside.unwrap();
         assert_eq!(std::fs::read(aside).unwrap(), vec![7u8; 10_000]);
+        // Over a write-ahead log without its ledger: moved aside too.
+        std::fs::remove_file(&path).unwrap();
+        let log = root.path().join(".gazette/state.db-wal");
+        std::fs::write(&log, vec![1u8; 5000]).unwrap();
+        let restored = restore(root.path(), &copy).unwrap();
+        assert_eq!(restored.suppressions, 300);
+        assert!(root.path().join(".gazette/state.db.damaged-wal").exists());
         // Over none at all.
         std::fs::remove_dir_all(root.path().join(".gazette")).unwrap();
         assert_eq!(restore(root.path(), &copy).unwrap().suppressions, 300);

@@ -92,6 +92,7 @@ impl Ledger {
             .try_exists()
             .with_context(|| format!("cannot look for {}", path.display()))?;
         if !exists {
+            refuse_orphan_log(&path)?;
             return Ok(None);
         }
         refuse_empty(&path)?;
@@ -503,8 +504,13 @@ mod tests {
         let dir = root.path().join(".gazette");
         std::fs::remove_file(dir.join("state.db")).unwrap();
         std::fs::write(dir.join("state.db-wal"), vec![1u8; 5000]).unwrap();
-        let message = format!("{:#}", Ledger::open(root.path()).unwrap_err());
-        assert!(message.contains("its write-ahead log"), "{message}");
+        for result in [
+            Ledger::open(root.path()).map(|_| ()),
+            Ledger::open_existing(root.path()).map(|_| ()),
+        ] {
+            let message = format!("{:#}", result.unwrap_err());
+            assert!(message.contains("its write-ahead log"), "{message}");
+        }
         assert!(!dir.join("state.db").exists(), "no new ledger made");
     }
 
