@@ -39,8 +39,8 @@ pub use issues::IssueRecord;
 pub use recorder::{Recorder, RecorderHandle};
 pub use suppression::{Suppression, SuppressionReason, UnknownSuppressionReason};
 pub use suppression_file::{
-    NamedIssue, SUPPRESSION_FILE, SuppressionFile, SuppressionSync, read_suppression_file,
-    suppression_file,
+    NamedIssue, SUPPRESSION_FILE, SuppressionFile, SuppressionSync, read_named_issue,
+    read_suppression_file, suppression_file,
 };
 
 use crate::state;

@@ -82,6 +82,30 @@ pub fn read_suppression_file(root: &Path) -> Result<Option<SuppressionFile>> {
     parse(&text, &path).map(Some)
 }
 
+/// The last issue `<root>/suppressed.csv` names, read from its first
+/// lines only (the rows are not read).
+pub fn read_named_issue(root: &Path) -> Result<Option<NamedIssue>> {
+    use std::io::BufRead;
+    let path = suppression_file(root);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if let Some(named) = line.strip_prefix(LAST_ISSUE) {
+            return named_issue(named)
+                .map(Some)
+                .with_context(|| format!("{}:{}", path.display(), i + 1));
+        }
+        if !line.starts_with('#') {
+            break;
+        }
+    }
+    Ok(None)
+}
+
 /// The file's text read; errors are located `PATH:LINE: what`.
 fn parse(text: &str, path: &Path) -> Result<SuppressionFile> {
     let mut file = SuppressionFile::default();
@@ -408,6 +432,8 @@ mod tests {
             "# last issue: 2026-03-01 2026-03-01T06:00:00Z\naddress_key,reason,at\n",
         )
         .unwrap();
+        let named = read_named_issue(root.path()).unwrap().unwrap();
+        assert_eq!(named.id, "2026-03-01");
         let ledger = Ledger::open(root.path()).unwrap();
         let report = ledger.sync_suppression_file(root.path()).unwrap();
         let behind = report.ledger_behind.unwrap();

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::diagnostics::{Diagnostic, display_path};
-use crate::ledger::{Ledger, NamedIssue, ledger_path, read_suppression_file, suppression_file};
+use crate::ledger::{Ledger, NamedIssue, ledger_path, read_named_issue, suppression_file};
 use crate::state::key_file;
 use crate::unsubscribe::SECRET_VAR;
 
@@ -39,7 +39,7 @@ pub fn before_send(root: &Path, first_issue: bool) -> Result<StateCheck> {
         .map(Ledger::last_issue)
         .transpose()?
         .flatten();
-    let named = read_suppression_file(root)?.and_then(|file| file.last_issue);
+    let named = read_named_issue(root)?;
     let mut check = StateCheck::default();
     if let (None, Some(NamedIssue { id, created }), false) = (&last_issue, &named, first_issue) {
         check.problems.push(Diagnostic::error(
