@@ -34,10 +34,7 @@ pub struct Restored {
 /// while a send runs, and `to` is never half-written.
 pub fn backup(root: &Path, to: &Path) -> Result<()> {
     let Some(ledger) = Ledger::open_existing(root)? else {
-        bail!(
-            "{}: no ledger to back up (this project never sent an issue)",
-            ledger_path(root).display()
-        );
+        bail!("{}: no ledger to back up", ledger_path(root).display());
     };
     let dir = match to.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
