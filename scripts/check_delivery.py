@@ -65,6 +65,14 @@ the end, pass or fail. A missing peer is a failure, never a skip.
            "451 4.7.0 too many messages, slow down" beyond: the run says it
            slows down, finishes within itself (what was deferred is tried
            again in the run), every reader gets one message.
+  state    Postfix smtp-sink, 200 readers: after an issue and 10
+           unsubscribes, `.gazette/` deleted: `send` exits 1 naming
+           --first-issue with no transaction; `send --first-issue` mails the
+           190 others and none of the 10 (suppressed.csv imported). Then a
+           0-byte, a truncated and a garbage state.db, and a state.db-wal
+           without its state.db: each exit 1 naming the file, no transaction;
+           `state restore` of a backup: the next run has nothing new and makes
+           no transaction.
   maildev  maildev@2.2.1 (scripts/node_modules) end to end with the sample
            project and `--smtp smtp://127.0.0.1:PORT` only: count,
            recipients, one List-Unsubscribe, the one-click
@@ -107,7 +115,7 @@ SECRET = "some-32-byte-test-key-xxxxxxxxxxx"
 NOW = "2026-06-01T12:00:00Z"
 LATER = "2026-06-02T12:00:00Z"  # past every retry time the checks configure
 HELD = re.compile(r"another send is in progress \(pid (\d+)\)")
-CHECKS = ("faults", "relay", "sink", "crash", "sigterm", "overlap", "handover", "throttle", "maildev")
+CHECKS = ("faults", "relay", "sink", "crash", "sigterm", "overlap", "handover", "throttle", "state", "maildev")
 
 
 class Failed(Exception):
@@ -1400,6 +1408,65 @@ def check_overlap(gazette: Path, base: Path, rounds: int = 6) -> None:
 # maildev end to end
 
 
+def check_state(gazette: Path, base: Path) -> None:
+    """A lost `.gazette/`, then a damaged ledger, against smtp-sink."""
+    readers = [f"reader{i:03d}@example.com" for i in range(200)]
+    gone = readers[:10]
+    project = Project(gazette, base, "state", readers)
+    ledger = project.dir / ".gazette" / "state.db"
+    with Sink(base, "state") as sink:
+        expect_exit(project.send(sink.port), 0, "state: first issue")
+        for address in gone:
+            expect_exit(project.run("unsubscribe", address), 0, f"state: unsubscribe {address}")
+        shutil.rmtree(project.dir / ".gazette")
+        before = sink.transactions()
+        res = project.send(sink.port)
+        expect_exit(res, 1, "state: send after .gazette/ was deleted")
+        check("--first-issue" in res.stderr and "suppressed.csv names issue" in res.stderr,
+              f"state: the refusal does not say why: {res.show()}")
+        check(sink.transactions() == before, "state: the refused send made SMTP transactions")
+        res = project.run("send", "--smtp", f"smtp://127.0.0.1:{sink.port}", "--first-issue")
+        expect_exit(res, 0, "state: send --first-issue")
+        time.sleep(0.2)
+        got = sink.messages()
+        twice = [a for a in readers[10:] if len(got.get(a, [])) != 2]
+        again = [a for a in gone if len(got.get(a, [])) != 1]
+        check(not twice, f"state: readers not mailed by the new first issue: {twice[:5]}")
+        check(not again, f"state: unsubscribed readers mailed again: {again[:5]}")
+        ok("state: a lost .gazette/ stops the send (exit 1, --first-issue named, no transaction); "
+           "with --first-issue the 190 others are mailed and none of the 10 unsubscribed")
+        expect_exit(project.run("state", "backup", "backup.db"), 0, "state: backup")
+        whole = ledger.read_bytes()
+        damages = {"0-byte": b"", "truncated": whole[: len(whole) // 2],
+                   "garbage": bytes((i * 7) % 251 for i in range(len(whole)))}
+        for what, damaged in damages.items():
+            ledger.write_bytes(damaged)
+            for log in ("state.db-wal", "state.db-shm"):
+                (ledger.parent / log).unlink(missing_ok=True)
+            before = sink.transactions()
+            res = project.send(sink.port)
+            expect_exit(res, 1, f"state: a {what} state.db")
+            check(".gazette/state.db" in res.stderr and "state restore" in res.stderr,
+                  f"state: a {what} state.db: {res.show()}")
+            check(sink.transactions() == before, f"state: a {what} state.db made transactions")
+        ledger.unlink()
+        (ledger.parent / "state.db-wal").write_bytes(b"\x00" * 4096)
+        res = project.send(sink.port)
+        expect_exit(res, 1, "state: a state.db-wal without its state.db")
+        check("write-ahead log" in res.stderr, f"state: orphaned log: {res.show()}")
+        (ledger.parent / "state.db-wal").unlink()
+        ledger.write_bytes(damages["truncated"])
+        res = project.run("state", "restore", "backup.db")
+        expect_exit(res, 0, "state: restore")
+        before = sink.transactions()
+        res = project.send(sink.port)
+        expect_exit(res, 0, "state: send after the restore")
+        check("nothing new to send" in res.stdout and sink.transactions() == before,
+              f"state: the run after the restore sent again: {res.show()}")
+        ok("state: 0-byte, truncated and garbage ledgers and an orphaned log each exit 1 "
+           "naming the file, no transaction; restored from a backup, nothing is sent twice")
+
+
 def http_json(url: str):
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
@@ -1536,6 +1603,8 @@ def main() -> int:
                 failures += run_parts([lambda: check_handover(gazette, base)])
             elif name == "throttle":
                 failures += run_parts([lambda: check_throttle(gazette, base)])
+            elif name == "state":
+                failures += run_parts([lambda: check_state(gazette, base)])
             elif name == "maildev":
                 failures += run_parts([lambda: check_maildev(gazette, base)])
             print(f"   ({name}: {time.monotonic() - t:.1f} s)", flush=True)

@@ -197,6 +197,11 @@ enum Command {
         /// lost more than audience.max_shrink of the last issue's
         #[arg(long)]
         allow_shrink: bool,
+        /// Start a new ledger with a first issue although the project sent
+        /// before (suppressed.csv names an issue, or .gazette/secret
+        /// exists): after .gazette/ was lost and no backup is left
+        #[arg(long)]
+        first_issue: bool,
         /// How to print the summary
         #[arg(long, value_name = "FORMAT", default_value = "text")]
         format: Format,
@@ -225,6 +230,17 @@ enum Command {
         /// A token (v1.…), an unsubscribe link, or an email address
         target: String,
     },
+    /// Back up or restore the ledger (.gazette/state.db)
+    #[command(after_help = after_help!(
+        bad_input: "the ledger or the backup cannot be read (nothing is replaced)",
+        exit: "\n  75  restore: a send holds the lock (nothing is replaced)",
+        env: "",
+        example: "  gazette state backup state-backup.db && gazette state restore state-backup.db"
+    ))]
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// One subscriber's digest with scores and reasons
     #[command(after_help = after_help!(
         bad_input: "a problem in config, content or subscribers, or no such subscriber",
@@ -238,6 +254,35 @@ enum Command {
         /// Cover posts published after DATE that no issue carried, instead of those no issue saw
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
+    },
+}
+
+/// What `gazette state` does.
+#[derive(Debug, Subcommand)]
+enum StateAction {
+    /// Copy the ledger to FILE, consistent even while a send runs (the
+    /// signing key .gazette/secret is not in it: keep that apart)
+    #[command(after_help = after_help!(
+        bad_input: "no ledger, or it cannot be read or copied (FILE is left as it was)",
+        exit: "",
+        env: "",
+        example: "  gazette state backup backups/state-$(date +%F).db"
+    ))]
+    Backup {
+        /// Where the copy goes (replaced whole)
+        file: PathBuf,
+    },
+    /// Replace the ledger with the backup in FILE, after checking it is a
+    /// whole gazette ledger; suppressions in suppressed.csv are kept
+    #[command(after_help = after_help!(
+        bad_input: "FILE is not a whole gazette ledger (nothing is replaced)",
+        exit: "\n  75  a send holds the lock (nothing is replaced): try again when it ends",
+        env: "",
+        example: "  gazette state restore backups/state-2026-06-01.db"
+    ))]
+    Restore {
+        /// A file `gazette state backup` wrote
+        file: PathBuf,
     },
 }
 
@@ -307,6 +352,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
             smtp,
             since,
             allow_shrink,
+            first_issue,
             format,
         } => commands::send::run(
             &inv,
@@ -318,9 +364,14 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 smtp,
                 since,
                 allow_shrink,
+                first_issue,
                 format,
             },
         ),
+        Command::State { action } => match action {
+            StateAction::Backup { file } => commands::state::backup(&inv, &file),
+            StateAction::Restore { file } => commands::state::restore(&inv, &file),
+        },
         Command::Explain { email, since } => commands::explain::run(&inv, &email, since.as_deref()),
     }
 }

@@ -25,7 +25,11 @@ fn generated() -> Vec<(PathBuf, Vec<u8>)> {
     markdown.push_str(&clap_markdown::help_markdown_custom::<Cli>(&options));
     let command = Cli::command();
     // `--help`'s closing part is laid out in columns: fenced, it stays so.
-    for sub in command.get_subcommands() {
+    // (`gazette state backup` and the like included.)
+    let nested = command
+        .get_subcommands()
+        .flat_map(|sub| sub.get_subcommands());
+    for sub in command.get_subcommands().chain(nested) {
         if let Some(after) = sub.get_after_help().map(|h| h.to_string()) {
             markdown = markdown.replace(&after, &format!("```text\n{after}\n```"));
         }

@@ -100,6 +100,21 @@ fn sample_with(delivery: &str) -> Project {
     project.file("gazette.yaml", format!("{config}\ndelivery:\n{delivery}"))
 }
 
+/// `gazette send --smtp URL` started in the project, its output dropped.
+fn spawn_send(project: &Project, url: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(["send", "--smtp", url])
+        .current_dir(project.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GAZETTE_NOW", crate::support::NOW)
+        .env(SECRET.0, SECRET.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn send(project: &Project, port: u16) -> crate::support::Run {
     let url = format!("smtp://127.0.0.1:{port}");
     project.run_env(&["send", "--smtp", &url], &[SECRET])
@@ -616,17 +631,7 @@ fn a_writer_failing_while_readers_are_frozen_ends_the_run() {
         .unwrap();
     drop(ledger);
     let url = format!("smtp://127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
-        .args(["send", "--smtp", &url])
-        .current_dir(project.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GAZETTE_NOW", crate::support::NOW)
-        .env(SECRET.0, SECRET.1)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_send(&project, &url);
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -933,4 +938,294 @@ fn a_sigterm_stops_the_send_gracefully_with_nothing_in_doubt() {
     let before = recipients.len();
     recipients.dedup();
     assert_eq!((before, recipients.len()), (40, 40));
+}
+
+/// A project whose readers include one that bounces and one that will
+/// unsubscribe, after its first issue and that unsubscribe.
+fn sent_with_suppressions(port: u16) -> Project {
+    let project = sample_with("  retries_in_run: 0\n").file(
+        "subscribers.csv",
+        "email,name\nok@example.com,Ok\nbye@example.com,Bye\nbounce@example.com,Gone\n",
+    );
+    send(&project, port).expect(1);
+    project.run(&["unsubscribe", "bye@example.com"]).expect(0);
+    project
+}
+
+#[test]
+fn a_lost_state_folder_needs_first_issue_and_never_mails_the_suppressed_again() {
+    let (catcher, port) = catcher();
+    let project = sent_with_suppressions(port);
+    let sorted = || {
+        let mut recipients = catcher.recipients();
+        recipients.sort();
+        recipients
+    };
+    assert_eq!(sorted(), ["bye@example.com", "ok@example.com"]);
+    let plain = project.read("suppressed.csv");
+    assert!(plain.contains("# last issue: 2026-06-01 "), "{plain}");
+    assert!(!plain.contains('@'), "keys, not addresses: {plain}");
+    std::fs::remove_dir_all(project.path().join(".gazette")).unwrap();
+    let refused = send(&project, port).expect(1);
+    for says in [
+        "the ledger holds no issue, yet this project sent before",
+        "suppressed.csv names issue 2026-06-01",
+        "gazette state restore BACKUP",
+        "--first-issue",
+    ] {
+        assert!(refused.stderr.contains(says), "{says}: {}", refused.stderr);
+    }
+    assert_eq!(catcher.recipients().len(), 2, "nobody mailed");
+    // The dry run already leaves them out.
+    let dry = project.run_env(&["send", "--dry-run"], &[SECRET]).expect(0);
+    assert!(dry.stdout.contains("issue 2026-06-01"), "{}", dry.stdout);
+    let written: Vec<String> = std::fs::read_dir(project.path().join("outbox/2026-06-01"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".eml"))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(written[0].starts_with("ok"), "{written:?}");
+    let url = format!("smtp://127.0.0.1:{port}");
+    let started = project
+        .run_env(&["send", "--smtp", &url, "--first-issue"], &[SECRET])
+        .expect(0);
+    assert!(
+        started
+            .stderr
+            .contains("2 suppression(s) the ledger lacked were imported"),
+        "{}",
+        started.stderr
+    );
+    assert_eq!(
+        sorted(),
+        ["bye@example.com", "ok@example.com", "ok@example.com"],
+        "the unsubscribed and the bounced reader are not mailed again"
+    );
+    // From here on, an ordinary run.
+    send(&project, port).expect(0);
+    assert_eq!(catcher.recipients().len(), 3);
+}
+
+#[test]
+fn a_new_project_sends_its_first_issue_without_the_flag() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    // An unsubscribe recorded before any issue is no sign of a send.
+    project
+        .run(&["unsubscribe", "someone@example.com"])
+        .expect(0);
+    assert!(project.exists("suppressed.csv"));
+    // Nor is the key a preview makes.
+    project.run(&["preview"]).expect(0);
+    assert!(project.exists(".gazette/secret"));
+    send(&project, port).expect(0);
+    assert_eq!(catcher.recipients().len(), 11);
+}
+
+#[test]
+fn a_send_without_the_signing_key_it_used_warns_that_old_links_stop_working() {
+    let (_catcher, port) = catcher();
+    let project = Project::sample();
+    let url = format!("smtp://127.0.0.1:{port}");
+    // No GAZETTE_SECRET: the send makes .gazette/secret.
+    project.run(&["send", "--smtp", &url]).expect(0);
+    assert!(project.exists(".gazette/secret"));
+    // The key lost with the ledger: told before the first issue is made.
+    std::fs::remove_file(project.path().join(".gazette/secret")).unwrap();
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(project.path().join(".gazette").join(name));
+    }
+    let refused = project.run(&["send", "--smtp", &url]).expect(1);
+    assert!(
+        refused
+            .stderr
+            .contains("the unsubscribe links of the issues already sent stop working"),
+        "{}",
+        refused.stderr
+    );
+    project
+        .run(&["send", "--smtp", &url, "--first-issue"])
+        .expect(0);
+    // Now the key lost, the ledger kept.
+    std::fs::remove_file(project.path().join(".gazette/secret")).unwrap();
+    let run = project.run(&["send", "--smtp", &url]).expect(0);
+    assert!(
+        run.stderr
+            .contains("the unsubscribe links of the issues already sent stop working"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_truncated_or_garbage_ledger_stops_the_send_and_names_the_file() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    send(&project, port).expect(0);
+    project.run(&["state", "backup", "whole.db"]).expect(0);
+    let ledger = project.path().join(".gazette/state.db");
+    let whole = std::fs::read(project.path().join("whole.db")).unwrap();
+    let garbage: Vec<u8> = (0..whole.len()).map(|i| (i * 7 % 251) as u8).collect();
+    for damaged in [whole[..whole.len() / 2].to_vec(), garbage] {
+        std::fs::write(&ledger, &damaged).unwrap();
+        let _ = std::fs::remove_file(project.path().join(".gazette/state.db-wal"));
+        let run = send(&project, port).expect(1);
+        assert!(
+            run.stderr
+                .contains(".gazette/state.db: the ledger is damaged"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("gazette state restore"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(catcher.recipients().len(), 11, "nobody mailed twice");
+    }
+    // Restored: the next run has nothing new, and mails nobody.
+    let restored = project.run(&["state", "restore", "whole.db"]).expect(0);
+    assert!(
+        restored.stdout.contains("last issue 2026-06-01"),
+        "{}",
+        restored.stdout
+    );
+    assert!(project.exists(".gazette/state.db.damaged"));
+    let again = send(&project, port).expect(0);
+    assert!(
+        again.stdout.contains("nothing new to send"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(catcher.recipients().len(), 11, "nobody mailed twice");
+}
+
+#[test]
+fn a_backup_during_a_send_is_whole_and_a_restore_waits_for_the_send() {
+    let (catcher, port) = catcher();
+    // Four messages a second: the send takes about three seconds.
+    let project = sample_with("  per_second: 4\n");
+    let url = format!("smtp://127.0.0.1:{port}");
+    std::thread::scope(|scope| {
+        let sending = scope.spawn(|| project.run_env(&["send", "--smtp", &url], &[SECRET]));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while catcher.recipients().len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the send never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        project.run(&["state", "backup", "during.db"]).expect(0);
+        let refused = project.run(&["state", "restore", "during.db"]).expect(75);
+        assert!(
+            refused.stderr.contains("a send is in progress (pid"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            catcher.recipients().len() < 11,
+            "the send was still running"
+        );
+        sending.join().unwrap().expect(0);
+    });
+    let copy = rusqlite::Connection::open(project.path().join("during.db")).unwrap();
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let (issues, sent): (i64, i64) = copy
+        .query_row(
+            "SELECT (SELECT count(*) FROM issues),
+                    (SELECT count(*) FROM deliveries WHERE status = 'sent')",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(issues, 1);
+    assert!((1..11).contains(&sent), "{sent} sent when it was taken");
+    assert_eq!(catcher.recipients().len(), 11);
+}
+
+#[test]
+fn a_ledger_that_lost_its_last_issue_is_reported_and_a_restore_says_so_too() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    send(&project, port).expect(0);
+    project.run(&["state", "backup", "first.db"]).expect(0);
+    let later = ("GAZETTE_NOW", "2026-06-08T12:00:00Z");
+    let url = format!("smtp://127.0.0.1:{port}");
+    let project = project.file(
+        "content/a-new-week.md",
+        "---\ntitle: A new week\ndate: 2026-06-05\ntags: [ai]\n---\nNew things.\n",
+    );
+    project
+        .run_env(&["send", "--smtp", &url], &[SECRET, later])
+        .expect(0);
+    assert!(
+        project
+            .read("suppressed.csv")
+            .contains("# last issue: 2026-06-08 ")
+    );
+    let mailed = catcher.recipients().len();
+    // As if state.db-wal had been deleted after a crash: the ledger as it
+    // was before the second issue, without its log.
+    let dir = project.path().join(".gazette");
+    std::fs::copy(project.path().join("first.db"), dir.join("state.db")).unwrap();
+    for log in ["state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(log));
+    }
+    let run = project
+        .run_env(&["send", "--smtp", &url], &[SECRET, later])
+        .expect(0);
+    assert!(
+        run.stderr.contains(
+            "its last issue is 2026-06-01 but suppressed.csv names 2026-06-08 of 2026-06-08 12:00, which it does not hold"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        catcher.recipients().len() > mailed,
+        "the lost issue went again"
+    );
+    // A restore of the older backup warns before anything is sent.
+    let restored = project.run(&["state", "restore", "first.db"]).expect(0);
+    assert!(
+        restored
+            .stderr
+            .contains("it names issue 2026-06-08, later than any the backup holds"),
+        "{}",
+        restored.stderr
+    );
+}
+
+#[test]
+fn a_send_killed_midway_has_already_named_its_issue_in_suppressed_csv() {
+    let (catcher, port) = catcher();
+    let project = sample_with("  per_second: 4\n");
+    let url = format!("smtp://127.0.0.1:{port}");
+    let mut child = spawn_send(&project, &url);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while catcher.recipients().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the send never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: nothing of the send's end runs
+    child.wait().unwrap();
+    assert!(catcher.recipients().len() < 11, "killed before the end");
+    let plain = project.read("suppressed.csv");
+    assert!(plain.contains("# last issue: 2026-06-01 "), "{plain}");
+    // So losing .gazette/ now is not taken for a new project.
+    std::fs::remove_dir_all(project.path().join(".gazette")).unwrap();
+    let refused = send(&project, port).expect(1);
+    assert!(
+        refused.stderr.contains("--first-issue"),
+        "{}",
+        refused.stderr
+    );
 }

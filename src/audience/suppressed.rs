@@ -10,7 +10,7 @@ use anyhow::Result;
 use super::subscribers::{self, Status, Subscriber};
 use crate::address::AddressKey;
 use crate::diagnostics::Diagnostic;
-use crate::ledger::{Ledger, SuppressionReason};
+use crate::ledger::{Ledger, SuppressionReason, read_suppression_file};
 
 /// Every suppressed address, by key (the list is small next to the audience).
 #[derive(Debug, Default)]
@@ -19,11 +19,19 @@ pub struct Suppressed {
 }
 
 impl Suppressed {
-    /// The suppression list of the project's ledger; empty when there is
-    /// no ledger yet (reading never creates one).
+    /// The suppression list of the project's ledger; without a ledger
+    /// (reading never creates one), the plain copy `suppressed.csv`, if
+    /// any, so a dry run or a preview after a lost `.gazette/` leaves out
+    /// whom a send will.
     pub fn load(root: &Path) -> Result<Suppressed> {
         let Some(ledger) = Ledger::open_existing(root)? else {
-            return Ok(Suppressed::default());
+            let rows = read_suppression_file(root)?.map(|file| file.rows);
+            let reasons = rows
+                .into_iter()
+                .flatten()
+                .map(|s| (s.key, s.reason))
+                .collect();
+            return Ok(Suppressed { reasons });
         };
         let reasons = ledger
             .suppressions()?

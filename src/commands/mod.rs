@@ -11,6 +11,7 @@ pub mod init;
 pub mod preview;
 pub mod segments;
 pub mod send;
+pub mod state;
 pub mod status;
 pub mod unsubscribe;
 

@@ -34,6 +34,9 @@ pub struct SendOptions {
     /// Send although the audience is empty or shrank past
     /// `audience.max_shrink`.
     pub allow_shrink: bool,
+    /// Make a new ledger's first issue although the project shows signs
+    /// of earlier sends.
+    pub first_issue: bool,
     pub format: Format,
 }
 
@@ -79,7 +82,7 @@ pub fn run(inv: &Invocation, options: SendOptions) -> Result<Exit> {
             let (summary, problems) = sending::dry_run(&run)?;
             (summary, problems, Exit::Done)
         }
-        Some(url) => match deliver(inv, &run, &url)? {
+        Some(url) => match deliver(inv, &run, &url, options.first_issue)? {
             Ok(sent) => sent,
             Err(exit) => return Ok(exit),
         },
@@ -141,7 +144,12 @@ fn nothing_sent<T>(inv: &Invocation, report: &Report) -> Step<T> {
 /// A real send through the relay at `url`, under the send lock and the
 /// shard claim: the summary, the problems and the exit; the command ends
 /// (reported) when the send cannot start.
-fn deliver(inv: &Invocation, run: &Run, url: &str) -> Step<(Summary, Vec<Diagnostic>, Exit)> {
+fn deliver(
+    inv: &Invocation,
+    run: &Run,
+    url: &str,
+    first_issue: bool,
+) -> Step<(Summary, Vec<Diagnostic>, Exit)> {
     let password = std::env::var("GAZETTE_SMTP_PASSWORD").ok();
     let settings = match SmtpSettings::parse(url, password, run.config.delivery.timeout) {
         Ok(settings) => settings,
@@ -164,8 +172,17 @@ fn deliver(inv: &Invocation, run: &Run, url: &str) -> Step<(Summary, Vec<Diagnos
         inv.error(format_args!("{claimed:#}"));
         return Ok(Err(Exit::Usage));
     }
+    let checked = sending::state_guard::before_send(&inv.root, first_issue)?;
+    if checked.refused {
+        let mut report = Report::default();
+        report.extend(checked.problems);
+        return nothing_sent(inv, &report);
+    }
     sending::signals::arm();
-    let (summary, problems, ended) = sending::send(run, settings, inv.quiet)?;
+    let (summary, sent_problems, ended) = sending::send(run, settings, inv.quiet)?;
+    sending::state_guard::after_send(&inv.root)?;
+    let mut problems = checked.problems;
+    problems.extend(sent_problems);
     // A signal that came when nothing was left to stop still says "later".
     let ended = match (ended, sending::signals::received()) {
         (SendEnd::Done, Some(signal)) => SendEnd::Interrupted(signal),

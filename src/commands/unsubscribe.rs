@@ -53,6 +53,11 @@ pub fn run(inv: &Invocation, target: &str) -> Result<Exit> {
         SuppressionReason::Unsubscribed,
         inv.clock.now(),
     )?;
+    if new {
+        // The plain copy beside the project, so a lost ledger does not
+        // mail this reader again.
+        ledger.append_to_suppression_file(&inv.root, key)?;
+    }
     if !inv.quiet {
         let who = address.map_or_else(|| "the reader of this token".to_string(), str::to_string);
         if new {

@@ -14,6 +14,7 @@
 //! (`AddressKey`) — nothing from the stages that use the ledger. Every file
 //! of the folder keeps to the same rule.
 
+mod backup;
 mod deliveries;
 #[cfg(test)]
 mod fixtures;
@@ -22,6 +23,7 @@ mod recorder;
 mod schema;
 mod seen;
 mod suppression;
+mod suppression_file;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +32,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+pub use backup::{Restored, backup, restore};
 pub use deliveries::{
     Delivery, DeliveryCounts, DeliveryStatus, Due, Mark, NewDelivery, UnknownStatus, Writes,
 };
@@ -37,6 +40,10 @@ pub use issues::IssueRecord;
 pub use recorder::{Recorder, RecorderHandle};
 pub use seen::SeenPosts;
 pub use suppression::{Suppression, SuppressionReason, UnknownSuppressionReason};
+pub use suppression_file::{
+    NamedIssue, SUPPRESSION_FILE, SuppressionFile, SuppressionSync, read_named_issue,
+    read_suppression_file, suppression_file,
+};
 
 use crate::state;
 
@@ -69,7 +76,8 @@ impl Ledger {
             .try_exists()
             .with_context(|| format!("cannot look for {}", path.display()))?;
         if !exists {
-            create_whole(&path)?;
+            refuse_orphan_log(&path)?;
+            create_whole(&path, schema::migrate)?;
         }
         refuse_empty(&path)?;
         Ledger::connect(
@@ -86,6 +94,7 @@ impl Ledger {
             .try_exists()
             .with_context(|| format!("cannot look for {}", path.display()))?;
         if !exists {
+            refuse_orphan_log(&path)?;
             return Ok(None);
         }
         refuse_empty(&path)?;
@@ -96,9 +105,37 @@ impl Ledger {
     fn connect(path: &Path, flags: OpenFlags) -> Result<Ledger> {
         let mut conn = Connection::open_with_flags(path, flags)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        configure(&conn).with_context(|| format!("cannot set up {}", path.display()))?;
-        schema::migrate(&mut conn).with_context(|| format!("cannot use {}", path.display()))?;
+        configure(&conn)
+            .map_err(|err| damaged(path, err))
+            .with_context(|| format!("cannot set up {}", path.display()))?;
+        schema::migrate(&mut conn)
+            .and_then(|()| schema::read_every_table(&conn))
+            .map_err(|err| damaged(path, err))
+            .with_context(|| format!("cannot use {}", path.display()))?;
         Ok(Ledger { conn })
+    }
+}
+
+/// What the operator can do about a ledger SQLite cannot read.
+pub const DAMAGED_HELP: &str = "gazette cannot tell which issues were sent or who \
+     unsubscribed; restore it with `gazette state restore BACKUP`, or move it aside and run \
+     `gazette send --first-issue` (a new ledger takes the suppression list from suppressed.csv)";
+
+/// `err`, said plainly when SQLite found the file damaged — not a
+/// database, or cut short — so the operator learns which file and what to
+/// do; other errors as they are.
+fn damaged(path: &Path, err: anyhow::Error) -> anyhow::Error {
+    let code = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<rusqlite::Error>())
+        .and_then(rusqlite::Error::sqlite_error_code);
+    match code {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => anyhow::anyhow!(
+            "{}: the ledger is damaged ({}): {DAMAGED_HELP}",
+            path.display(),
+            err.root_cause()
+        ),
+        _ => err,
     }
 }
 
@@ -123,20 +160,42 @@ impl Ledger {
 fn refuse_empty(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() && meta.len() == 0 => bail!(
-            "{}: the ledger is empty (0 bytes), so gazette cannot tell which issues were \
-             sent or who unsubscribed; restore it from a backup, or delete it only if this \
-             project never sent an issue",
+            "{}: the ledger is empty (0 bytes): {DAMAGED_HELP}",
             path.display()
         ),
         _ => Ok(()),
     }
 }
 
+/// A write-ahead log left by a ledger that is gone: SQLite would lay its
+/// pages over the new ledger's. Refused, as a sign of a ledger lost.
+fn refuse_orphan_log(path: &Path) -> Result<()> {
+    let log = wal_path(path);
+    if log.exists() {
+        bail!(
+            "{}: missing, but its write-ahead log {} is there: {DAMAGED_HELP} (move the log \
+             aside too)",
+            path.display(),
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// `state.db-wal` beside `path`, as SQLite names it.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
 /// Makes a new ledger whole before it appears under its name: built in a
 /// temporary file (owner-only) beside it, then linked into place unless
 /// another process got there first. So a `state.db` of 0 bytes is never
 /// one gazette is still making, and [`refuse_empty`] can refuse it.
-fn create_whole(path: &Path) -> Result<()> {
+/// `fill` writes the new ledger (the schema, or a backup's pages); false
+/// when another process's ledger is there instead.
+fn create_whole(path: &Path, fill: impl FnOnce(&mut Connection) -> Result<()>) -> Result<bool> {
     let dir = path.parent().context("the ledger has a folder")?;
     let temp = tempfile::Builder::new()
         .prefix("state.db.")
@@ -145,12 +204,12 @@ fn create_whole(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot create a new ledger in {}", dir.display()))?;
     let mut conn = Connection::open(temp.path())
         .with_context(|| format!("cannot create {}", temp.path().display()))?;
-    schema::migrate(&mut conn).with_context(|| format!("cannot set up {}", path.display()))?;
+    fill(&mut conn).with_context(|| format!("cannot set up {}", path.display()))?;
     drop(conn);
     match temp.persist_noclobber(path) {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         // Another process made it meanwhile: theirs is the ledger.
-        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(err) => {
             Err(anyhow::Error::new(err.error).context(format!("cannot create {}", path.display())))
         }
@@ -354,6 +413,8 @@ mod tests {
         .unwrap();
         let message = format!("{:#}", Ledger::open_existing(root.path()).unwrap_err());
         assert!(message.contains("state.db"), "{message}");
+        assert!(message.contains("the ledger is damaged"), "{message}");
+        assert!(message.contains("gazette state restore"), "{message}");
         assert_eq!(
             std::fs::read(&path).unwrap(),
             b"not a database, but long enough to be read as a header"
@@ -381,6 +442,95 @@ mod tests {
         let fresh = tempfile::tempdir().unwrap();
         Ledger::open(fresh.path()).unwrap();
         Ledger::open(fresh.path()).unwrap();
+    }
+
+    /// A ledger with `n` suppressions, checkpointed into `state.db` alone.
+    pub(super) fn ledger_with_suppressions(root: &Path, n: usize) {
+        let ledger = Ledger::open(root).unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        for i in 0..n {
+            let email = format!("reader{i}@example.com");
+            let key = crate::address::AddressKey::of(&email);
+            ledger
+                .suppress(key, Some(&email), SuppressionReason::Bounced, at)
+                .unwrap();
+        }
+        ledger.checkpoint().unwrap();
+    }
+
+    #[test]
+    fn a_truncated_ledger_is_an_error_not_a_fresh_start() {
+        let root = tempfile::tempdir().unwrap();
+        ledger_with_suppressions(root.path(), 2000);
+        let path = root.path().join(".gazette/state.db");
+        let whole = std::fs::read(&path).unwrap();
+        assert!(whole.len() > 16 * 4096, "{} bytes", whole.len());
+        // The size SQLite's header records, then the same file with that
+        // size marked untrusted (as writers before SQLite 3.7 left it):
+        // SQLite goes by the file's size, and only reading the tables finds
+        // the pages missing.
+        let mut untrusted = whole.clone();
+        untrusted[92..96].copy_from_slice(
+            &(u32::from_be_bytes(whole[24..28].try_into().unwrap()) + 1).to_be_bytes(),
+        );
+        let cuts = [whole.len() / 2, 2 * 4096, 4096, 200];
+        for (cut, bytes) in cuts
+            .iter()
+            .map(|&cut| (cut, &whole))
+            .chain(cuts.iter().map(|&cut| (cut, &untrusted)))
+        {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            for result in [
+                Ledger::open(root.path()).map(|_| ()),
+                Ledger::open_existing(root.path()).map(|_| ()),
+            ] {
+                let message = format!("{:#}", result.unwrap_err());
+                assert!(
+                    message.contains("state.db: the ledger is damaged"),
+                    "{cut}: {message}"
+                );
+                assert!(message.contains("--first-issue"), "{message}");
+            }
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len() as usize,
+                cut,
+                "left as it was"
+            );
+        }
+    }
+
+    #[test]
+    fn a_write_ahead_log_without_its_ledger_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        ledger_with_suppressions(root.path(), 10);
+        let dir = root.path().join(".gazette");
+        std::fs::remove_file(dir.join("state.db")).unwrap();
+        std::fs::write(dir.join("state.db-wal"), vec![1u8; 5000]).unwrap();
+        for result in [
+            Ledger::open(root.path()).map(|_| ()),
+            Ledger::open_existing(root.path()).map(|_| ()),
+        ] {
+            let message = format!("{:#}", result.unwrap_err());
+            assert!(message.contains("its write-ahead log"), "{message}");
+        }
+        assert!(!dir.join("state.db").exists(), "no new ledger made");
+    }
+
+    #[test]
+    fn a_ledger_overwritten_with_garbage_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        ledger_with_suppressions(root.path(), 10);
+        let path = root.path().join(".gazette/state.db");
+        let garbage: Vec<u8> = (0..20_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&path, &garbage).unwrap();
+        let message = format!("{:#}", Ledger::open(root.path()).unwrap_err());
+        assert!(
+            message.contains("state.db: the ledger is damaged"),
+            "{message}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), garbage, "left as it was");
     }
 
     #[cfg(unix)]

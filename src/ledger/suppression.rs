@@ -7,13 +7,12 @@
 //! unsubscribe. Only an address learned later is filled in. May import
 //! what `ledger` may.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset};
-#[cfg(test)]
-use rusqlite::OptionalExtension;
-use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::Ledger;
 use crate::address::AddressKey;
@@ -92,9 +91,7 @@ impl Ledger {
         Ok(added)
     }
 
-    /// The suppression of `key`, if any (a send checks it as it records
-    /// each `sending` mark, in [`record`](Ledger::record)).
-    #[cfg(test)]
+    /// The suppression of `key`, if any.
     pub fn suppression(&self, key: AddressKey) -> Result<Option<Suppression>> {
         self.conn
             .query_row(
@@ -114,6 +111,19 @@ impl Ledger {
             .prepare_cached("SELECT 1 FROM suppression WHERE address_key = ?1")?
             .exists([key.hex()])
             .context("cannot read the suppression list")
+    }
+
+    /// The key of every suppression, read without the rest of the row.
+    pub fn suppressed_keys(&self) -> Result<HashSet<AddressKey>> {
+        let mut statement = self.conn.prepare("SELECT address_key FROM suppression")?;
+        statement
+            .query_map([], |row| row.get::<_, String>(0))?
+            .map(|hex| {
+                let hex = hex?;
+                AddressKey::from_hex(&hex)
+                    .with_context(|| format!("the ledger's suppression of '{hex}' is damaged"))
+            })
+            .collect()
     }
 
     /// Every suppression, ordered by time, then key.

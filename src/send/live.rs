@@ -71,6 +71,8 @@ pub fn send(
         frozen,
     } = due;
     ledger.recover_after_crash(&record.id, run.now)?;
+    // Named in suppressed.csv before any of it is sent (see state_guard).
+    ledger.sync_suppression_file(run.root)?;
     let mut summary = Summary {
         issue: record.id.clone(),
         dry_run: false,

@@ -35,6 +35,7 @@ mod newly_frozen;
 mod progress;
 pub mod shard;
 pub mod signals;
+pub mod state_guard;
 
 pub use dispatch::{SendEnd, relay_problem_text};
 pub use dry_run::dry_run;
