@@ -15,7 +15,7 @@
 //! After too many connection failures in a row the pool stops taking work
 //! and says so; so it does at the first relay problem (a refusal that is
 //! the relay's, not a reader's, or a streak of identical refusals: see
-//! [`super::streak`]). Once [interrupted](Interrupter::interrupt) (a
+//! `deliver::streak`). Once [interrupted](Interrupter::interrupt) (a
 //! signal), it takes no new message either: a train's message whose
 //! envelope the server took goes alone, as the transaction under way, and
 //! every job still queued is settled not sent.

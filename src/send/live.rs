@@ -408,7 +408,8 @@ fn nothing_new(run: &Run) -> Summary {
 }
 
 /// Every segment's counts, with the deferred messages of an issue past its
-/// age counted failed (and a warning saying so).
+/// age (and the pending ones the relay failed to take) counted failed, and
+/// a warning saying so.
 fn expire_too_old(
     run: &Run,
     ledger: &Ledger,
@@ -426,7 +427,7 @@ fn expire_too_old(
         problems.push(Diagnostic::warning(
             display_path(run.root, &crate::ledger::ledger_path(run.root)),
             format!(
-                "{expired} deferred message(s) of issue {} are older than delivery.max_age_hours; counted as failed",
+                "{expired} message(s) of issue {} deferred or refused by the connection are older than delivery.max_age_hours; counted as failed (not suppressed)",
                 record.id
             ),
         ));
@@ -531,7 +532,8 @@ fn open(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Op
     Ok(Opened::Issue(record, posts))
 }
 
-/// Deferred messages of an issue past its age: failed, so it can complete.
+/// Deferred messages of an issue past its age, and pending ones the relay
+/// failed to take: failed, so it can complete.
 fn expire(
     ledger: &Ledger,
     record: &IssueRecord,
@@ -541,7 +543,11 @@ fn expire(
     if !too_old(&run.config.delivery, run.now, record.created) {
         return Ok(0);
     }
-    let expired = ledger.expire_deferred(&record.id, "deferred until too late", run.now)?;
+    let expired = ledger.expire_tried(
+        &record.id,
+        "not delivered before the issue was too old",
+        run.now,
+    )?;
     for (segment, n) in &expired {
         segments.entry(segment.clone()).or_default().failed += n;
     }

@@ -224,9 +224,13 @@ impl Ledger {
     }
 
     /// Deferred deliveries of `issue` become `failed` (their last reply
-    /// kept, else `reply`): the issue is too old to try them again. Returns
-    /// how many, by segment.
-    pub fn expire_deferred(
+    /// kept, else `reply`): the issue is too old to try them again. So do
+    /// `pending` ones the relay already failed to take (they have a reply:
+    /// a connection that broke before the message went, a stall at RCPT),
+    /// which no attempt bounds and which would keep the issue open for
+    /// ever; a `pending` one never offered (a run stopped before it) still
+    /// goes. Returns how many, by segment.
+    pub fn expire_tried(
         &self,
         issue: &str,
         reply: &str,
@@ -239,7 +243,9 @@ impl Ledger {
             {
                 let mut statement = tx.prepare_cached(
                     "SELECT segment, count(*) FROM deliveries
-                     WHERE issue_id = ?1 AND status = 'deferred' GROUP BY segment",
+                     WHERE issue_id = ?1 AND (status = 'deferred'
+                         OR (status = 'pending' AND last_reply IS NOT NULL))
+                     GROUP BY segment",
                 )?;
                 let mut rows = statement.query([issue])?;
                 while let Some(row) = rows.next()? {
@@ -250,13 +256,14 @@ impl Ledger {
             tx.prepare_cached(
                 "UPDATE deliveries SET status = 'failed', last_reply = coalesce(last_reply, ?2),
                      next_attempt = NULL, updated = ?3
-                 WHERE issue_id = ?1 AND status = 'deferred'",
+                 WHERE issue_id = ?1 AND (status = 'deferred'
+                     OR (status = 'pending' AND last_reply IS NOT NULL))",
             )?
             .execute(params![issue, reply, at.to_rfc3339()])?;
             tx.commit()?;
             Ok(expired)
         };
-        expire().with_context(|| format!("cannot expire the deferred deliveries of issue {issue}"))
+        expire().with_context(|| format!("cannot expire the undelivered messages of issue {issue}"))
     }
 }
 
@@ -704,6 +711,7 @@ mod tests {
             to("ana@example.com", "weekly"),
             to("bo@example.com", "daily"),
             to("cy@example.com", "daily"),
+            to("di@example.com", "daily"),
         ]
         .into_iter();
         ledger
@@ -722,11 +730,19 @@ mod tests {
                 )
                 .unwrap();
         }
+        // Di's message never got past RCPT: back to pending, with the reply.
+        ledger
+            .mark(ISSUE, key("di@example.com"), Mark::Sending, at)
+            .unwrap();
+        let stalled = Mark::Pending("the server did not answer in time".into());
+        ledger
+            .mark(ISSUE, key("di@example.com"), stalled, at)
+            .unwrap();
         let expired = ledger
-            .expire_deferred(ISSUE, "too late", time("2026-06-05T06:00:00Z"))
+            .expire_tried(ISSUE, "too late", time("2026-06-05T06:00:00Z"))
             .unwrap();
         let expected: BTreeMap<String, u64> =
-            [("daily".to_string(), 1), ("weekly".to_string(), 1)].into();
+            [("daily".to_string(), 2), ("weekly".to_string(), 1)].into();
         assert_eq!(expired, expected);
         let ana = ledger
             .delivery(ISSUE, key("ana@example.com"))
@@ -738,6 +754,8 @@ mod tests {
             (1, Some("451 later"))
         );
         assert_eq!(ana.next_attempt, None);
+        assert_eq!(status(&ledger, "di@example.com"), DeliveryStatus::Failed);
+        // Never offered: still sent by the next run.
         assert_eq!(status(&ledger, "cy@example.com"), DeliveryStatus::Pending);
     }
 }
