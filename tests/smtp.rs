@@ -412,7 +412,7 @@ fn a_message_deferred_past_its_age_fails_so_the_next_issue_can_go_out() {
         .expect(1);
     assert!(
         later.stderr.contains(
-            "1 deferred message(s) of issue 2026-06-01 are older than delivery.max_age_hours"
+            "1 undelivered message(s) of issue 2026-06-01 (deferred, or not taken by the relay) are older than delivery.max_age_hours"
         ),
         "{}",
         later.stderr

@@ -427,7 +427,7 @@ fn expire_too_old(
         problems.push(Diagnostic::warning(
             display_path(run.root, &crate::ledger::ledger_path(run.root)),
             format!(
-                "{expired} message(s) of issue {} deferred or refused by the connection are older than delivery.max_age_hours; counted as failed (not suppressed)",
+                "{expired} undelivered message(s) of issue {} (deferred, or not taken by the relay) are older than delivery.max_age_hours; counted as failed, not suppressed",
                 record.id
             ),
         ));
