@@ -149,7 +149,7 @@ struct Shared {
     workers_left: AtomicUsize,
     /// Set when the run is stopping: no new message is taken.
     interrupted: AtomicBool,
-    /// Woken when `interrupted` is set.
+    /// Woken when `interrupted` or `stopped` is set.
     interruption: tokio::sync::Notify,
 }
 
@@ -260,8 +260,11 @@ impl Pool {
                 },
                 () = &mut waiting => {
                     // The refusals still held stand, unless the run stopped
-                    // before their streak was decided.
-                    let stopped = self.shared.stopped.load(Ordering::SeqCst);
+                    // before their streak was decided: the pool stopped, or
+                    // a signal interrupted the run (more refusals alike may
+                    // have been coming).
+                    let stopped = self.shared.stopped.load(Ordering::SeqCst)
+                        || self.shared.interrupted();
                     for (job, outcome) in self.shared.relay.undecided(stopped) {
                         record(&self.shared, job, outcome);
                     }
@@ -329,7 +332,8 @@ async fn work(shared: Arc<Shared>) {
             continue;
         }
         if !turn(&shared).await {
-            settle(&shared, job, Outcome::NotSent(INTERRUPTED.into())).await;
+            let outcome = halted(&shared).unwrap_or_else(|| Outcome::NotSent(INTERRUPTED.into()));
+            settle(&shared, job, outcome).await;
             continue;
         }
         if let Err(outcome) = connect(&shared, &mut session).await {
@@ -388,29 +392,37 @@ impl Shared {
         self.interrupted.load(Ordering::SeqCst)
     }
 
-    /// Returns once the run is stopping.
-    async fn interrupted_now(&self) {
+    /// Returns once the pool takes no new message: the run is stopping,
+    /// or the pool stopped (see [`halted`]).
+    async fn halted_now(&self) {
         loop {
             let notified = self.interruption.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.interrupted() {
+            if self.interrupted() || self.stopped.load(Ordering::SeqCst) {
                 return;
             }
             notified.await;
         }
     }
+
+    /// The pool stops taking work; a worker waiting for its turn hears it.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.interruption.notify_waiters();
+    }
 }
 
 /// Waits for the job in hand's turn under the rate limits; false when the
-/// run is stopping meanwhile (a turn may be long: a stop does not wait).
+/// run is stopping, or the pool stopped, meanwhile (a turn may be long: a
+/// stop does not wait, and a stopped pool hands nothing over after it).
 async fn turn(shared: &Shared) -> bool {
     if !shared.pace.limited() {
         return true;
     }
     tokio::select! {
-        () = shared.pace.wait_turn() => true,
-        () = shared.interrupted_now() => false,
+        () = shared.pace.wait_turn() => halted(shared).is_none(),
+        () = shared.halted_now() => false,
     }
 }
 
@@ -443,7 +455,7 @@ async fn connect(shared: &Shared, session: &mut Option<SmtpSession>) -> Result<(
             if err.downcast_ref::<LoginRefused>().is_some() {
                 // Trying again will not help: stop at once.
                 shared.login_refused.store(true, Ordering::SeqCst);
-                shared.stopped.store(true, Ordering::SeqCst);
+                shared.stop();
             } else {
                 trouble(shared);
             }
@@ -705,7 +717,7 @@ async fn settle(shared: &Shared, mut job: Job, mut outcome: Outcome) {
     };
     let (settled, stop) = shared.relay.watch(job, outcome, held);
     if stop {
-        shared.stopped.store(true, Ordering::SeqCst);
+        shared.stop();
     }
     for (job, outcome) in settled {
         record(shared, job, outcome);
@@ -743,7 +755,7 @@ fn slow_down(shared: &Shared, reply: &str) {
 fn trouble(shared: &Shared) {
     let failures = shared.failures.fetch_add(1, Ordering::SeqCst) + 1;
     if failures >= shared.max_failures {
-        shared.stopped.store(true, Ordering::SeqCst);
+        shared.stop();
     }
 }
 
@@ -754,4 +766,190 @@ fn stopped_before(shared: &Shared) -> Outcome {
     } else {
         "the run stopped after connection failures".into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A relay without PIPELINING: `mail(n)` answers the n-th MAIL FROM
+    /// (from 0), `rcpt` every RCPT; returns its port and how many messages
+    /// it took.
+    async fn relay(mail: fn(usize) -> &'static str, rcpt: &'static str) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mails = Arc::new(AtomicUsize::new(0));
+        let counted = taken.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (taken, mails) = (counted.clone(), mails.clone());
+                tokio::spawn(async move {
+                    let _ = stream.write_all(b"220 fake\r\n").await;
+                    let mut pending = Vec::new();
+                    let mut buffer = vec![0; 65536];
+                    let mut in_data = false;
+                    loop {
+                        let n = match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        pending.extend_from_slice(&buffer[..n]);
+                        while let Some(end) = pending.windows(2).position(|w| w == b"\r\n") {
+                            let line: Vec<u8> = pending.drain(..end + 2).collect();
+                            let line = String::from_utf8_lossy(&line).into_owned();
+                            let reply = if in_data {
+                                if line != ".\r\n" {
+                                    continue;
+                                }
+                                in_data = false;
+                                taken.fetch_add(1, Ordering::SeqCst);
+                                "250 queued"
+                            } else {
+                                match line.get(..4).unwrap_or("") {
+                                    "EHLO" | "HELO" => "250 fake",
+                                    "MAIL" => mail(mails.fetch_add(1, Ordering::SeqCst)),
+                                    "RCPT" => rcpt,
+                                    "DATA" => {
+                                        in_data = true;
+                                        "354 go on"
+                                    }
+                                    "QUIT" => {
+                                        let _ = stream.write_all(b"221 bye\r\n").await;
+                                        return;
+                                    }
+                                    _ => "250 ok",
+                                }
+                            };
+                            let _ = stream.write_all(format!("{reply}\r\n").as_bytes()).await;
+                        }
+                    }
+                });
+            }
+        });
+        (port, taken)
+    }
+
+    /// A journal that grants every mark and keeps what was settled.
+    #[derive(Default)]
+    struct Notes {
+        settled: StdMutex<Vec<(String, Outcome)>>,
+    }
+
+    impl Journal for Notes {
+        fn sending(&self, _job: &Job, answer: oneshot::Sender<bool>) {
+            let _ = answer.send(true);
+        }
+        fn settled(&self, job: &Job, outcome: &Outcome) {
+            let mut settled = self.settled.lock().unwrap();
+            settled.push((job.to.to_string(), outcome.clone()));
+        }
+        fn held(&self, _job: &Job, _outcome: &Outcome) {}
+        fn hurry(&self) {}
+        fn withdrawn(&self, _job: &Job) -> bool {
+            false
+        }
+        fn slowed(&self, _reply: &str, _interval: Duration, _sessions: usize) {}
+    }
+
+    fn job(to: &str) -> Job {
+        Job::new(
+            AddressKey::of(to),
+            to.parse().unwrap(),
+            b"Hi.\r\n".to_vec(),
+            0,
+        )
+    }
+
+    fn start(port: u16, limits: &Limits) -> (Pool, Arc<Notes>) {
+        let url = format!("smtp://127.0.0.1:{port}?tls=none");
+        let settings = SmtpSettings::parse(&url, None, Duration::from_secs(5)).unwrap();
+        let notes = Arc::new(Notes::default());
+        let from = "news@example.com".parse().unwrap();
+        (Pool::start(settings, from, limits, notes.clone()), notes)
+    }
+
+    async fn submit(pool: &Pool, to: &str) {
+        let slot = pool.jobs.reserve().await.unwrap();
+        pool.submit(slot, job(to));
+    }
+
+    /// Refusals held in a streak that a signal cut short were not decided:
+    /// they must not stand as bounces (their readers suppressed for good).
+    #[tokio::test]
+    async fn refusals_held_when_a_signal_stops_the_run_are_not_bounces() {
+        let (port, _) = relay(|_| "250 ok", "550 5.1.1 no such user").await;
+        let limits = Limits {
+            concurrency: 1,
+            interval: None,
+            max_connection_failures: 5,
+            refusal_streak: 3,
+        };
+        let (mut pool, notes) = start(port, &limits);
+        submit(&pool, "ana@example.com").await;
+        submit(&pool, "bo@example.com").await;
+        let mut held = 0;
+        while held < 2 {
+            let report = pool.reports.recv().await.unwrap();
+            assert!(report.held, "{report:?}");
+            held += 1;
+        }
+        // SIGTERM: the run stops before the streak (3) is decided.
+        pool.interrupter().interrupt();
+        let end = pool.finish(|_| {}).await;
+        assert_eq!(end, PoolEnd::QueueDone);
+        let settled = notes.settled.lock().unwrap().clone();
+        assert_eq!(settled.len(), 2, "{settled:?}");
+        for (to, outcome) in settled {
+            assert!(
+                matches!(outcome, Outcome::NotSent(_)),
+                "{to} settled {outcome:?}: a bounce the run never decided"
+            );
+        }
+    }
+
+    /// Under a rate limit, a worker waiting for its turn when the pool
+    /// stops at a relay problem must not then hand its message over.
+    #[tokio::test]
+    async fn a_job_waiting_for_its_turn_is_not_sent_after_a_relay_problem() {
+        let (port, taken) = relay(
+            |n| {
+                if n == 0 {
+                    "554 5.7.1 not authorized"
+                } else {
+                    "250 ok"
+                }
+            },
+            "250 ok",
+        )
+        .await;
+        let limits = Limits {
+            concurrency: 2,
+            interval: Some(Duration::from_secs(2)),
+            max_connection_failures: 5,
+            refusal_streak: 10,
+        };
+        let (pool, notes) = start(port, &limits);
+        submit(&pool, "ana@example.com").await;
+        submit(&pool, "bo@example.com").await;
+        let started = tokio::time::Instant::now();
+        let end = pool.finish(|_| {}).await;
+        assert!(matches!(end, PoolEnd::RelayProblem(_)), "{end:?}");
+        let settled = notes.settled.lock().unwrap().clone();
+        assert_eq!(
+            taken.load(Ordering::SeqCst),
+            0,
+            "a message went after the relay problem stopped the pool: {settled:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the stop waited for a turn: {:?}",
+            started.elapsed()
+        );
+    }
 }
