@@ -162,7 +162,7 @@ pub struct Interrupter(Arc<Shared>);
 
 impl Interrupter {
     /// No new message is taken from now on: each job still queued is
-    /// settled [`Outcome::NotSent`]; transactions under way finish.
+    /// settled [`Outcome::NotOffered`]; transactions under way finish.
     pub fn interrupt(&self) {
         self.0.interrupted.store(true, Ordering::SeqCst);
         self.0.interruption.notify_waiters();
@@ -332,7 +332,8 @@ async fn work(shared: Arc<Shared>) {
             continue;
         }
         if !turn(&shared).await {
-            let outcome = halted(&shared).unwrap_or_else(|| Outcome::NotSent(INTERRUPTED.into()));
+            let outcome =
+                halted(&shared).unwrap_or_else(|| Outcome::NotOffered(INTERRUPTED.into()));
             settle(&shared, job, outcome).await;
             continue;
         }
@@ -431,7 +432,7 @@ async fn turn(shared: &Shared) -> bool {
 /// problem).
 fn halted(shared: &Shared) -> Option<Outcome> {
     if shared.interrupted() {
-        Some(Outcome::NotSent(INTERRUPTED.into()))
+        Some(Outcome::NotOffered(INTERRUPTED.into()))
     } else if shared.stopped.load(Ordering::SeqCst) {
         Some(stopped_before(shared))
     } else {
@@ -553,7 +554,7 @@ async fn step(
             }
         }
         Some((next, _)) => {
-            let outcome = halt.unwrap_or_else(|| Outcome::NotSent(INTERRUPTED.into()));
+            let outcome = halt.unwrap_or_else(|| Outcome::NotOffered(INTERRUPTED.into()));
             settle(shared, next, outcome).await;
             None
         }
@@ -687,7 +688,7 @@ fn note(shared: &Shared, outcome: &Outcome) {
     }
     match outcome {
         Outcome::NotSent(_) | Outcome::Unknown(_) => trouble(shared),
-        Outcome::Withheld | Outcome::RelayProblem(_) => {}
+        Outcome::Withheld | Outcome::RelayProblem(_) | Outcome::NotOffered(_) => {}
         Outcome::Sent(_) | Outcome::Deferred(_) | Outcome::Failed(_) | Outcome::Refused(_) => {
             shared.failures.store(0, Ordering::SeqCst);
         }
@@ -761,7 +762,7 @@ fn trouble(shared: &Shared) {
 
 /// The outcome of a job the pool, stopped, no longer sends.
 fn stopped_before(shared: &Shared) -> Outcome {
-    Outcome::NotSent(if shared.relay.stopped() {
+    Outcome::NotOffered(if shared.relay.stopped() {
         "the run stopped at a relay problem before this message".into()
     } else {
         "the run stopped after connection failures".into()

@@ -175,11 +175,11 @@ impl Dispatch<'_> {
         if let PoolEnd::RelayProblem(stop) = &halt {
             self.summary.stopped = Some(relay_problem_text(stop));
         }
-        // A relay problem is what the operator must act on, even when a
-        // signal came too.
+        // A relay problem or a refused login is what the operator must act
+        // on, even when a signal came too.
         if let (Some(signal), false) = (
             signals::received(),
-            matches!(halt, PoolEnd::RelayProblem(_)),
+            matches!(halt, PoolEnd::RelayProblem(_) | PoolEnd::LoginRefused),
         ) {
             return Ok(SendEnd::Interrupted(signal));
         }
@@ -407,7 +407,7 @@ impl Dispatch<'_> {
         match mark {
             Some(Mark::Sent(_)) => counts.sent += 1,
             Some(Mark::Failed { .. }) => counts.failed += 1,
-            Some(Mark::Pending(_) | Mark::Deferred(..)) => counts.deferred += 1,
+            Some(Mark::Pending(_) | Mark::Requeued | Mark::Deferred(..)) => counts.deferred += 1,
             Some(Mark::Sending | Mark::Suppressed) => {}
             // Refused by the writer as the address was suppressed (or the
             // writer stopped, and the run with it).

@@ -45,6 +45,7 @@ pub(super) fn mark_of(
         // the attempt its `sending` mark counted is taken back.
         Outcome::RelayProblem(problem) => Mark::Pending(format!("relay problem: {problem}")),
         Outcome::NotSent(reply) => Mark::Pending(reply.clone()),
+        Outcome::NotOffered(_) => Mark::Requeued,
         Outcome::Withheld | Outcome::Unknown(_) => return None,
     })
 }

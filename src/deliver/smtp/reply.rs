@@ -31,6 +31,11 @@ pub enum Outcome {
     /// The connection broke before the message was handed over: try it
     /// again on another connection.
     NotSent(String),
+    /// The pool stopped before offering the message to the relay (a
+    /// signal, a relay problem, connection failures): it goes next run,
+    /// as if never tried — no attempt, no reply kept, so an issue's age
+    /// never gives it up (see `Ledger::expire_tried`).
+    NotOffered(String),
     /// The connection broke after the message was handed over, before the
     /// reply: it may have been delivered (RFC 5321 §4.5.3.2).
     Unknown(String),

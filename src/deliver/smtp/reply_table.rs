@@ -248,7 +248,7 @@ async fn run(at: At, reply: &'static str, pipelining: bool) -> (Verdict, After, 
         Outcome::RelayProblem(problem) => (RelayFor4xx, problem.to_string()),
         Outcome::NotSent(text) => (NotSent, text),
         Outcome::Unknown(text) => (Unknown, text),
-        Outcome::Withheld => panic!("nothing was withheld"),
+        Outcome::Withheld | Outcome::NotOffered(_) => panic!("a session offers what it is given"),
     };
     (verdict, after, text)
 }

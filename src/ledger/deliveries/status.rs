@@ -120,6 +120,10 @@ pub enum Mark {
     /// Back to `pending`, with why: the message was not handed over. An
     /// attempt counted by `Sending` is taken back.
     Pending(String),
+    /// Back to `pending` without a word: the run stopped before the
+    /// message was offered. An attempt counted by `Sending` is taken back,
+    /// and the last reply stays what it was (none, if it was never tried).
+    Requeued,
     /// `suppressed`: the reader left, or unsubscribed, before it went out.
     /// The last reply, if any, is kept.
     Suppressed,
@@ -133,7 +137,7 @@ impl Mark {
             Mark::Sent(_) => DeliveryStatus::Sent,
             Mark::Deferred(..) => DeliveryStatus::Deferred,
             Mark::Failed { .. } => DeliveryStatus::Failed,
-            Mark::Pending(_) => DeliveryStatus::Pending,
+            Mark::Pending(_) | Mark::Requeued => DeliveryStatus::Pending,
             Mark::Suppressed => DeliveryStatus::Suppressed,
         }
     }
@@ -370,7 +374,7 @@ fn apply(tx: &Connection, issue: &str, key: AddressKey, mark: &Mark, at: &str) -
             (Some(reply.as_str()), None)
         }
         Mark::Deferred(reply, next) => (Some(reply.as_str()), Some(next.to_rfc3339())),
-        Mark::Sending | Mark::Suppressed => (None, None),
+        Mark::Sending | Mark::Suppressed | Mark::Requeued => (None, None),
     };
     let changed = tx
         .prepare_cached(
