@@ -193,8 +193,9 @@ enum Command {
         /// Cover posts published after DATE that no issue carried, instead of those no issue saw
         #[arg(long, value_name = "DATE")]
         since: Option<String>,
-        /// Send although the subscribers file has no mailable reader, or
-        /// lost more than audience.max_shrink of the last issue's
+        /// Send although the subscribers file lost more than
+        /// audience.max_shrink of the last issue's readers (a file with no
+        /// mailable reader is refused all the same)
         #[arg(long)]
         allow_shrink: bool,
         /// Start a new ledger with a first issue although the project sent

@@ -685,6 +685,18 @@ fn a_missing_or_empty_subscribers_file_makes_no_issue_and_the_fixed_file_mails_e
         serde_json::json!([]),
         "no issue recorded"
     );
+    // Not even --allow-shrink makes an issue for nobody: its posts would
+    // count as sent.
+    let url = format!("smtp://127.0.0.1:{port}");
+    let forced = header_only
+        .run_env(&["send", "--smtp", &url, "--allow-shrink"], &[SECRET])
+        .expect(1);
+    assert!(
+        forced.stderr.contains("no reader to mail") && !forced.stderr.contains("--allow-shrink"),
+        "{}",
+        forced.stderr
+    );
+    assert_eq!(status(&header_only), serde_json::json!([]));
     assert!(catcher.received.lock().unwrap().is_empty());
     // The file is fixed before the next cron run: the issue goes to everyone.
     let fixed = header_only.file("subscribers.csv", sample);

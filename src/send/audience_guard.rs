@@ -3,7 +3,8 @@
 //! must give this run at least one mailable reader and must not have lost
 //! more than `audience.max_shrink` of the readers the last issue had;
 //! otherwise the run stops with the numbers and nothing is recorded, and
-//! `--allow-shrink` confirms a list that really shrank. May import
+//! `--allow-shrink` confirms a list that really shrank (never one that
+//! gives no reader at all). May import
 //! audience (the file, the suppression list), the ledger's counts and
 //! diagnostics.
 
@@ -59,23 +60,25 @@ pub(super) fn refusal(
     before: Option<(&str, u64)>,
     what: &str,
 ) -> Option<Diagnostic> {
-    if run.allow_shrink {
-        return None;
-    }
     let path = run.root.join(&run.config.audience.file);
     let shown = display_path(run.root, &path);
     let shard = run
         .shard_label()
         .map(|k| format!(" in shard {k}"))
         .unwrap_or_default();
+    // Not even `--allow-shrink` mails an issue to nobody: its posts would
+    // count as sent, and no later issue would carry them.
     if now == 0 {
         return Some(Diagnostic::error(
             shown,
             format!(
                 "no reader to mail{shard} (the file is missing, empty, or every row was refused \
-                 or is not mailable); {what}. Fix the file, or confirm with `gazette send --allow-shrink`"
+                 or is not mailable); {what}, and the posts wait for an issue with readers. Fix the file"
             ),
         ));
+    }
+    if run.allow_shrink {
+        return None;
     }
     let (issue, before) = before?;
     let max_shrink = run.config.audience.max_shrink;
@@ -102,9 +105,6 @@ pub(super) fn before_new_issue(
     ledger: &Ledger,
     problems: &mut Vec<Diagnostic>,
 ) -> Result<Option<Diagnostic>> {
-    if run.allow_shrink {
-        return Ok(None);
-    }
     // Counted, not kept: the freeze reads the file again. The reader
     // merges an address listed twice, so each is counted once.
     // The file's own problems are shown only when the run stops here:
