@@ -213,3 +213,27 @@ fn a_ledger_from_before_seen_posts_neither_re_mails_nor_floods() {
     let (_, third) = send_at(&project, port, "2026-06-15T07:00:00Z");
     assert_eq!(third, ["back-dated-later"]);
 }
+
+#[test]
+fn a_second_issue_of_a_day_is_named_alike_by_the_dry_run_and_the_send() {
+    let (_catcher, port) = catcher();
+    let project = Project::sample();
+    send_at(&project, port, "2026-06-01T07:00:00Z");
+    let project = post(project, "afternoon", "2026-06-01T13:00:00Z", "");
+    // Previews name the issue the send will make: variants are drawn by
+    // issue id, so another name would show other subjects.
+    let now = "2026-06-01T15:00:00Z";
+    let dry = at(&project, now, &["send", "--dry-run", "--format", "json"]).expect(0);
+    let summary: serde_json::Value = serde_json::from_str(&dry.stdout).expect("JSON summary");
+    assert_eq!(summary["issue"], "2026-06-01-2", "{}", dry.stdout);
+    let segments = at(&project, now, &["segments"]).expect(0);
+    assert!(
+        segments.stdout.contains("2026-06-01-2"),
+        "{}",
+        segments.stdout
+    );
+    let url = format!("smtp://127.0.0.1:{port}");
+    let sent = at(&project, now, &["send", "--smtp", &url, "--format", "json"]).expect(0);
+    let summary: serde_json::Value = serde_json::from_str(&sent.stdout).expect("JSON summary");
+    assert_eq!(summary["issue"], "2026-06-01-2", "{}", sent.stdout);
+}

@@ -8,7 +8,9 @@
 //! May import what `ledger` may.
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, FixedOffset, NaiveDate};
+use std::collections::HashSet;
+
+use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
 
 use super::deliveries::counts_by_issue;
@@ -73,26 +75,14 @@ impl Ledger {
         read().context("cannot read the posts of past issues")
     }
 
-    /// A free id for an issue made on `date` (`YYYY-MM-DD`): the date
-    /// itself, then `-2`, `-3`… Free when asked: if another run takes it
-    /// first, [`open_issue`](Ledger::open_issue) refuses it.
-    pub fn next_issue_id(&self, date: &str) -> Result<String> {
-        let valid = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .is_ok_and(|day| day.format("%Y-%m-%d").to_string() == date);
-        if !valid {
-            bail!("cannot name an issue after '{date}': not a date as YYYY-MM-DD");
-        }
-        let mut n = 1_u32;
-        loop {
-            let id = match n {
-                1 => date.to_string(),
-                _ => format!("{date}-{n}"),
-            };
-            if !issue_exists(&self.conn, &id).context("cannot read the ledger's issues")? {
-                return Ok(id);
-            }
-            n += 1;
-        }
+    /// The id of every issue recorded.
+    pub fn issue_ids(&self) -> Result<HashSet<String>> {
+        let read = || -> Result<HashSet<String>> {
+            let mut statement = self.conn.prepare_cached("SELECT id FROM issues")?;
+            let ids = statement.query_map([], |row| row.get(0))?;
+            Ok(ids.collect::<rusqlite::Result<_>>()?)
+        };
+        read().context("cannot read the ledger's issues")
     }
 
     /// Records `issue`, made at `at` with the subscribers file's custom
@@ -453,24 +443,14 @@ mod tests {
     }
 
     #[test]
-    fn issue_ids_of_one_day_are_numbered() {
+    fn every_issue_id_is_listed() {
         let (_root, ledger) = ledger();
-        assert_eq!(ledger.next_issue_id("2026-06-01").unwrap(), "2026-06-01");
-        for (expected, created) in [
-            ("2026-06-01", "2026-06-01T06:00:00Z"),
-            ("2026-06-01-2", "2026-06-01T07:00:00Z"),
-            ("2026-06-01-3", "2026-06-01T08:00:00Z"),
-        ] {
-            let id = ledger.next_issue_id("2026-06-01").unwrap();
-            assert_eq!(id, expected);
-            create(&ledger, &issue(&id, created), &[]);
-        }
-        assert_eq!(ledger.next_issue_id("2026-06-01").unwrap(), "2026-06-01-4");
-        assert_eq!(ledger.next_issue_id("2026-06-02").unwrap(), "2026-06-02");
-        for bad in ["2026-6-1", "2026-06-31", "2026-06-01-2", "../x", ""] {
-            let err = ledger.next_issue_id(bad).unwrap_err();
-            assert!(err.to_string().contains(bad), "{err}");
-        }
+        assert!(ledger.issue_ids().unwrap().is_empty());
+        create(&ledger, &issue("2026-06-01", "2026-06-01T06:00:00Z"), &[]);
+        create(&ledger, &issue("2026-06-01-2", "2026-06-01T07:00:00Z"), &[]);
+        let ids = ledger.issue_ids().unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains("2026-06-01") && ids.contains("2026-06-01-2"));
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct History {
     /// saw: posts dated up to here (the newest post they carried) count as
     /// seen. `None` once an issue has recorded what it saw.
     pub seen_through: Option<DateTime<FixedOffset>>,
+    /// The ids of the issues in the ledger: a second issue of a day is
+    /// numbered after them.
+    pub issue_ids: HashSet<String>,
 }
 
 impl History {
@@ -226,6 +229,19 @@ fn newly_seen<'a>(
         .collect()
 }
 
+/// The id of an issue made on `day` (`YYYY-MM-DD`): the day itself, else
+/// `-2`, `-3`… after the ids `taken` — the same in a preview as in the
+/// send, so variants, which are drawn by issue id, are the same too.
+fn free_id(day: &str, taken: &HashSet<String>) -> String {
+    (1..)
+        .map(|n| match n {
+            1 => day.to_string(),
+            _ => format!("{day}-{n}"),
+        })
+        .find(|id| !taken.contains(id))
+        .expect("an unbounded range has a free id")
+}
+
 /// The issue made at `window.now`, with the posts [`fresh`] chooses.
 pub fn plan<'a>(library: &'a Library, history: &History, window: Window) -> Issue<'a> {
     let posts = fresh(library.posts.iter().map(Candidate::from), history, &window)
@@ -234,12 +250,12 @@ pub fn plan<'a>(library: &'a Library, history: &History, window: Window) -> Issu
         .collect();
     let every = (library.posts.iter().map(Candidate::from))
         .chain(library.unread.iter().map(Candidate::from));
+    let day = window
+        .now
+        .with_timezone(&window.timezone)
+        .format("%Y-%m-%d");
     Issue {
-        id: window
-            .now
-            .with_timezone(&window.timezone)
-            .format("%Y-%m-%d")
-            .to_string(),
+        id: free_id(&day.to_string(), &history.issue_ids),
         cutoff: window.now,
         basis: window.basis(history),
         last_cutoff: history.last_cutoff,
@@ -294,7 +310,20 @@ mod tests {
             sent: set(sent),
             seen: set(seen),
             seen_through: None,
+            issue_ids: set(&["2026-05-01"]),
         }
+    }
+
+    #[test]
+    fn a_second_issue_of_a_day_is_numbered_after_those_in_the_ledger() {
+        let taken = set(&["2026-06-01", "2026-06-01-2", "2026-05-31"]);
+        assert_eq!(free_id("2026-06-01", &taken), "2026-06-01-3");
+        assert_eq!(free_id("2026-06-02", &taken), "2026-06-02");
+        let mut history = after("2026-05-05T06:00:00Z", &[], &[]);
+        history.issue_ids = set(&["2026-05-05"]);
+        let library = library();
+        let issue = plan(&library, &history, window(None));
+        assert_eq!(issue.id, "2026-05-05-2");
     }
 
     #[test]

@@ -34,5 +34,6 @@ pub fn read(ledger: &Ledger) -> Result<History> {
         sent,
         seen: seen.slugs,
         seen_through: newest_carried.filter(|_| seen.unrecorded),
+        issue_ids: ledger.issue_ids()?,
     })
 }

@@ -517,7 +517,7 @@ fn open(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Op
     let posts: Vec<Post> = planned.posts.iter().map(|p| (*p).clone()).collect();
     let json = serde_json::to_string(&posts)?;
     let record = IssueRecord {
-        id: ledger.next_issue_id(&planned.id)?,
+        id: planned.id.clone(),
         cutoff: run.now,
         since: planned.since(),
         content_hash: hex::encode(Sha256::digest(json.as_bytes())),
