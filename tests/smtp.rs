@@ -1294,3 +1294,37 @@ fn readers_never_offered_before_a_relay_problem_still_get_an_old_issue() {
         later.stderr
     );
 }
+
+#[test]
+fn an_unsubscribe_while_the_ledger_is_damaged_is_kept_in_the_plain_file_and_imported() {
+    let (catcher, port) = catcher();
+    let project = Project::sample();
+    send(&project, port).expect(0);
+    let first = catcher.recipients().len();
+    project.run(&["state", "backup", "whole.db"]).expect(0);
+    let ledger = project.path().join(".gazette/state.db");
+    std::fs::write(
+        &ledger,
+        b"not a database at all, but long enough to look like one",
+    )
+    .unwrap();
+    let refused = project.run(&["unsubscribe", "maria@example.com"]).expect(1);
+    assert!(
+        refused
+            .stderr
+            .contains("the unsubscribe was kept in suppressed.csv"),
+        "{}",
+        refused.stderr
+    );
+    // Restored from a backup older than the unsubscribe: the plain file
+    // brings it back, and the next issue does not mail her.
+    project.run(&["state", "restore", "whole.db"]).expect(0);
+    let project = project.file(
+        "content/later.md",
+        "---\ntitle: Later\ndate: 2026-06-01T10:00:00Z\n---\nMore.\n",
+    );
+    send(&project, port).expect(0);
+    let second: Vec<String> = catcher.recipients()[first..].to_vec();
+    assert_eq!(second.len(), first - 1, "{second:?}");
+    assert!(!second.iter().any(|to| to.contains("maria")), "{second:?}");
+}

@@ -2,14 +2,14 @@
 //! ledger's suppression list, from a signed token (or the whole link) or
 //! the address itself.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::Invocation;
 use crate::address::AddressKey;
 use crate::config::Config;
 use crate::diagnostics::Report;
 use crate::exit::Exit;
-use crate::ledger::{Ledger, SuppressionReason};
+use crate::ledger::{Ledger, Suppression, SuppressionReason};
 use crate::unsubscribe::Secret;
 
 /// Runs `unsubscribe`; a token's signature is checked before anything is
@@ -46,7 +46,10 @@ pub fn run(inv: &Invocation, target: &str) -> Result<Exit> {
         ));
         return Ok(Exit::Usage);
     };
-    let ledger = Ledger::open(&inv.root)?;
+    let ledger = match Ledger::open(&inv.root) {
+        Ok(ledger) => ledger,
+        Err(err) => return record_without_ledger(inv, key, err),
+    };
     let new = ledger.suppress(
         key,
         address,
@@ -67,4 +70,24 @@ pub fn run(inv: &Invocation, target: &str) -> Result<Exit> {
         }
     }
     Ok(Exit::Done)
+}
+
+/// The ledger cannot be opened (`err`: damaged, say): the reader is kept
+/// in `suppressed.csv`, which the next ledger imports, so the unsubscribe
+/// is not lost; the run still fails, so the ledger gets looked at.
+fn record_without_ledger(inv: &Invocation, key: AddressKey, err: anyhow::Error) -> Result<Exit> {
+    let row = Suppression {
+        key,
+        address: None,
+        reason: SuppressionReason::Unsubscribed,
+        at: inv.clock.now(),
+    };
+    crate::ledger::record_without_ledger(&inv.root, &row)
+        .with_context(|| format!("{err:#}; and the unsubscribe could not be kept either"))?;
+    inv.error(format_args!(
+        "{err:#}; the unsubscribe was kept in {} (the next ledger imports it), \
+         but the ledger must be repaired: `gazette state restore BACKUP`",
+        crate::ledger::SUPPRESSION_FILE
+    ));
+    Ok(Exit::BadInput)
 }

@@ -42,7 +42,7 @@ pub use seen::SeenPosts;
 pub use suppression::{Suppression, SuppressionReason, UnknownSuppressionReason};
 pub use suppression_file::{
     NamedIssue, SUPPRESSION_FILE, SuppressionFile, SuppressionSync, read_named_issue,
-    read_suppression_file, suppression_file,
+    read_suppression_file, record_without_ledger, suppression_file,
 };
 
 use crate::state;

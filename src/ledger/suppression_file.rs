@@ -280,6 +280,30 @@ impl Ledger {
     }
 }
 
+/// Records `row` in `<root>/suppressed.csv` when the ledger cannot be
+/// opened (damaged, or being restored): appended after the last whole line,
+/// or a new file with it alone. The next ledger imports it, so the reader
+/// is not mailed again whatever became of the ledger.
+pub fn record_without_ledger(root: &Path, row: &Suppression) -> Result<()> {
+    let path = suppression_file(root);
+    if path
+        .try_exists()
+        .with_context(|| format!("cannot look for {}", path.display()))?
+    {
+        if ends_with_newline(&path)? {
+            return append(&path, &[row]);
+        }
+        // A last line torn by a crash: the file again without it, and
+        // with this row (the ledger that could repair it is out of reach).
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        crate::atomic_file::write_atomic(&path, format!("{whole}{}", line_of(row)).as_bytes())
+    } else {
+        write_whole(root, std::slice::from_ref(row), None)
+    }
+}
+
 /// Writes the file whole, replacing it atomically.
 fn write_whole(root: &Path, rows: &[Suppression], last: Option<&NamedIssue>) -> Result<()> {
     crate::atomic_file::write_atomic(&suppression_file(root), render(rows, last).as_bytes())
@@ -291,6 +315,11 @@ fn append(path: &Path, rows: &[&Suppression]) -> Result<()> {
         return Ok(());
     }
     let text: String = rows.iter().map(|s| line_of(s)).collect();
+    append_text(path, &text)
+}
+
+/// Appends `text` in one write, made durable before it returns.
+fn append_text(path: &Path, text: &str) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(path)
