@@ -199,8 +199,9 @@ enum Command {
         #[arg(long)]
         allow_shrink: bool,
         /// Start a new ledger with a first issue although the project sent
-        /// before (suppressed.csv names an issue, or .gazette/secret
-        /// exists): after .gazette/ was lost and no backup is left
+        /// before (suppressed.csv names an issue): after .gazette/ was lost
+        /// and no backup is left. With --since DATE it takes only the
+        /// posts after DATE, else the latest digest.first_issue_posts
         #[arg(long)]
         first_issue: bool,
         /// How to print the summary

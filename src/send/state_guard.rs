@@ -48,10 +48,11 @@ pub fn before_send(root: &Path, first_issue: bool) -> Result<StateCheck> {
                 "the ledger holds no issue, yet this project sent before ({} names issue {id} \
                  of {}): .gazette/ was lost or replaced, and a first issue would mail old posts \
                  again; restore the ledger with `gazette state restore BACKUP`, or run \
-                 `gazette send --first-issue` to start a new one (it takes the suppression list \
-                 from {})",
+                 `gazette send --first-issue --since {}` to start a new one with the posts dated \
+                 after that issue only (it takes the suppression list from {})",
                 file_shown.display(),
                 created.format("%Y-%m-%d %H:%M"),
+                created.to_rfc3339(),
                 file_shown.display()
             ),
         ));
