@@ -58,7 +58,10 @@ pub fn send(
         Found::Refused(refusal) => {
             problems.push(refusal);
             let summary = Summary {
-                not_made: Some("the subscribers file would have emptied it".into()),
+                not_made: Some(
+                    "the subscribers file was refused (see above); the new posts wait for the next run"
+                        .into(),
+                ),
                 ..nothing_new(run)
             };
             return Ok((summary, problems, SendEnd::AudienceRefused));

@@ -68,7 +68,8 @@ pub struct Summary {
     pub shard: Option<String>,
     pub segments: BTreeMap<String, SegmentCounts>,
     /// Why no issue was made although posts were new (the subscribers
-    /// file would have emptied it); absent otherwise.
+    /// file was refused: it gives no reader, or shrank too much); absent
+    /// otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_made: Option<String>,
     /// Why the run stopped before its end (a relay problem: what the
@@ -88,6 +89,10 @@ fn is_zero(n: &u64) -> bool {
 impl Summary {
     /// The summary as text: one line for the issue, a table of segments.
     pub fn text(&self) -> String {
+        // No issue: no issue line either (it would read "0 posts").
+        if let Some(why) = &self.not_made {
+            return format!("no issue made: {why}\n");
+        }
         let mut out = format!(
             "issue {}: {} post{}{}{}\n",
             self.issue,
@@ -99,10 +104,6 @@ impl Summary {
                 .unwrap_or_default(),
             if self.dry_run { " (dry run)" } else { "" }
         );
-        if let Some(why) = &self.not_made {
-            out.push_str(&format!("no issue made: {why}\n"));
-            return out;
-        }
         if self.posts.is_empty() {
             out.push_str("nothing new to send\n");
             return out;
