@@ -159,11 +159,12 @@ enum Command {
         #[arg(long)]
         open: bool,
     },
-    /// Build this issue and deliver it; without SMTP configured or with
-    /// --dry-run, write .eml files to DIR (default outbox/)
+    /// Build this issue and deliver it through the relay (--smtp,
+    /// GAZETTE_SMTP_URL or delivery.smtp; none is a usage error); with
+    /// --dry-run, write .eml files to DIR (default outbox/) instead
     #[command(after_help = after_help!(
         bad_input: "a problem in config, content, subscribers or templates (nothing is sent);\n      a message failed for good; the relay refused the login; or a relay problem\n      (a 5xx the relay would give any reader: the run stops, nobody is suppressed)",
-        exit: "\n  75  try again later: the relay unreachable (delivery.max_connection_failures\n      times in a row), a relay problem with a 4xx (MAIL FROM refused for now),\n      or another send holds the lock",
+        exit: "\n  75  try again later: the relay unreachable (delivery.max_connection_failures\n      times in a row), a relay problem with a 4xx (MAIL FROM refused for now),\n      another send holds the lock, or a signal (SIGTERM, SIGINT, SIGHUP) stopped it",
         env: "\n  GAZETTE_SMTP_URL       the relay, as --smtp (smtp://user@host:587, smtps://host:465)\n  GAZETTE_SMTP_PASSWORD  the relay password (never in the URL)\n  GAZETTE_SECRET         key that signs the unsubscribe links (else .gazette/secret)",
         example: "  gazette send --dry-run              # .eml files in outbox/, nothing recorded\n  gazette send --smtp smtps://news@smtp.example.com:465"
     ))]

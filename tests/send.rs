@@ -154,6 +154,19 @@ fn a_discarding_dry_run_renders_everyone_and_writes_nothing() {
 }
 
 #[test]
+fn a_send_without_a_relay_sends_nothing_writes_nothing_and_says_how_to_give_one() {
+    let project = Project::sample();
+    let run = project.run_env(&["send"], &[SECRET]).expect(2);
+    for names in ["--smtp", "GAZETTE_SMTP_URL", "delivery.smtp", "--dry-run"] {
+        assert!(run.stderr.contains(names), "{names}: {}", run.stderr);
+    }
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    for written in ["outbox", "public", ".gazette/state.db"] {
+        assert!(!project.exists(written), "{written} was written");
+    }
+}
+
+#[test]
 fn a_sharded_dry_run_writes_only_its_part() {
     let mut seen = Vec::new();
     for k in 1..=2 {

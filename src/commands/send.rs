@@ -52,6 +52,19 @@ pub fn run(inv: &Invocation, options: SendOptions) -> Result<Exit> {
         Ok(project) => project,
         Err(exit) => return Ok(exit),
     };
+    let relay = options
+        .smtp
+        .clone()
+        .or_else(|| config.delivery.smtp.clone());
+    // A cron job that lost its relay must not look fine every week.
+    if relay.is_none() && !options.dry_run {
+        inv.error(
+            "no relay to send through: give one with --smtp URL, GAZETTE_SMTP_URL or \
+             delivery.smtp in the config, or run `gazette send --dry-run` to write the messages \
+             to files; nothing was sent",
+        );
+        return Ok(Exit::Usage);
+    }
     // One cron line keeps feeds and digests in step.
     let feeds_out = inv.root.join(&config.feeds.out);
     feed::write(&feeds_out, &feed::build(&config, &loaded.library)?)?;
@@ -73,10 +86,6 @@ pub fn run(inv: &Invocation, options: SendOptions) -> Result<Exit> {
         shard: options.shard,
         allow_shrink: options.allow_shrink,
     };
-    let relay = options
-        .smtp
-        .clone()
-        .or_else(|| config.delivery.smtp.clone());
     let (summary, problems, exit) = match relay.filter(|_| !options.dry_run) {
         None => {
             let (summary, problems) = sending::dry_run(&run)?;
