@@ -175,3 +175,25 @@ fn colour_is_opt_in_off_a_terminal_and_never_with_no_color() {
     let never = project.run(&["--color", "never", "check"]);
     assert!(!never.stderr.contains('\u{1b}'), "{:?}", never.stderr);
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_instead_of_panicking() {
+    // `gazette status | head -1`: the reader has gone when gazette writes.
+    let project = Project::sample();
+    for args in [&["status"][..], &["segments"], &["check"]] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .args(args)
+            .current_dir(project.path())
+            .env_clear()
+            .env("GAZETTE_NOW", "2026-06-01T12:00:00Z")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run gazette");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

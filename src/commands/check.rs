@@ -27,7 +27,7 @@ pub fn run(inv: &Invocation, strict: bool) -> Result<Exit> {
             .iter()
             .filter(|d| d.severity == Severity::Note)
             .count();
-        println!(
+        outln!(
             "{} ready, {skipped} skipped: {}, {}{}",
             count(posts, "post"),
             count(report.errors(), "error"),
@@ -37,7 +37,7 @@ pub fn run(inv: &Invocation, strict: bool) -> Result<Exit> {
             } else {
                 ""
             }
-        );
+        )?;
     }
     Ok(if failed { Exit::BadInput } else { Exit::Done })
 }

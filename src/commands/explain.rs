@@ -58,7 +58,7 @@ pub fn run(inv: &Invocation, email: &str, since: Option<&str>) -> Result<Exit> {
         ));
         return Ok(Exit::BadInput);
     };
-    print!("{}", text(&config, &issue, &index, &subscriber));
+    out!("{}", text(&config, &issue, &index, &subscriber))?;
     Ok(super::exit_of(&report))
 }
 

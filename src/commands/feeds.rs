@@ -37,15 +37,15 @@ pub fn run(inv: &Invocation, out: Option<PathBuf>) -> Result<Exit> {
         if inv.verbose {
             for file in &files {
                 let entries = count(file.entries, "entry");
-                println!("wrote {} ({entries})", shown.join(&file.path).display());
+                outln!("wrote {} ({entries})", shown.join(&file.path).display())?;
             }
         }
-        println!(
+        outln!(
             "wrote {} to {} ({})",
             count(files.len(), "feed file"),
             shown.display(),
             count(loaded.library.published(), "post")
-        );
+        )?;
     }
     Ok(Exit::Done)
 }

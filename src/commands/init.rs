@@ -64,13 +64,13 @@ pub fn run(dir: &Path, clock: &Clock, quiet: bool) -> Result<Exit> {
             .with_context(|| format!("cannot create {name}"))?;
     }
     if !quiet {
-        println!("created a gazette project in {}", dir.display());
+        outln!("created a gazette project in {}", dir.display())?;
         for (name, _) in &files {
-            println!("  {name}");
+            outln!("  {name}")?;
         }
-        println!(
+        outln!(
             "next: edit gazette.yaml, then run `gazette check`, `gazette feeds` and `gazette preview`"
-        );
+        )?;
     }
     Ok(Exit::Done)
 }

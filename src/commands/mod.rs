@@ -4,6 +4,20 @@
 //! May import every stage and the shared vocabulary; nothing below imports
 //! `commands`. Parsing the command line is `cli`'s job, not theirs.
 
+/// `print!` without its panic: see [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::commands::write_out(format_args!($($arg)*))
+    };
+}
+
+/// `println!` without its panic: see [`write_out`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::commands::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod check;
 pub mod explain;
 pub mod feeds;
@@ -199,5 +213,16 @@ fn count(n: usize, noun: &str) -> String {
         (1, _) => format!("1 {noun}"),
         (_, Some(stem)) => format!("{n} {stem}ies"),
         (_, None) => format!("{n} {noun}s"),
+    }
+}
+
+/// Writes to stdout. A reader that went away (`gazette status | head -1`)
+/// is no error: the rest is dropped and the command ends as it would have
+/// (`println!` panicked there). Any other failure is an error.
+pub(crate) fn write_out(text: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(text) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written,
     }
 }

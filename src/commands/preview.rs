@@ -71,17 +71,17 @@ pub fn run(inv: &Invocation, out: Option<PathBuf>, open: bool) -> Result<Exit> {
     let shown = inv.shown(&out);
     if issue.posts.is_empty() && !inv.quiet {
         // The issue `send` would make now: after the last one, maybe none.
-        println!(
+        outln!(
             "nothing new since the last issue: no digest to preview (`gazette check` checks the templates)"
-        );
+        )?;
     }
     if !inv.quiet {
-        println!(
+        outln!(
             "wrote {} to {} (open {})",
             count(entries.len(), "preview"),
             shown.display(),
             shown.join("index.html").display()
-        );
+        )?;
     }
     if open {
         open_in_browser(inv, &out.join("index.html"));

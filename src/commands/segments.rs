@@ -30,7 +30,7 @@ pub fn run(inv: &Invocation, since: Option<&str>) -> Result<Exit> {
     if !read {
         return Ok(Exit::BadInput);
     }
-    print!("{}", text(&config, &issue, &index, &tallies));
+    out!("{}", text(&config, &issue, &index, &tallies))?;
     Ok(super::exit_of(&report))
 }
 

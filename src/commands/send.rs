@@ -99,8 +99,8 @@ pub fn run(inv: &Invocation, options: SendOptions) -> Result<Exit> {
     report.extend(problems);
     inv.print(&report, false)?;
     match options.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        Format::Text if !inv.quiet => print!("{}", summary.text()),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&summary)?)?,
+        Format::Text if !inv.quiet => out!("{}", summary.text())?,
         Format::Text => {}
     }
     Ok(if exit == Exit::Done && report.has_errors() {

@@ -19,11 +19,11 @@ pub fn backup(inv: &Invocation, file: &Path) -> Result<Exit> {
     let to = inv.root.join(file);
     ledger::backup(&inv.root, &to)?;
     if !inv.quiet {
-        println!(
+        outln!(
             "backed up {} to {}",
             inv.shown(&ledger_path(&inv.root)).display(),
             inv.shown(&to).display()
-        );
+        )?;
     }
     let mut report = Report::default();
     if key_file::path(&inv.root).exists() && !secret_in_env() {
@@ -97,12 +97,12 @@ pub fn restore(inv: &Invocation, file: &Path) -> Result<Exit> {
             .last_issue
             .as_ref()
             .map_or_else(|| "none".to_string(), |issue| issue.id.clone());
-        println!(
+        outln!(
             "restored {} from {}: last issue {last}, {} suppression(s)",
             ledger_shown.display(),
             inv.shown(&from).display(),
             restored.suppressions
-        );
+        )?;
     }
     inv.print(&report, true)?;
     Ok(Exit::Done)

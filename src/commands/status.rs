@@ -11,8 +11,8 @@ use crate::ledger::Ledger;
 pub fn run(inv: &Invocation, format: Format) -> Result<Exit> {
     let Some(ledger) = Ledger::open_existing(&inv.root)? else {
         match format {
-            Format::Json => println!("[]"),
-            Format::Text => println!("no issue sent yet (no .gazette/state.db)"),
+            Format::Json => outln!("[]")?,
+            Format::Text => outln!("no issue sent yet (no .gazette/state.db)")?,
         }
         return Ok(Exit::Done);
     };
@@ -38,10 +38,10 @@ pub fn run(inv: &Invocation, format: Format) -> Result<Exit> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         }
         Format::Text => {
-            println!(
+            outln!(
                 "{:<14} {:<26} {:>5} {:>7} {:>7} {:>8} {:>6} {:>7} {:>10}  completed",
                 "issue",
                 "cutoff",
@@ -52,11 +52,11 @@ pub fn run(inv: &Invocation, format: Format) -> Result<Exit> {
                 "failed",
                 "unknown",
                 "suppressed"
-            );
+            )?;
             for (issue, c) in &issues {
                 let posts: Vec<serde_json::Value> =
                     serde_json::from_str(&issue.posts).unwrap_or_default();
-                println!(
+                outln!(
                     "{:<14} {:<26} {:>5} {:>7} {:>7} {:>8} {:>6} {:>7} {:>10}  {}",
                     issue.id,
                     issue.cutoff.to_rfc3339(),
@@ -68,7 +68,7 @@ pub fn run(inv: &Invocation, format: Format) -> Result<Exit> {
                     c.unknown,
                     c.suppressed,
                     issue.completed.map_or("no".to_string(), |d| d.to_rfc3339())
-                );
+                )?;
             }
         }
     }

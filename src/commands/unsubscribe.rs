@@ -64,9 +64,9 @@ pub fn run(inv: &Invocation, target: &str) -> Result<Exit> {
     if !inv.quiet {
         let who = address.map_or_else(|| "the reader of this token".to_string(), str::to_string);
         if new {
-            println!("unsubscribed {who}");
+            outln!("unsubscribed {who}")?;
         } else {
-            println!("{who} was already on the suppression list");
+            outln!("{who} was already on the suppression list")?;
         }
     }
     Ok(Exit::Done)
