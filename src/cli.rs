@@ -209,14 +209,18 @@ enum Command {
         #[arg(long, value_name = "FORMAT", default_value = "text")]
         format: Format,
     },
-    /// Past issues and their delivery counts
+    /// Past issues and their delivery counts; with --issue, every reader
+    /// of one issue not sent, with state, attempts, next try and last reply
     #[command(after_help = after_help!(
-        bad_input: "the ledger cannot be read",
+        bad_input: "the ledger cannot be read, or it has no issue ID",
         exit: "",
         env: "",
-        example: "  gazette status --format json"
+        example: "  gazette status --format json\n  gazette status --issue 2026-06-01"
     ))]
     Status {
+        /// List the readers of issue ID that were not sent
+        #[arg(long, value_name = "ID")]
+        issue: Option<String>,
         /// How to print them
         #[arg(long, value_name = "FORMAT", default_value = "text")]
         format: Format,
@@ -346,7 +350,10 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Command::Segments { since } => commands::segments::run(&inv, since.as_deref()),
         Command::Preview { out, open } => commands::preview::run(&inv, out, open),
         Command::Unsubscribe { target } => commands::unsubscribe::run(&inv, &target),
-        Command::Status { format } => commands::status::run(&inv, format),
+        Command::Status { issue, format } => match issue {
+            Some(issue) => commands::status::not_sent(&inv, &issue, format),
+            None => commands::status::run(&inv, format),
+        },
         Command::Send {
             dry_run,
             outbox,

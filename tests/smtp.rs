@@ -179,6 +179,40 @@ fn a_4xx_is_deferred_and_a_5xx_bounces_into_the_suppression_list() {
     let run = send(&project, port).expect(1);
     assert!(run.stdout.contains("default"), "{}", run.stdout);
     assert_eq!(catcher.received.lock().unwrap().len(), 1);
+    // Each reader not delivered is named in the cron log, with the reply.
+    for named in [
+        ".gazette/state.db: warning: defer@example.com: deferred, tried again from \
+         2026-06-01T12:15:00+00:00: 451 try again later",
+        ".gazette/state.db: warning: bounce@example.com: failed: 550 Mailbox unavailable",
+    ] {
+        assert!(run.stderr.contains(named), "{named}: {}", run.stderr);
+    }
+    assert!(!run.stderr.contains("ok@example.com"), "{}", run.stderr);
+    // And by `status --issue`, with state, attempts, next try and reply.
+    let listed = project
+        .run(&["status", "--issue", "2026-06-01", "--format", "json"])
+        .expect(0);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["address"], "defer@example.com");
+    assert_eq!(
+        (listed[0]["status"].as_str(), listed[0]["attempts"].as_u64()),
+        (Some("deferred"), Some(1))
+    );
+    assert!(listed[0]["next_attempt"].is_string(), "{listed:?}");
+    assert_eq!(listed[1]["status"], "failed");
+    assert!(
+        listed[1]["last_reply"].as_str().unwrap().starts_with("550"),
+        "{listed:?}"
+    );
+    let text = project.run(&["status", "--issue", "2026-06-01"]).expect(0);
+    assert!(
+        text.stdout.contains("bounce@example.com"),
+        "{}",
+        text.stdout
+    );
+    project.run(&["status", "--issue", "2026-01-01"]).expect(1);
     let status = project.run(&["status", "--format", "json"]).expect(0);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     let counts = &status[0]["deliveries"];
@@ -1327,4 +1361,30 @@ fn an_unsubscribe_while_the_ledger_is_damaged_is_kept_in_the_plain_file_and_impo
     let second: Vec<String> = catcher.recipients()[first..].to_vec();
     assert_eq!(second.len(), first - 1, "{second:?}");
     assert!(!second.iter().any(|to| to.contains("maria")), "{second:?}");
+}
+
+#[test]
+fn a_send_names_twenty_undelivered_readers_then_says_how_many_more() {
+    let (_catcher, port) = catcher();
+    let readers: String = (0..25).map(|i| format!("defer{i}@example.com\n")).collect();
+    let project = sample_with("  retries_in_run: 0\n").file(
+        "subscribers.csv",
+        format!("email\nok@example.com\n{readers}"),
+    );
+    let run = send(&project, port).expect(0);
+    let named = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains(": deferred, tried again from"))
+        .count();
+    assert_eq!(named, 20, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "and 5 more not delivered: `gazette status --issue 2026-06-01` lists them all"
+        ),
+        "{}",
+        run.stderr
+    );
+    let listed = project.run(&["status", "--issue", "2026-06-01"]).expect(0);
+    assert_eq!(listed.stdout.lines().count(), 26, "{}", listed.stdout);
 }

@@ -154,8 +154,51 @@ pub fn send(
     }
     warn_unknown(run, &ledger, &record, &mut problems)?;
     give_up_unknown(run, &ledger, &record, &mut summary, &mut problems)?;
+    name_undelivered(run, &ledger, &record, &mut problems)?;
     ledger.complete_if_done(&record.id, resend_unknown, run.now)?;
     Ok((summary, problems, ended))
+}
+
+/// How many undelivered readers a send names; `status --issue` has all.
+const NAMED: usize = 20;
+
+/// Names, in the cron log, the readers this run left failed, deferred or
+/// unknown, each with the server's reply (or why there was none): the
+/// first [`NAMED`], then how many more and where to see them.
+fn name_undelivered(
+    run: &Run,
+    ledger: &Ledger,
+    record: &IssueRecord,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<()> {
+    let (first, total) = ledger.left_undelivered(&record.id, run.now, NAMED)?;
+    let shown = display_path(run.root, &crate::ledger::ledger_path(run.root));
+    for delivery in &first {
+        let next = delivery
+            .next_attempt
+            .map(|t| format!(", tried again from {}", t.to_rfc3339()))
+            .unwrap_or_default();
+        problems.push(Diagnostic::warning(
+            &shown,
+            format!(
+                "{}: {}{next}: {}",
+                delivery.address,
+                delivery.status.as_str(),
+                delivery.last_reply.as_deref().unwrap_or("no reply")
+            ),
+        ));
+    }
+    let more = total.saturating_sub(first.len() as u64);
+    if more > 0 {
+        problems.push(Diagnostic::warning(
+            &shown,
+            format!(
+                "and {more} more not delivered: `gazette status --issue {}` lists them all",
+                record.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What a send dispatching beside a freeze came to: the summary and the

@@ -77,6 +77,49 @@ impl Ledger {
             .with_context(|| format!("cannot read the delivery of issue {issue} to {}", key.hex()))
     }
 
+    /// The deliveries of `issue` not `sent`, in the order they were
+    /// frozen: what `status --issue` lists and a send names.
+    pub fn not_sent(&self, issue: &str) -> Result<Vec<Delivery>> {
+        let read = || -> Result<Vec<Delivery>> {
+            require_issue(&self.conn, issue)?;
+            let mut statement = self.conn.prepare_cached(&format!(
+                "{SELECT} WHERE issue_id = ?1 AND status <> 'sent' ORDER BY rowid"
+            ))?;
+            let rows = statement.query_map([issue], StoredDelivery::read)?;
+            rows.map(|row| row?.check()).collect()
+        };
+        read().with_context(|| format!("cannot read the undelivered messages of issue {issue}"))
+    }
+
+    /// The first `limit` deliveries of `issue` that a run at `at` left
+    /// `failed`, `deferred` or `unknown` (its marks carry that time), and
+    /// how many there are in all: the readers a send names.
+    pub fn left_undelivered(
+        &self,
+        issue: &str,
+        at: DateTime<FixedOffset>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, u64)> {
+        let read = || -> Result<(Vec<Delivery>, u64)> {
+            let filter = "WHERE issue_id = ?1 AND updated = ?2 \
+                 AND status IN ('failed', 'deferred', 'unknown')";
+            let at = at.to_rfc3339();
+            let total: i64 = self.conn.query_row(
+                &format!("SELECT count(*) FROM deliveries {filter}"),
+                (issue, &at),
+                |row| row.get(0),
+            )?;
+            let mut statement = self
+                .conn
+                .prepare(&format!("{SELECT} {filter} ORDER BY rowid LIMIT ?3"))?;
+            let limit = i64::try_from(limit)?;
+            let rows = statement.query_map((issue, &at, limit), StoredDelivery::read)?;
+            let first = rows.map(|row| row?.check()).collect::<Result<_>>()?;
+            Ok((first, u64::try_from(total)?))
+        };
+        read().with_context(|| format!("cannot read the undelivered messages of issue {issue}"))
+    }
+
     /// The readers of `issue` frozen so far.
     pub fn delivery_keys(&self, issue: &str) -> Result<HashSet<AddressKey>> {
         let read = || -> Result<HashSet<AddressKey>> {
