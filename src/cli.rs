@@ -199,6 +199,11 @@ enum Command {
         /// mailable reader is refused all the same)
         #[arg(long)]
         allow_shrink: bool,
+        /// Only finish the open issue (what is due now: deferred, unknown,
+        /// pending); never make a new one. For a retry job beside the
+        /// issue's cron line
+        #[arg(long, conflicts_with_all = ["dry_run", "first_issue", "since"])]
+        retry_only: bool,
         /// Start a new ledger with a first issue although the project sent
         /// before (suppressed.csv names an issue): after .gazette/ was lost
         /// and no backup is left. With --since DATE it takes only the
@@ -362,6 +367,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
             smtp,
             since,
             allow_shrink,
+            retry_only,
             first_issue,
             format,
         } => commands::send::run(
@@ -374,6 +380,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 smtp,
                 since,
                 allow_shrink,
+                retry_only,
                 first_issue,
                 format,
             },

@@ -1388,3 +1388,44 @@ fn a_send_names_twenty_undelivered_readers_then_says_how_many_more() {
     let listed = project.run(&["status", "--issue", "2026-06-01"]).expect(0);
     assert_eq!(listed.stdout.lines().count(), 26, "{}", listed.stdout);
 }
+
+#[test]
+fn retry_only_finishes_the_open_issue_and_never_makes_a_new_one() {
+    let (catcher, port) = catcher();
+    let project = sample_with("  retries_in_run: 0\n").file(
+        "subscribers.csv",
+        "email,name\nok@example.com,Ok\ngreylist@example.com,Later\n",
+    );
+    send(&project, port).expect(0);
+    assert_eq!(catcher.recipients(), ["ok@example.com"]);
+    let project = project.file(
+        "content/later.md",
+        "---\ntitle: Later\ndate: 2026-06-01T11:00:00Z\n---\nMore.\n",
+    );
+    let url = format!("smtp://127.0.0.1:{port}");
+    let retry = |now: &str| {
+        project.run_env(
+            &["send", "--smtp", &url, "--retry-only"],
+            &[SECRET, ("GAZETTE_NOW", now)],
+        )
+    };
+    // An hour later the greylisted reader is due: sent; no new issue for
+    // the post written meanwhile.
+    retry("2026-06-01T13:00:00Z").expect(0);
+    assert_eq!(catcher.recipients().len(), 2);
+    assert_eq!(status(&project).as_array().unwrap().len(), 1);
+    let idle = retry("2026-06-01T14:00:00Z").expect(0);
+    assert_eq!(
+        idle.stdout,
+        "no issue made: no open issue to retry, and --retry-only makes none\n"
+    );
+    assert_eq!(status(&project).as_array().unwrap().len(), 1);
+    assert_eq!(catcher.recipients().len(), 2);
+    // The plain send makes the next issue.
+    let next = project.run_env(
+        &["send", "--smtp", &url],
+        &[SECRET, ("GAZETTE_NOW", "2026-06-01T15:00:00Z")],
+    );
+    next.expect(0);
+    assert_eq!(status(&project).as_array().unwrap().len(), 2);
+}

@@ -34,6 +34,8 @@ pub struct SendOptions {
     /// Send although the audience is empty or shrank past
     /// `audience.max_shrink`.
     pub allow_shrink: bool,
+    /// Finish the open issue only; never make a new one.
+    pub retry_only: bool,
     /// Make a new ledger's first issue although the project shows signs
     /// of earlier sends.
     pub first_issue: bool,
@@ -85,6 +87,7 @@ pub fn run(inv: &Invocation, options: SendOptions) -> Result<Exit> {
         outbox: (!options.discard).then_some(outbox.as_path()),
         shard: options.shard,
         allow_shrink: options.allow_shrink,
+        retry_only: options.retry_only,
     };
     let (summary, problems, exit) = match relay.filter(|_| !options.dry_run) {
         None => {

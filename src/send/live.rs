@@ -54,6 +54,13 @@ pub fn send(
     let mut problems = Vec::new();
     let due = match DueIssue::find(run, &ledger, &mut problems)? {
         Found::Issue(due) => due,
+        Found::Nothing if run.retry_only => {
+            let summary = Summary {
+                not_made: Some("no open issue to retry, and --retry-only makes none".into()),
+                ..nothing_new(run)
+            };
+            return Ok((summary, problems, SendEnd::Done));
+        }
         Found::Nothing => return Ok((nothing_new(run), problems, SendEnd::Done)),
         Found::Refused(refusal) => {
             problems.push(refusal);
@@ -391,6 +398,9 @@ impl DueIssue {
     /// The issue to finish or, if none, the one made now.
     fn find(run: &Run, ledger: &Ledger, problems: &mut Vec<Diagnostic>) -> Result<Found> {
         let Some(record) = unfinished(ledger, run.config.delivery.resend_unknown)? else {
+            if run.retry_only {
+                return Ok(Found::Nothing);
+            }
             // Made just now from the subscribers file: every reader in it
             // is allowed.
             return Ok(match open(run, ledger, problems)? {

@@ -157,6 +157,8 @@ pub struct Run<'a> {
     /// Whether an empty or shrunken audience may be mailed
     /// (`--allow-shrink`), which the audience guard otherwise refuses.
     pub allow_shrink: bool,
+    /// `--retry-only`: finish the open issue, never make a new one.
+    pub retry_only: bool,
 }
 
 impl Run<'_> {
