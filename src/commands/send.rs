@@ -192,7 +192,11 @@ fn deliver(
     }
     sending::signals::arm();
     let (summary, sent_problems, ended) = sending::send(run, settings, inv.quiet)?;
-    sending::state_guard::after_send(&inv.root)?;
+    // A run that made or touched no issue (nothing new, a refused file)
+    // changed nothing the sync before it did not already write.
+    if !summary.posts.is_empty() {
+        sending::state_guard::after_send(&inv.root)?;
+    }
     let mut problems = checked.problems;
     problems.extend(sent_problems);
     // A signal that came when nothing was left to stop still says "later".
