@@ -1199,6 +1199,17 @@ CRASH_CONCURRENCY = 2
 COMMIT_WINDOW = 0.3
 
 
+def startup(gazette: Path, base: Path, name: str, readers: list[str], peer: Peer) -> float:
+    """How long a run takes to reach its first message: a send of two
+    readers to `peer` (forgotten by it afterwards), in seconds."""
+    probe = Project(gazette, base, f"{name}-probe", readers[:2])
+    t = time.monotonic()
+    expect_exit(probe.send(peer.port), 0, f"{name}: probe run")
+    took = time.monotonic() - t
+    peer.got.clear()
+    return took
+
+
 def handed_over_unconfirmed(rows: dict[str, dict], before: dict[str, list],
                             received: dict[str, list]) -> set[str]:
     """Readers whose message reached the peer during the last run (its 250
@@ -1221,13 +1232,7 @@ def check_crash(gazette: Path, base: Path, kills: int, rng: random.Random) -> No
                       timeout_seconds=10)
     started = time.monotonic()
     with Peer(delay=0.05, keep_on_reply=True) as peer:
-        # How long a run takes to reach its first message.
-        probe = Project(gazette, base, "crash-probe", readers[:2])
-        t = time.monotonic()
-        expect_exit(probe.send(peer.port), 0, "crash: probe run")
-        startup = time.monotonic() - t
-        peer.got.clear()
-        window = startup + 0.35
+        window = startup(gazette, base, "crash", readers, peer) + 0.35
         worst_inflight = worst_at_risk = 0
         at_risk: dict[str, int] = {}
         for kill in range(kills):
@@ -1310,12 +1315,7 @@ def check_sigterm(gazette: Path, base: Path, signals: int, rng: random.Random) -
                       timeout_seconds=10)
     started = time.monotonic()
     with Peer(delay=0.02) as peer:
-        probe = Project(gazette, base, "sigterm-probe", readers[:2])
-        t = time.monotonic()
-        expect_exit(probe.send(peer.port), 0, "sigterm: probe run")
-        startup = time.monotonic() - t
-        peer.got.clear()
-        window = startup + 0.3
+        window = startup(gazette, base, "sigterm", readers, peer) + 0.3
         for n in range(signals):
             proc = project.start_send(peer.port)
             delay = rng.uniform(0, window)
